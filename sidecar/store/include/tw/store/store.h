@@ -1,0 +1,206 @@
+// tw::store::Store — the storage engine of twd: a DRAM tier over an NVMe tier, persistent
+// across restarts and crashes, that never returns a corrupt byte. No networking here.
+//
+// What it stores: chunks. A chunk is its 32-byte key, its namespace digest, its parent key,
+// its extra bytes and token ids (kept so prefixes can be exported), a small metadata record,
+// and a value made of segments (normally one per layer, or per layer and K/V). Callers move
+// bytes with scatter lists: each entry maps a byte range of one segment to caller memory, so
+// an engine's non-contiguous per-layer KV is read and written in place.
+//
+// Threading: every public method is thread-safe and may be called from any number of threads
+// at once. Calls are synchronous: they return when done, or at their deadline. A Get that
+// misses on its deadline returns only after any I/O into the caller's memory has completed,
+// so the caller may reuse that memory as soon as Get returns (a late read never lands in
+// reused memory).
+//
+// Lifetime: Open() → use → Close(grace) (writes back memory-durability chunks within the
+// grace period and leaves a clean summary) → destroy. Destroying without Close() is a crash
+// as far as the on-disk state is concerned: the next Open() recovers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tw/common/config.h"
+#include "tw/common/keys.h"
+#include "tw/common/status.h"
+
+namespace tw::store {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;  // Deadline::max() = none
+using config::Durability;
+
+enum class Tier : uint8_t {
+  kNone = 0,  // not stored
+  kDram = 1,  // in the DRAM tier (possibly also on NVMe)
+  kNvme = 2,  // on NVMe only
+};
+std::string_view ToString(Tier t);
+
+// Why a chunk could not be served. Every miss carries one.
+enum class MissReason : uint8_t {
+  kNone = 0,             // not a miss
+  kAbsent = 1,           // never stored, or removed long ago
+  kEvicted = 2,          // recently evicted (still in the ghost set)
+  kCorrupt = 3,          // stored bytes failed their checksum; the entry was dropped
+  kQuota = 4,            // the namespace is over its quota
+  kDeadline = 5,         // could not be served before the deadline
+  kIoError = 6,          // the device failed the read
+  kPeerUnreachable = 7,  // a peer holding it did not answer (mesh, second wave)
+};
+std::string_view ToString(MissReason r);
+
+// What a put did. Every put answers one.
+enum class PutResult : uint8_t {
+  kStored = 0,             // stored with the requested durability
+  kExists = 1,             // the key was already stored (or being stored): written once
+  kRejectedAdmission = 2,  // the admission policy declined it
+  kQuota = 3,              // the namespace is over its quota and nothing could be evicted
+  kBusy = 4,               // no space or bandwidth before the deadline; retry later
+  kIoError = 5,            // the device failed the write
+};
+std::string_view ToString(PutResult r);
+
+// One byte range of one segment ↔ caller memory.
+struct ScatterEntry {
+  uint32_t segment = 0;    // segment index
+  uint64_t offset = 0;     // byte offset within the segment
+  uint64_t length = 0;     // bytes
+  void* addr = nullptr;    // caller memory: the source of a put, the destination of a get
+};
+
+// Everything about a chunk except its value bytes.
+struct ChunkInfo {
+  Key key;                            // k_j
+  Key namespace_digest;               // ns
+  Key parent;                         // k_{j-1} (== namespace_digest for the first chunk)
+  std::string extra;                  // the chunk's extra bytes
+  std::vector<uint32_t> tokens;       // the chunk's token ids
+  std::vector<uint64_t> segment_sizes;  // the value's segment sizes in bytes
+};
+
+struct PutRequest {
+  ChunkInfo chunk;
+  // Must cover every byte of every segment exactly once.
+  std::vector<ScatterEntry> data;
+  Durability durability = Durability::kMemory;
+  Deadline deadline = Deadline::max();
+};
+
+struct GetResult {
+  Tier tier = Tier::kNone;                    // where it was served from
+  MissReason miss = MissReason::kNone;        // kNone on a hit
+  uint64_t bytes = 0;                         // bytes copied to the caller
+};
+
+// A read lease: keeps chunks from being reclaimed until it expires or is released.
+using LeaseId = uint64_t;
+
+struct LookupResult {
+  size_t prefix = 0;              // number of leading keys of the chain that are stored
+  std::vector<Tier> tiers;        // tier of each of the first `prefix` chunks
+  MissReason miss = MissReason::kNone;  // why chain[prefix] is not stored (if prefix < size)
+  LeaseId lease = 0;              // 0 when no lease was asked for or nothing was found
+};
+
+// Metadata of a stored chunk (Stat/Export).
+struct ChunkMeta {
+  ChunkInfo info;
+  uint64_t value_size = 0;
+  Tier tier = Tier::kNone;
+  int64_t created_unix_ms = 0;
+  int64_t last_access_unix_ms = 0;
+};
+
+struct NamespaceUsage {
+  Key namespace_digest;
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;
+  uint64_t quota = 0;  // 0 = none
+};
+
+// Counters of one tier. Cumulative since Open() unless said otherwise.
+struct TierStats {
+  uint64_t hits = 0;
+  uint64_t misses_by_reason[8] = {};  // indexed by MissReason
+  uint64_t bytes_read = 0;            // bytes served from this tier
+  uint64_t bytes_written = 0;         // bytes written into this tier
+  uint64_t evictions = 0;             // chunks evicted (DRAM: demoted or dropped)
+  uint64_t io_errors = 0;
+  uint64_t corrupt = 0;               // records that failed a checksum
+  uint64_t used_bytes = 0;            // gauge
+  uint64_t capacity_bytes = 0;        // gauge
+  uint64_t chunks = 0;                // gauge
+};
+
+struct StoreStats {
+  TierStats dram;
+  TierStats nvme;
+  uint64_t puts_by_result[6] = {};    // indexed by PutResult
+  uint64_t dropped_unwritten = 0;     // memory-durability chunks dropped before write-back
+  uint64_t index_bytes = 0;           // DRAM used by the index (gauge)
+};
+
+// What Open() needs. Built from tw::config::Config by FromConfig().
+struct StoreOptions {
+  config::DramConfig dram;
+  config::NvmeConfig nvme;
+  config::AdmissionConfig admission;
+  std::vector<config::QuotaConfig> quotas;
+  uint64_t default_namespace_quota = 0;
+  std::chrono::nanoseconds lease_duration = std::chrono::seconds(5);
+  // Tests inject an in-memory or fault-injecting device here (see device.h); null = real
+  // files/block devices through io_uring.
+  std::shared_ptr<class DeviceFactory> device_factory;
+
+  static StoreOptions FromConfig(const config::Config& c);
+};
+
+class Store {
+ public:
+  // Opens (formatting empty paths, recovering existing stores). Fails with a clear error on
+  // a foreign store or unknown format version (never overwriting it) unless force_format,
+  // and when another process holds a data path.
+  static StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+
+  virtual ~Store() = default;
+
+  // Stores a chunk. Never blocks past request.deadline.
+  virtual PutResult Put(const PutRequest& request) = 0;
+
+  // Copies the requested ranges of a chunk into caller memory. `lease` (optional) must be a
+  // live lease from Lookup; without one the chunk is pinned for the duration of the call.
+  virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
+                        Deadline deadline = Deadline::max(), LeaseId lease = 0) = 0;
+
+  // The longest stored prefix of `chain` (chain[0] is chunk 1, whose parent is the
+  // namespace). A hit on chunk j counts as a hit on its ancestors. With `take_lease`, the
+  // found chunks are leased for StoreOptions::lease_duration.
+  virtual LookupResult Lookup(std::span<const Key> chain, bool take_lease) = 0;
+  virtual void ReleaseLease(LeaseId lease) = 0;
+
+  virtual std::optional<ChunkMeta> Stat(const Key& key) = 0;
+  // Removes a chunk (and, being unreachable, none of its descendants). False if absent.
+  virtual bool Delete(const Key& key) = 0;
+  // Removes every chunk of a namespace; returns how many.
+  virtual uint64_t EvictNamespace(const Key& namespace_digest) = 0;
+  virtual std::vector<NamespaceUsage> Namespaces() = 0;
+  // Calls `fn` for every stored chunk (no value bytes). Stops early when fn returns false.
+  virtual void Export(const std::function<bool(const ChunkMeta&)>& fn) = 0;
+
+  virtual StoreStats Stats() = 0;
+  // Applies run-time changes (quotas, admission); other fields are ignored.
+  virtual Status Reconfigure(const StoreOptions& options) = 0;
+
+  // Writes back memory-durability chunks for up to `grace`, writes a clean summary.
+  virtual Status Close(std::chrono::nanoseconds grace) = 0;
+};
+
+}  // namespace tw::store
