@@ -7,10 +7,9 @@
 #include <set>
 #include <sstream>
 
-#include "tw/common/strings.h"
-#include "tw/common/strings.h"
 #include "tw/common/keys.h"
 #include "tw/common/log.h"
+#include "tw/common/strings.h"
 #include "tw/common/units.h"
 
 namespace tw::config {
@@ -23,17 +22,16 @@ struct EnumName {
 };
 
 constexpr EnumName<Durability> kDurability[] = {{Durability::kMemory, "memory"},
-                                                 {Durability::kDisk, "disk"}};
+                                                {Durability::kDisk, "disk"}};
 constexpr EnumName<AdmissionPolicy> kAdmission[] = {
     {AdmissionPolicy::kAll, "all"},
     {AdmissionPolicy::kSecondSight, "second_sight"},
     {AdmissionPolicy::kWriteBudget, "write_budget"}};
 constexpr EnumName<DramEviction> kEviction[] = {{DramEviction::kS3Fifo, "s3fifo"},
-                                                 {DramEviction::kLru, "lru"}};
+                                                {DramEviction::kLru, "lru"}};
 constexpr EnumName<ReclaimOrder> kReclaim[] = {{ReclaimOrder::kFifo, "fifo"},
-                                                {ReclaimOrder::kLru, "lru"}};
-constexpr EnumName<Transport> kTransport[] = {{Transport::kTcp, "tcp"},
-                                               {Transport::kRdma, "rdma"}};
+                                               {ReclaimOrder::kLru, "lru"}};
+constexpr EnumName<Transport> kTransport[] = {{Transport::kTcp, "tcp"}, {Transport::kRdma, "rdma"}};
 constexpr EnumName<CuFileMode> kCuFile[] = {
     {CuFileMode::kAuto, "auto"}, {CuFileMode::kOn, "on"}, {CuFileMode::kOff, "off"}};
 
@@ -53,8 +51,7 @@ StatusOr<E> ParseEnum(const EnumName<E> (&table)[N], std::string_view text,
     if (e.name == text) return e.value;
     StrAppend(&options, options.empty() ? "" : ", ", e.name);
   }
-  return InvalidArgumentError(
-      StrCat(field, ": \"", text, "\" is not one of ", options));
+  return InvalidArgumentError(StrCat(field, ": \"", text, "\" is not one of ", options));
 }
 
 // The schema, written once: both the parser and the renderer walk it. A visitor provides
@@ -161,9 +158,12 @@ class Parser {
       } else if constexpr (std::is_same_v<T, bool>) {
         if (!n.IsScalar()) return Fail(name, "must be true or false");
         const std::string& s = n.Scalar();
-        if (s == "true" || s == "True" || s == "yes") out = true;
-        else if (s == "false" || s == "False" || s == "no") out = false;
-        else return Fail(name, StrCat("\"", s, "\" is not true or false"));
+        if (s == "true" || s == "True" || s == "yes")
+          out = true;
+        else if (s == "false" || s == "False" || s == "no")
+          out = false;
+        else
+          return Fail(name, StrCat("\"", s, "\" is not true or false"));
       } else if constexpr (std::is_same_v<T, double>) {
         if (!n.IsScalar()) return Fail(name, "must be a number");
         out = n.as<double>();
@@ -277,9 +277,8 @@ class Parser {
     for (const auto& kv : f.node) {
       std::string key = kv.first.Scalar();
       if (f.seen.count(key) == 0) {
-        SetError(InvalidArgumentError(StrCat(
-            f.path.empty() ? key : StrCat(f.path, ".", key),
-            ": unknown field (see docs/config.md)")));
+        SetError(InvalidArgumentError(StrCat(f.path.empty() ? key : StrCat(f.path, ".", key),
+                                             ": unknown field (see docs/config.md)")));
         return;
       }
     }
@@ -379,12 +378,11 @@ class Renderer {
 
 Status CheckWatermarks(std::string_view section, double high, double low) {
   if (!(high > 0 && high <= 1)) {
-    return InvalidArgumentError(
-        StrCat(section, ".high_watermark: ", high, " must be in (0, 1]"));
+    return InvalidArgumentError(StrCat(section, ".high_watermark: ", high, " must be in (0, 1]"));
   }
   if (!(low > 0 && low <= high)) {
-    return InvalidArgumentError(StrCat(section, ".low_watermark: ", low,
-                                             " must be in (0, high_watermark]"));
+    return InvalidArgumentError(
+        StrCat(section, ".low_watermark: ", low, " must be in (0, high_watermark]"));
   }
   return OkStatus();
 }
@@ -426,7 +424,7 @@ Status Validate(const Config& c) {
   }
   if (c.dram.capacity % (uint64_t{2} << 20) != 0) {
     return FieldError("dram.capacity", StrCat("\"", FormatByteSize(c.dram.capacity),
-                                                    "\" must be a multiple of 2MiB"));
+                                              "\" must be a multiple of 2MiB"));
   }
   TW_RETURN_IF_ERROR(CheckWatermarks("dram", c.dram.high_watermark, c.dram.low_watermark));
   TW_RETURN_IF_ERROR(CheckWatermarks("nvme", c.nvme.high_watermark, c.nvme.low_watermark));
@@ -440,9 +438,8 @@ Status Validate(const Config& c) {
     }
     if (p.capacity != 0 && p.capacity < 2 * c.nvme.region_size) {
       return FieldError(f + ".capacity", StrCat("\"", FormatByteSize(p.capacity),
-                                                      "\" must hold at least two regions (",
-                                                      FormatByteSize(2 * c.nvme.region_size),
-                                                      ")"));
+                                                "\" must hold at least two regions (",
+                                                FormatByteSize(2 * c.nvme.region_size), ")"));
     }
   }
   auto pow2_mib = [](uint64_t v) { return v >= (1u << 20) && (v & (v - 1)) == 0; };
@@ -464,8 +461,8 @@ Status Validate(const Config& c) {
     std::string f = StrCat("quotas[", i, "]");
     if (!Key::FromHex(c.quotas[i].namespace_digest).ok()) {
       return FieldError(f + ".namespace", StrCat("\"", c.quotas[i].namespace_digest,
-                                                       "\" is not a 64-hex-digit namespace "
-                                                       "digest"));
+                                                 "\" is not a 64-hex-digit namespace "
+                                                 "digest"));
     }
     if (!seen_ns.insert(c.quotas[i].namespace_digest).second) {
       return FieldError(f + ".namespace", "is listed twice");

@@ -7,9 +7,6 @@
 #include <map>
 
 #include "tw/common/strings.h"
-#include "tw/common/strings.h"
-#include "tw/common/strings.h"
-#include "tw/common/strings.h"
 
 namespace tw {
 namespace {
@@ -65,10 +62,10 @@ std::string NormalizeDtype(std::string_view in) {
   std::string s = ToLower(StripWhitespace(in));
   if (s.starts_with("torch.")) s = s.substr(6);
   static const std::map<std::string, std::string, std::less<>> kAliases = {
-      {"bfloat16", "bf16"},       {"float16", "fp16"},       {"half", "fp16"},
-      {"float32", "fp32"},        {"float", "fp32"},         {"fp8", "fp8_e4m3"},
+      {"bfloat16", "bf16"},          {"float16", "fp16"},        {"half", "fp16"},
+      {"float32", "fp32"},           {"float", "fp32"},          {"fp8", "fp8_e4m3"},
       {"float8_e4m3fn", "fp8_e4m3"}, {"fp8_e4m3fn", "fp8_e4m3"}, {"float8_e4m3", "fp8_e4m3"},
-      {"float8_e5m2", "fp8_e5m2"}, {"uint8", "uint8"},         {"int8", "int8"},
+      {"float8_e5m2", "fp8_e5m2"},   {"uint8", "uint8"},         {"int8", "int8"},
   };
   auto it = kAliases.find(s);
   return it == kAliases.end() ? s : it->second;
@@ -81,6 +78,7 @@ StatusOr<std::string> NormalizeParallel(std::string_view in) {
   }
   std::string tp = "0/1", pp = "0/1";
   std::map<std::string, std::string> extra;
+  std::vector<std::string> seen;
   if (!s.empty()) {
     for (std::string_view item : Split(s, ',')) {
       std::vector<std::string_view> kv = SplitOnce(item, '=');
@@ -89,20 +87,20 @@ StatusOr<std::string> NormalizeParallel(std::string_view in) {
             "parallel: item \"", item, "\" is not name=value (expected e.g. \"tp=0/8,pp=0/1\")"));
       }
       std::string name = ToLower(kv[0]);
+      if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+        return InvalidArgumentError(StrCat("parallel: item \"", name, "\" given twice"));
+      }
+      seen.push_back(name);
       if (name == "tp" || name == "pp") {
         std::vector<std::string_view> rn = Split(kv[1], '/');
         uint64_t r = 0, n = 0;
         if (rn.size() != 2 || !ParseDecimal(rn[0], r) || !ParseDecimal(rn[1], n) || n == 0 ||
             r >= n) {
-          return InvalidArgumentError(StrCat("parallel: \"", item,
-                                                   "\" must be ", name,
-                                                   "=RANK/SIZE with 0 <= RANK < SIZE"));
+          return InvalidArgumentError(StrCat("parallel: \"", item, "\" must be ", name,
+                                             "=RANK/SIZE with 0 <= RANK < SIZE"));
         }
         (name == "tp" ? tp : pp) = StrCat(r, "/", n);
       } else {
-        if (extra.count(name) != 0) {
-          return InvalidArgumentError(StrCat("parallel: item \"", name, "\" given twice"));
-        }
         extra[name] = std::string(kv[1]);
       }
     }
@@ -175,14 +173,13 @@ StatusOr<uint32_t> ChunkTokens(const Namespace& ns) {
   std::string_view s = StripWhitespace(ns.chunk_tokens);
   uint64_t v = 0;
   if (!ParseDecimal(s, v) || v == 0 || v > (1u << 20)) {
-    return InvalidArgumentError(StrCat("chunk_tokens: \"", ns.chunk_tokens,
-                                             "\" is not a token count in 1..1048576"));
+    return InvalidArgumentError(
+        StrCat("chunk_tokens: \"", ns.chunk_tokens, "\" is not a token count in 1..1048576"));
   }
   return static_cast<uint32_t>(v);
 }
 
-Key ChunkKey(const Key& parent, std::span<const uint8_t> extra,
-             std::span<const uint32_t> tokens) {
+Key ChunkKey(const Key& parent, std::span<const uint8_t> extra, std::span<const uint32_t> tokens) {
   Sha256 h;
   h.Update(kChunkDomain);
   h.Update(parent.bytes.data(), parent.bytes.size());
@@ -232,9 +229,8 @@ StatusOr<std::vector<uint8_t>> HexDecode(std::string_view hex) {
   for (size_t i = 0; i < out.size(); ++i) {
     int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
-      return InvalidArgumentError(
-          StrCat("hex: \"", hex.substr(2 * i, 2), "\" at offset ", 2 * i,
-                       " is not a hex digit pair"));
+      return InvalidArgumentError(StrCat("hex: \"", hex.substr(2 * i, 2), "\" at offset ", 2 * i,
+                                         " is not a hex digit pair"));
     }
     out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }

@@ -63,8 +63,8 @@ StatusOr<Level> ParseLevel(std::string_view text, std::string_view field) {
   if (t == "info") return Level::kInfo;
   if (t == "warn" || t == "warning") return Level::kWarn;
   if (t == "error") return Level::kError;
-  return InvalidArgumentError(StrCat(field, ": unknown log level \"", text,
-                                           "\" (expected debug, info, warn or error)"));
+  return InvalidArgumentError(
+      StrCat(field, ": unknown log level \"", text, "\" (expected debug, info, warn or error)"));
 }
 
 void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }

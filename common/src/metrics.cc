@@ -11,8 +11,8 @@ namespace tw::metrics {
 
 std::shared_ptr<prometheus::Registry> Registry() {
   // Never destroyed: metric references handed out must outlive every thread that uses them.
-  static auto* registry = new std::shared_ptr<prometheus::Registry>(
-      std::make_shared<prometheus::Registry>());
+  static auto* registry =
+      new std::shared_ptr<prometheus::Registry>(std::make_shared<prometheus::Registry>());
   return *registry;
 }
 
@@ -33,8 +33,8 @@ prometheus::Family<prometheus::Histogram>& HistogramFamily(const std::string& na
 
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3,
-      10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,  2.5,    5.0, 10.0};
+      10e-6, 25e-6, 50e-6,  100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3,
+      25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,    2.5,  5.0,    10.0};
   return kBuckets;
 }
 
@@ -85,8 +85,8 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   std::string ports = address;
   // civetweb wants "host:port" or "port"; "0.0.0.0:9400" works as is, ":9400" does not.
   if (!ports.empty() && ports[0] == ':') ports = ports.substr(1);
-  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "2",
-                           "enable_keep_alive", "no", nullptr};
+  const char* options[] = {"listening_ports",   ports.c_str(), "num_threads", "2",
+                           "enable_keep_alive", "no",          nullptr};
   mg_callbacks callbacks{};
   callbacks.log_message = [](const mg_connection*, const char*) { return 1; };  // quiet
   impl->ctx = mg_start(&callbacks, nullptr, options);

@@ -4,7 +4,6 @@
 #include <limits>
 
 #include "tw/common/strings.h"
-#include "tw/common/strings.h"
 
 namespace tw {
 namespace {
@@ -139,13 +138,20 @@ StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text, std::str
     if (n.whole == 0 && n.frac == 0) return std::chrono::nanoseconds(0);
     return Bad(field, text, kWhat);
   }
-  if (s == "ns") mult = 1;
-  else if (s == "us" || s == "\xC2\xB5s") mult = 1000;
-  else if (s == "ms") mult = 1000'000;
-  else if (s == "s") mult = 1000'000'000;
-  else if (s == "m") mult = 60ULL * 1000'000'000;
-  else if (s == "h") mult = 3600ULL * 1000'000'000;
-  else return Bad(field, text, kWhat);
+  if (s == "ns")
+    mult = 1;
+  else if (s == "us" || s == "\xC2\xB5s")
+    mult = 1000;
+  else if (s == "ms")
+    mult = 1000'000;
+  else if (s == "s")
+    mult = 1000'000'000;
+  else if (s == "m")
+    mult = 60ULL * 1000'000'000;
+  else if (s == "h")
+    mult = 3600ULL * 1000'000'000;
+  else
+    return Bad(field, text, kWhat);
   uint64_t out = 0;
   bool inexact = false;
   if (!Scale(n, mult, out, inexact)) {

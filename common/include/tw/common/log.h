@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "tw/common/strings.h"
 #include "tw/common/status.h"
+#include "tw/common/strings.h"
 
 namespace tw::log {
 
@@ -34,11 +34,11 @@ inline bool Enabled(Level level) { return static_cast<int>(level) >= static_cast
 // One key=value pair. The value is formatted at construction.
 struct Field {
   template <typename T>
-    requires std::convertible_to<T, std::string_view>
-  Field(std::string_view k, const T& v) : key(k), value(std::string_view(v)) {}
+  requires std::convertible_to<T, std::string_view> Field(std::string_view k, const T& v)
+      : key(k), value(std::string_view(v)) {}
   template <typename T>
-    requires(std::integral<T> || std::floating_point<T>)
-  Field(std::string_view k, T v) : key(k), value(StrCat(v)) {}
+  requires(std::integral<T> || std::floating_point<T>) Field(std::string_view k, T v)
+      : key(k), value(StrCat(v)) {}
   Field(std::string_view k, bool v) : key(k), value(v ? "true" : "false") {}
   Field(std::string_view k, const Status& s) : key(k), value(s.ToString()) {}
 
@@ -54,8 +54,8 @@ void SetSinkForTest(std::string* sink);
 
 }  // namespace tw::log
 
-#define TW_LOG(level, ...)                                              \
-  do {                                                                  \
-    if (::tw::log::Enabled(::tw::log::Level::level))                    \
-      ::tw::log::Write(::tw::log::Level::level, __VA_ARGS__);           \
+#define TW_LOG(level, ...)                                    \
+  do {                                                        \
+    if (::tw::log::Enabled(::tw::log::Level::level))          \
+      ::tw::log::Write(::tw::log::Level::level, __VA_ARGS__); \
   } while (0)

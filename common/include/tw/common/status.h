@@ -19,19 +19,19 @@ namespace tw {
 // The codes we use, and what each means here. The numbering matches gRPC/absl, so a code
 // crosses an RPC boundary unchanged.
 enum class StatusCode : int {
-  kOk = 0,                   // success
-  kCancelled = 1,            // the operation was abandoned (shutdown)
-  kDeadlineExceeded = 4,     // the request's deadline passed before it could be served
-  kInvalidArgument = 3,      // the caller's input is malformed; retrying will not help
-  kNotFound = 5,             // the named thing is not there (a cache miss is a result, not this)
-  kAlreadyExists = 6,        // the thing is already there
-  kPermissionDenied = 7,     // the caller may not do this (tenant isolation, file modes)
-  kResourceExhausted = 8,    // out of space, quota, slots or budget; retry later or smaller
-  kFailedPrecondition = 9,   // wrong state: a foreign store, a path locked by another process
-  kUnimplemented = 12,       // a feature not built into or not available to this binary
-  kInternal = 13,            // a bug or an unclassified I/O error (the message says which)
-  kUnavailable = 14,         // transient: a peer or device is unreachable; retry may succeed
-  kDataLoss = 15,            // stored bytes failed their checksum (corruption)
+  kOk = 0,                  // success
+  kCancelled = 1,           // the operation was abandoned (shutdown)
+  kDeadlineExceeded = 4,    // the request's deadline passed before it could be served
+  kInvalidArgument = 3,     // the caller's input is malformed; retrying will not help
+  kNotFound = 5,            // the named thing is not there (a cache miss is a result, not this)
+  kAlreadyExists = 6,       // the thing is already there
+  kPermissionDenied = 7,    // the caller may not do this (tenant isolation, file modes)
+  kResourceExhausted = 8,   // out of space, quota, slots or budget; retry later or smaller
+  kFailedPrecondition = 9,  // wrong state: a foreign store, a path locked by another process
+  kUnimplemented = 12,      // a feature not built into or not available to this binary
+  kInternal = 13,           // a bug or an unclassified I/O error (the message says which)
+  kUnavailable = 14,        // transient: a peer or device is unreachable; retry may succeed
+  kDataLoss = 15,           // stored bytes failed their checksum (corruption)
 };
 std::string_view ToString(StatusCode code);
 
@@ -89,15 +89,15 @@ Status ErrnoStatus(int err, std::string_view what);
 template <typename T>
 class [[nodiscard]] StatusOr {
  public:
-  StatusOr(const Status& s) : status_(s) { CheckNotOk(); }  // NOLINT: implicit by design
+  StatusOr(const Status& s) : status_(s) { CheckNotOk(); }        // NOLINT: implicit by design
   StatusOr(Status&& s) : status_(std::move(s)) { CheckNotOk(); }  // NOLINT
-  StatusOr(const T& v) : value_(v) {}                         // NOLINT
-  StatusOr(T&& v) : value_(std::move(v)) {}                   // NOLINT
+  StatusOr(const T& v) : value_(v) {}                             // NOLINT
+  StatusOr(T&& v) : value_(std::move(v)) {}                       // NOLINT
   template <typename U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, T> &&
-             !std::is_same_v<std::decay_t<U>, Status> &&
-             !std::is_same_v<std::decay_t<U>, StatusOr>)
-  StatusOr(U&& v) : value_(std::forward<U>(v)) {}  // NOLINT
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, T> &&
+           !std::is_same_v<std::decay_t<U>, Status> && !std::is_same_v<std::decay_t<U>, StatusOr>)
+      StatusOr(U&& v)
+      : value_(std::forward<U>(v)) {}  // NOLINT
 
   bool ok() const { return status_.ok(); }
   const Status& status() const& { return status_; }

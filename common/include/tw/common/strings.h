@@ -1,13 +1,13 @@
 // Small string helpers used across the project (std::string_view based).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <concepts>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace tw {
 
@@ -18,17 +18,15 @@ inline void Append(std::string& out, const std::string& s) { out.append(s); }
 inline void Append(std::string& out, char c) { out.push_back(c); }
 inline void Append(std::string& out, bool b) { out.append(b ? "true" : "false"); }
 template <typename T>
-  requires(std::integral<T> && !std::same_as<T, char> && !std::same_as<T, bool>)
-void Append(std::string& out, T v) {
+requires(std::integral<T> && !std::same_as<T, char> &&
+         !std::same_as<T, bool>) void Append(std::string& out, T v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
 template <typename T>
-  requires std::floating_point<T>
-void Append(std::string& out, T v) {
-  out.append(fmt::format("{}", v));
-}
+requires std::floating_point<T>
+void Append(std::string& out, T v) { out.append(fmt::format("{}", v)); }
 }  // namespace strings_internal
 
 // Concatenates strings, characters, integers and floating-point numbers.
