@@ -50,8 +50,8 @@ StatusOr<std::vector<uint32_t>> ParseTokens(std::string_view text) {
     size_t start = i;
     uint64_t v = 0;
     bool ok = true;
-    while (i < text.size() && !(text[i] == ' ' || text[i] == '\t' || text[i] == '\n' ||
-                                text[i] == '\r')) {
+    while (i < text.size() &&
+           !(text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) {
       char d = text[i++];
       if (d < '0' || d > '9') ok = false;
       if (ok) {

@@ -23,8 +23,7 @@ int RunKeys(const KeysOptions& o) {
   }
   auto canonical = NormalizeNamespace(*ns);
   if (!canonical.ok()) {
-    std::cerr << "twctl keys: " << o.namespace_file << ": " << canonical.status().message()
-              << "\n";
+    std::cerr << "twctl keys: " << o.namespace_file << ": " << canonical.status().message() << "\n";
     return 1;
   }
   if (o.digest_only) {
