@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs the whole CI test suite.
+#
+#   scripts/test.sh                 # asan preset (ASan + UBSan), tests labelled `ci`
+#   TW_PRESET=release scripts/test.sh
+#   TW_TEST_LABEL=long scripts/test.sh   # the long torture and soak runs
+#
+# Exit status: 0 when every test passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+preset="${TW_PRESET:-asan}"
+label="${TW_TEST_LABEL:-ci}"
+jobs="${TW_JOBS:-$(nproc)}"
+
+scripts/bootstrap.sh
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" -j "$jobs"
+ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600
