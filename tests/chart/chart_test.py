@@ -1,0 +1,363 @@
+#!/usr/bin/python3
+"""Tests of the Helm chart charts/tokenwarehouse with real helm 3 and helm 4 binaries.
+
+  chart_test.py lint      helm lint --strict with default, extreme and namespace-scoped values
+  chart_test.py template  render and check every object: parses, names, labels, the operator
+                          Deployment (leader election, probes, resources, securityContext),
+                          RBAC equal to operator/rbac-requirements.txt, Services, ServiceMonitor
+  chart_test.py schema    values.schema.json (and the template guards) reject bad values
+
+Exits 0 when every check holds, 1 on the first failure (with what and why), 77 (skip) when no
+helm can be had. chartlib.py says where helm and kubectl come from.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chartlib  # noqa: E402
+from chartlib import CHART_DIR, SOURCE_DIR, Failure, log, run  # noqa: E402
+
+VALUES_DIR = os.path.join(CHART_DIR, "ci")
+RBAC_REQUIREMENTS = os.path.join(SOURCE_DIR, "operator", "rbac-requirements.txt")
+RELEASE = "tw"
+NAMESPACE = "tw-system"
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+
+# name -> (values files, extra helm template args): the value sets every check runs over.
+VALUE_SETS = {
+    "default": ([], []),
+    "extreme": (["extreme-values.yaml"], ["--api-versions", SERVICE_MONITOR_API]),
+    "namespace-scoped": (["namespace-values.yaml"], []),
+}
+# helm lint cannot declare API versions, and the chart refuses a ServiceMonitor on a cluster
+# without its CRDs: lint leaves it off (the template test renders it).
+LINT_EXTRA = {"extreme": ["--set", "metrics.serviceMonitor.enabled=false"]}
+
+
+def helm_template(helm, value_files=(), extra=(), release=RELEASE, check=True):
+    argv = [helm, "template", release, CHART_DIR, "--namespace", NAMESPACE]
+    for f in value_files:
+        argv += ["-f", os.path.join(VALUES_DIR, f)]
+    return run(argv + list(extra), check=check)
+
+
+# ------------------------------------------------------------------------------------------
+# lint
+
+
+def test_lint(helms, _kubectl):
+    for major, helm in sorted(helms.items()):
+        for name, (files, _) in VALUE_SETS.items():
+            argv = [helm, "lint", "--strict", CHART_DIR, "--namespace", NAMESPACE]
+            for f in files:
+                argv += ["-f", os.path.join(VALUES_DIR, f)]
+            rc, out, err = run(argv + LINT_EXTRA.get(name, []), check=False)
+            if rc != 0:
+                raise Failure("helm %d lint (%s values) failed:\n%s%s" % (major, name, out, err))
+            log("ok: helm %d lint --strict, %s values" % (major, name))
+
+
+# ------------------------------------------------------------------------------------------
+# template
+
+
+def read_requirements():
+    """operator/rbac-requirements.txt as a set of (verb, "group/resource") pairs."""
+    pairs = set()
+    with open(RBAC_REQUIREMENTS) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2 or "/" not in parts[1]:
+                raise Failure("%s:%d: want '<verb> <group>/<resource>', got %r" %
+                              (RBAC_REQUIREMENTS, n, line))
+            verb, res = parts
+            group, resource = res.split("/", 1)
+            pairs.add((verb, "%s/%s" % ("core" if group in ("", "core") else group, resource)))
+    if not pairs:
+        raise Failure("%s lists no (verb, resource) pair" % RBAC_REQUIREMENTS)
+    return pairs
+
+
+def rule_pairs(rules, where):
+    pairs = set()
+    for rule in rules:
+        if rule.get("nonResourceURLs") or rule.get("resourceNames"):
+            raise Failure("%s: unexpected nonResourceURLs/resourceNames rule %r" % (where, rule))
+        for field in ("apiGroups", "resources", "verbs"):
+            if "*" in rule.get(field, []):
+                raise Failure("%s: wildcard in %s: %r" % (where, field, rule))
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    pairs.add((verb, "%s/%s" % (group or "core", resource)))
+    return pairs
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects, kind):
+    found = by_kind(objects, kind)
+    if len(found) != 1:
+        raise Failure("want exactly one %s, rendered %d" % (kind, len(found)))
+    return found[0]
+
+
+def check_common(objects, name):
+    seen = set()
+    for o in objects:
+        meta = o.get("metadata", {})
+        ident = "%s %s" % (o.get("kind"), meta.get("name"))
+        if not o.get("apiVersion") or not o.get("kind") or not meta.get("name"):
+            raise Failure("%s: object without apiVersion, kind or name: %r" % (name, o))
+        if len(meta["name"]) > 63:
+            raise Failure("%s: %s: name longer than 63 characters" % (name, ident))
+        key = (o["kind"], meta.get("namespace"), meta["name"])
+        if key in seen:
+            raise Failure("%s: %s rendered twice" % (name, ident))
+        seen.add(key)
+        labels = meta.get("labels", {})
+        for label in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                      "app.kubernetes.io/managed-by", "helm.sh/chart"):
+            if label not in labels:
+                raise Failure("%s: %s lacks label %s" % (name, ident, label))
+        for value in list(labels.values()) + list(meta.get("annotations", {}).values()):
+            if not isinstance(value, str):
+                raise Failure("%s: %s: label or annotation value %r is not a string" %
+                              (name, ident, value))
+
+
+def check_deployment(objects, name, namespaced):
+    dep = one(objects, "Deployment")
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    selector = spec["selector"]["matchLabels"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    if any(pod_labels.get(k) != v for k, v in selector.items()):
+        raise Failure("%s: Deployment selector %r does not match its pod labels" %
+                      (name, selector))
+    containers = pod["containers"]
+    if len(containers) != 1:
+        raise Failure("%s: want one operator container" % name)
+    c = containers[0]
+    args = c.get("args", [])
+    flags = {a.split("=", 1)[0] for a in args}
+    for flag in ("--leader-elect", "--lease-duration", "--renew-deadline", "--retry-period",
+                 "--metrics-address", "--health-address", "--twd-image"):
+        if flag not in flags:
+            raise Failure("%s: operator args lack %s: %r" % (name, flag, args))
+    if namespaced != ("--namespace" in flags):
+        raise Failure("%s: --namespace in args is %s, want %s" %
+                      (name, "--namespace" in flags, namespaced))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = c.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") not in ("health", ports.get("health")):
+            raise Failure("%s: %s is %r, want %s on the health port" % (name, probe, get, path))
+    health = [a for a in args if a.startswith("--health-address=")][0]
+    if not health.endswith(":%d" % ports["health"]):
+        raise Failure("%s: %s does not match the health port %d" % (name, health,
+                                                                    ports["health"]))
+    res = c.get("resources", {})
+    if "memory" not in res.get("limits", {}) or not res.get("requests"):
+        raise Failure("%s: operator needs requests and a memory limit: %r" % (name, res))
+    # securityContext: non-root, read-only root fs, no privilege escalation, no capabilities.
+    psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
+        raise Failure("%s: runAsNonRoot is not set" % name)
+    if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+        raise Failure("%s: runs as uid 0" % name)
+    if sc.get("readOnlyRootFilesystem") is not True:
+        raise Failure("%s: readOnlyRootFilesystem is not true" % name)
+    if sc.get("allowPrivilegeEscalation") is not False:
+        raise Failure("%s: allowPrivilegeEscalation is not false" % name)
+    if sc.get("privileged"):
+        raise Failure("%s: privileged container" % name)
+    caps = sc.get("capabilities", {})
+    if "ALL" not in caps.get("drop", []) or caps.get("add"):
+        raise Failure("%s: capabilities must drop ALL and add none: %r" % (name, caps))
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        raise Failure("%s: operator pod shares a host namespace" % name)
+    if any("hostPath" in v for v in pod.get("volumes", [])):
+        raise Failure("%s: operator pod mounts a hostPath" % name)
+    return dep
+
+
+def check_rbac(objects, name, dep, namespaced, watch_namespace, want):
+    sa_name = dep["spec"]["template"]["spec"]["serviceAccountName"]
+    if sa_name not in {o["metadata"]["name"] for o in by_kind(objects, "ServiceAccount")}:
+        raise Failure("%s: ServiceAccount %s is not rendered" % (name, sa_name))
+    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+             for o in objects if o["kind"] in ("Role", "ClusterRole")}
+    granted = set()
+    bound = 0
+    for b in objects:
+        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa_name and
+                   s.get("namespace") == NAMESPACE for s in b.get("subjects", [])):
+            continue
+        ref = b["roleRef"]
+        ns = b["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        role = roles.get((ref["kind"], ns, ref["name"]))
+        if role is None:
+            raise Failure("%s: %s %s refers to %s %s, which is not rendered" %
+                          (name, b["kind"], b["metadata"]["name"], ref["kind"], ref["name"]))
+        where = "%s %s" % (role["kind"], role["metadata"]["name"])
+        pairs = rule_pairs(role.get("rules", []), where)
+        if any(r == "coordination.k8s.io/leases" for _, r in pairs):
+            if role["kind"] != "Role" or role["metadata"].get("namespace") != NAMESPACE:
+                raise Failure("%s: Lease rules belong in a Role of the release namespace, "
+                              "not in %s" % (name, where))
+        if namespaced:
+            if b["kind"] == "ClusterRoleBinding" or ref["kind"] == "ClusterRole":
+                raise Failure("%s: namespace-scoped install binds %s" % (name, where))
+            if ns not in (NAMESPACE, watch_namespace):
+                raise Failure("%s: %s is in namespace %s" % (name, where, ns))
+        granted |= pairs
+        bound += 1
+    if namespaced and any(o["kind"] in ("ClusterRole", "ClusterRoleBinding") for o in objects):
+        raise Failure("%s: namespace-scoped install renders cluster-wide RBAC objects" % name)
+    if not bound:
+        raise Failure("%s: nothing is bound to ServiceAccount %s" % (name, sa_name))
+    missing, extra = want - granted, granted - want
+    if missing or extra:
+        raise Failure("%s: the chart's RBAC differs from %s\n  missing: %s\n  extra: %s" %
+                      (name, os.path.relpath(RBAC_REQUIREMENTS, SOURCE_DIR),
+                       sorted(missing), sorted(extra)))
+
+
+def check_services(objects, name, dep):
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    for svc in by_kind(objects, "Service"):
+        sel = svc["spec"]["selector"]
+        if any(pod_labels.get(k) != v for k, v in sel.items()):
+            raise Failure("%s: Service %s selects %r, not the operator pods" %
+                          (name, svc["metadata"]["name"], sel))
+        if [p.get("targetPort") for p in svc["spec"]["ports"]] != ["metrics"]:
+            raise Failure("%s: metrics Service must target the metrics port" % name)
+    for sm in by_kind(objects, "ServiceMonitor"):
+        svcs = by_kind(objects, "Service")
+        sel = sm["spec"]["selector"]["matchLabels"]
+        if not any(all(s["metadata"]["labels"].get(k) == v for k, v in sel.items())
+                   for s in svcs):
+            raise Failure("%s: ServiceMonitor selects no rendered Service" % name)
+
+
+def test_template(helms, kubectl):
+    want = read_requirements()
+    for major, helm in sorted(helms.items()):
+        for name, (files, extra) in VALUE_SETS.items():
+            label = "helm %d, %s values" % (major, name)
+            _, out, _ = helm_template(helm, files, extra)
+            objects = chartlib.parse_manifests(kubectl, out)
+            kinds = sorted({o["kind"] for o in objects})
+            check_common(objects, label)
+            namespaced = name == "namespace-scoped"
+            dep = check_deployment(objects, label, namespaced)
+            watch_ns = None
+            if namespaced:
+                args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+                watch_ns = [a for a in args if a.startswith("--namespace=")][0].split("=")[1]
+            check_rbac(objects, label, dep, namespaced, watch_ns, want)
+            check_services(objects, label, dep)
+            if name == "extreme":
+                for kind in ("ServiceMonitor", "TokenWarehouse"):
+                    one(objects, kind)
+            if name == "default":
+                if by_kind(objects, "ServiceMonitor") or by_kind(objects, "TokenWarehouse"):
+                    raise Failure("%s: ServiceMonitor and example are off by default" % label)
+            log("ok: %s: %d objects (%s)" % (label, len(objects), ", ".join(kinds)))
+        # The CRD ships in crds/ and is rendered only on request.
+        _, out, _ = helm_template(helm, extra=["--include-crds"])
+        crds = by_kind(chartlib.parse_manifests(kubectl, out), "CustomResourceDefinition")
+        if [c["metadata"]["name"] for c in crds] != ["tokenwarehouses.tokenwarehouse.io"]:
+            raise Failure("helm %d: --include-crds renders %r" % (major, crds))
+        log("ok: helm %d: crds/ holds the TokenWarehouse CRD" % major)
+
+
+# ------------------------------------------------------------------------------------------
+# schema
+
+# (what, --set arguments, a piece of the error message helm must print)
+BAD_VALUES = [
+    ("unknown top-level value", ["--set", "replicaCount=2"], "replicaCount"),
+    ("unknown operator value", ["--set", "operator.replica=2"], "replica"),
+    ("zero replicas", ["--set", "operator.replicas=0"], "replicas"),
+    ("replicas as a string", ["--set-string", "operator.replicas=two"], "replicas"),
+    ("bad scope mode", ["--set", "scope.mode=everywhere"], "mode"),
+    ("bad pull policy", ["--set", "operator.image.pullPolicy=Sometimes"], "pullPolicy"),
+    ("bad digest", ["--set", "operator.image.digest=md5:abc"], "digest"),
+    ("empty repository", ["--set", "twd.image.repository="], "repository"),
+    ("port out of range", ["--set", "operator.metricsPort=70000"], "metricsPort"),
+    ("bad duration", ["--set", "operator.leaderElection.leaseDuration=fifteen"],
+     "leaseDuration"),
+    ("upper-case fullnameOverride", ["--set", "fullnameOverride=TokenWarehouse"],
+     "fullnameOverride"),
+    ("too long fullnameOverride", ["--set", "fullnameOverride=" + "a" * 53],
+     "fullnameOverride"),
+    ("bad example name", ["--set", "example.name=My_Cache"], "name"),
+    ("writable root filesystem",
+     ["--set", "operator.securityContext.readOnlyRootFilesystem=false"],
+     "readOnlyRootFilesystem"),
+    ("privilege escalation",
+     ["--set", "operator.securityContext.allowPrivilegeEscalation=true"],
+     "allowPrivilegeEscalation"),
+    ("root user", ["--set", "operator.securityContext.runAsNonRoot=false"], "runAsNonRoot"),
+    ("root uid", ["--set", "operator.podSecurityContext.runAsUser=0"], "runAsUser"),
+    ("added capability", ["--set", "operator.securityContext.capabilities.add={SYS_ADMIN}"],
+     "add"),
+    ("capabilities not dropped",
+     ["--set", "operator.securityContext.capabilities.drop={NET_RAW}"], "drop"),
+    ("extra arg without --", ["--set", "operator.extraArgs={namespace=x}"], "extraArgs"),
+    ("no ServiceAccount name", ["--set", "serviceAccount.create=false"], "serviceAccount"),
+    ("same metrics and health port", ["--set", "operator.healthPort=8080"], "must differ"),
+    ("ServiceMonitor without its CRDs", ["--set", "metrics.serviceMonitor.enabled=true"],
+     "monitoring.coreos.com"),
+    ("ServiceMonitor without the Service",
+     ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false",
+      "--api-versions", SERVICE_MONITOR_API], "metrics.service.enabled"),
+]
+
+
+def test_schema(helms, _kubectl):
+    for major, helm in sorted(helms.items()):
+        for what, args, needle in BAD_VALUES:
+            rc, out, err = helm_template(helm, extra=args, check=False)
+            if rc == 0:
+                raise Failure("helm %d template accepted %s (%s)" % (major, what, " ".join(args)))
+            if needle not in err:
+                raise Failure("helm %d: the error for %s does not name %r:\n%s" %
+                              (major, what, needle, err))
+        log("ok: helm %d template rejects all %d bad value sets" % (major, len(BAD_VALUES)))
+        # And the guards are not simply rejecting everything.
+        helm_template(helm, extra=["--set", "metrics.serviceMonitor.enabled=true",
+                                   "--api-versions", SERVICE_MONITOR_API])
+        helm_template(helm, extra=["--set", "serviceAccount.create=false",
+                                   "--set", "serviceAccount.name=existing"])
+
+
+TESTS = {"lint": test_lint, "template": test_template, "schema": test_schema}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        print("usage: chart_test.py {%s}" % "|".join(TESTS), file=sys.stderr)
+        return 2
+    helms, kubectl = chartlib.require_tools()
+    try:
+        TESTS[sys.argv[1]](helms, kubectl)
+    except Failure as e:
+        log("FAIL: %s" % e)
+        return 1
+    log("PASS: chart %s" % sys.argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
