@@ -1,0 +1,170 @@
+// Value types of libtwclient's C++ API: what a caller puts into a request and gets back.
+//
+// They mirror the wire messages of proto/tokenwarehouse/v1/client.proto without exposing
+// protobuf: callers include this header only. Enum numbering equals the C ABI's
+// (tw_client.h), so the C layer converts by cast.
+//
+// Plain values: copy and move freely; no threading rules.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tw/common/keys.h"
+
+namespace tw::client {
+
+// Where a chunk is stored / was served from.
+enum class Tier : uint8_t {
+  kNone = 0,  // not stored
+  kDram = 1,  // twd's DRAM tier
+  kNvme = 2,  // NVMe only
+};
+std::string_view ToString(Tier t);
+
+// Why a chunk was not served.
+enum class MissReason : uint8_t {
+  kNone = 0,             // a hit
+  kAbsent = 1,           // never stored, removed, or not visible to this tenant
+  kEvicted = 2,          // recently evicted
+  kCorrupt = 3,          // stored bytes failed their checksum
+  kQuota = 4,            // the namespace is over its quota
+  kDeadline = 5,         // could not be served before the deadline
+  kIoError = 6,          // the device failed the read
+  kPeerUnreachable = 7,  // a peer holding it did not answer
+};
+std::string_view ToString(MissReason r);
+
+// What a put did.
+enum class PutResult : uint8_t {
+  kStored = 0,             // stored with the requested durability
+  kExists = 1,             // already stored: written once
+  kRejectedAdmission = 2,  // the admission policy declined it
+  kQuota = 3,              // the namespace is over its quota
+  kBusy = 4,               // no space or bandwidth before the deadline; retry later
+  kIoError = 5,            // the device failed the write
+  kInvalid = 6,            // refused: key/parent/tokens/ranges wrong (see message)
+};
+std::string_view ToString(PutResult r);
+
+// Durability a put asks for.
+enum class Durability : uint8_t {
+  kMemory = 0,   // acknowledged on DRAM insert
+  kDisk = 1,     // acknowledged once fdatasync'ed on NVMe
+  kDefault = 2,  // twd's configured default
+};
+std::string_view ToString(Durability d);
+
+// One byte range of a value segment ↔ a byte range of the arena.
+struct ScatterRange {
+  uint32_t segment = 0;       // segment index
+  uint64_t offset = 0;        // byte offset in the segment
+  uint64_t length = 0;        // bytes (> 0)
+  uint64_t arena_offset = 0;  // byte offset in the arena
+};
+
+// A chunk key under a namespace declared on this connection.
+struct KeyRef {
+  Key key;
+  Key namespace_digest;
+};
+
+// One key chain of a lookup (one per tensor-parallel rank).
+struct LookupChain {
+  Key namespace_digest;
+  std::vector<Key> keys;  // keys[0] is chunk 1
+};
+
+struct LookupReply {
+  size_t prefix = 0;                     // leading chunks stored for every chain
+  std::vector<std::vector<Tier>> tiers;  // per chain: tier of each of the first `prefix`
+  MissReason miss = MissReason::kNone;   // why chunk `prefix` is missing
+  uint64_t lease = 0;                    // 0 = none
+};
+
+struct GetItem {
+  KeyRef ref;
+  // Scatter list; empty = the whole value, segment after segment, at arena_offset.
+  std::vector<ScatterRange> ranges;
+  uint64_t arena_offset = 0;  // whole-value form
+  uint64_t arena_length = 0;  // whole-value form: bytes available at arena_offset
+  uint64_t lease = 0;         // optional lease from a lookup
+};
+
+struct GetReply {
+  Tier tier = Tier::kNone;              // served from (kNone on a miss)
+  MissReason miss = MissReason::kNone;  // kNone on a hit
+  uint64_t bytes = 0;                   // bytes written into the arena
+  std::vector<uint64_t> segment_sizes;  // hits only
+};
+
+struct PutItem {
+  KeyRef ref;
+  Key parent;                           // the namespace digest for chunk 1
+  std::string extra;                    // the chunk's extra bytes
+  std::vector<uint32_t> tokens;         // the chunk's token ids
+  std::vector<uint64_t> segment_sizes;  // the value's segments
+  std::vector<ScatterRange> ranges;     // cover every byte of every segment exactly once
+  Durability durability = Durability::kDefault;
+};
+
+struct PutReply {
+  PutResult result = PutResult::kInvalid;
+  std::string message;  // detail for kInvalid
+};
+
+struct ExistsReply {
+  bool exists = false;
+  Tier tier = Tier::kNone;
+  uint64_t value_size = 0;
+  std::vector<uint64_t> segment_sizes;
+};
+
+// Counters of one tier (cumulative since twd started, gauges where said).
+struct TierCounters {
+  Tier tier = Tier::kNone;
+  uint64_t hits = 0;
+  std::map<std::string, uint64_t> misses;  // by miss reason name
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t evictions = 0;
+  uint64_t io_errors = 0;
+  uint64_t corrupt = 0;
+  uint64_t used_bytes = 0;      // gauge
+  uint64_t capacity_bytes = 0;  // gauge
+  uint64_t chunks = 0;          // gauge
+};
+
+struct Stats {
+  std::vector<TierCounters> tiers;
+  std::map<std::string, uint64_t> puts;  // by put result name
+  uint64_t dropped_unwritten = 0;
+  uint64_t connected_clients = 0;
+  uint64_t live_leases = 0;
+  uint64_t inflight = 0;    // this connection
+  uint64_t arena_size = 0;  // this connection
+  std::string tenant;
+  uint32_t version = 0;
+  std::string server_version;
+};
+// Stats as a JSON object (stable field names, the proto's).
+std::string StatsToJson(const Stats& s, int indent = -1);
+
+// What twd granted at hello.
+struct SessionInfo {
+  uint32_t version = 0;
+  std::string server_version;
+  std::vector<Key> namespace_digests;  // of the declared namespaces, in order
+  std::string tenant;
+  uint32_t max_inflight = 0;
+  uint32_t max_batch = 0;
+  uint64_t max_frame_size = 0;
+  uint64_t max_value_size = 0;
+  uint64_t lease_duration_us = 0;
+  uint64_t session_id = 0;
+};
+
+}  // namespace tw::client

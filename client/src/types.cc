@@ -1,0 +1,103 @@
+#include "tw/client/types.h"
+
+#include <nlohmann/json.hpp>
+
+namespace tw::client {
+
+std::string_view ToString(Tier t) {
+  switch (t) {
+    case Tier::kNone:
+      return "none";
+    case Tier::kDram:
+      return "dram";
+    case Tier::kNvme:
+      return "nvme";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(MissReason r) {
+  switch (r) {
+    case MissReason::kNone:
+      return "none";
+    case MissReason::kAbsent:
+      return "absent";
+    case MissReason::kEvicted:
+      return "evicted";
+    case MissReason::kCorrupt:
+      return "corrupt";
+    case MissReason::kQuota:
+      return "quota";
+    case MissReason::kDeadline:
+      return "deadline";
+    case MissReason::kIoError:
+      return "io_error";
+    case MissReason::kPeerUnreachable:
+      return "peer_unreachable";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(PutResult r) {
+  switch (r) {
+    case PutResult::kStored:
+      return "stored";
+    case PutResult::kExists:
+      return "exists";
+    case PutResult::kRejectedAdmission:
+      return "rejected_admission";
+    case PutResult::kQuota:
+      return "quota";
+    case PutResult::kBusy:
+      return "busy";
+    case PutResult::kIoError:
+      return "io_error";
+    case PutResult::kInvalid:
+      return "invalid";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(Durability d) {
+  switch (d) {
+    case Durability::kMemory:
+      return "memory";
+    case Durability::kDisk:
+      return "disk";
+    case Durability::kDefault:
+      return "default";
+  }
+  return "unknown";
+}
+
+std::string StatsToJson(const Stats& s, int indent) {
+  nlohmann::ordered_json j;
+  j["version"] = s.version;
+  j["server_version"] = s.server_version;
+  j["tenant"] = s.tenant;
+  j["connected_clients"] = s.connected_clients;
+  j["live_leases"] = s.live_leases;
+  j["inflight"] = s.inflight;
+  j["arena_size"] = s.arena_size;
+  j["dropped_unwritten"] = s.dropped_unwritten;
+  j["puts"] = s.puts;
+  auto tiers = nlohmann::ordered_json::object();
+  for (const TierCounters& t : s.tiers) {
+    nlohmann::ordered_json o;
+    o["hits"] = t.hits;
+    o["misses"] = t.misses;
+    o["bytes_read"] = t.bytes_read;
+    o["bytes_written"] = t.bytes_written;
+    o["evictions"] = t.evictions;
+    o["io_errors"] = t.io_errors;
+    o["corrupt"] = t.corrupt;
+    o["used_bytes"] = t.used_bytes;
+    o["capacity_bytes"] = t.capacity_bytes;
+    o["chunks"] = t.chunks;
+    tiers[std::string(ToString(t.tier))] = std::move(o);
+  }
+  j["tiers"] = std::move(tiers);
+  return j.dump(indent);
+}
+
+}  // namespace tw::client
