@@ -1,0 +1,343 @@
+#!/usr/bin/python3
+"""The chart against the fake Kubernetes API server (tests/fakes/fake_apiserver.py).
+
+  1. The chart's crds/ applied as helm installs them, then `helm install --dry-run=server`
+     with helm 3 and helm 4: helm's own client maps every object through the fake's discovery
+     and OpenAPI. (A real `helm install` cannot run here: helm writes its release Secret as
+     protobuf, and the fake speaks JSON only.)
+  2. The rendered manifests of a namespace-scoped install are applied with the real kubectl
+     (`apply --server-side`), then applied again with changed values, as an upgrade would.
+  3. Every TokenWarehouse example in docs/*.md is applied: the CRD's schema must accept it
+     (and must reject a copy with a misspelt field, so the check can fail).
+  4. When tw-operator is built, it runs against the fake with the flags the chart's Deployment
+     passes: the example TokenWarehouse must be reconciled (status.observedGeneration, an
+     owned DaemonSet and ConfigMap), /healthz and /readyz must answer on the health address,
+     and deleting the TokenWarehouse must run the finalizer. Every (verb, resource) the fake
+     recorded from the operator must be granted by the chart's RBAC.
+
+Exits 0 when all hold, 1 on a failure, 77 when helm or the fake API server is missing.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chartlib  # noqa: E402
+import chart_test  # noqa: E402
+from chartlib import CHART_DIR, SOURCE_DIR, Failure, log, run  # noqa: E402
+
+FAKE = os.path.join(SOURCE_DIR, "tests", "fakes", "fake_apiserver.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+RELEASE_NS = "tw-system"
+WATCH_NS = "inference"
+USER_AGENT = "tw-chart-test"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout=60.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError) as e:
+            last = e
+        time.sleep(interval)
+    raise Failure("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class Fake:
+    """The fake API server as a child process, with a kubeconfig pointing at it."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        port_file = os.path.join(workdir, "port")
+        self.log_path = os.path.join(workdir, "fake.log")
+        self.proc = subprocess.Popen(
+            [PYTHON, FAKE, "--port-file", port_file, "--namespace", RELEASE_NS,
+             "--namespace", WATCH_NS],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+        wait_for("the fake API server", lambda: os.path.exists(port_file) or
+                 self.proc.poll() is not None, timeout=30)
+        if self.proc.poll() is not None:
+            raise Failure("the fake API server exited: %s" % open(self.log_path).read())
+        self.port = int(open(port_file).read())
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.kubeconfig = os.path.join(workdir, "kubeconfig")
+        with open(self.kubeconfig, "w") as f:
+            f.write(KUBECONFIG % {"url": self.url, "ns": RELEASE_NS})
+
+    def get(self, path):
+        req = urllib.request.Request(self.url + path, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def post(self, path, body):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"User-Agent": USER_AGENT,
+                                                             "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+  - name: fake
+    cluster:
+      server: %(url)s
+contexts:
+  - name: fake
+    context:
+      cluster: fake
+      user: fake
+      namespace: %(ns)s
+current-context: fake
+users:
+  - name: fake
+    user:
+      token: fake-token
+"""
+
+
+def kubectl(ctx, *args, stdin=None, check=True):
+    return run([ctx["kubectl"], "--kubeconfig", ctx["fake"].kubeconfig] + list(args),
+               stdin=stdin, check=check, env=ctx["env"])
+
+
+def get_json(ctx, *args):
+    _, out, _ = kubectl(ctx, "get", "-o", "json", *args)
+    return json.loads(out)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def helm_install(ctx):
+    """The CRD as helm installs it, then `helm install --dry-run=server` with each helm."""
+    kubectl(ctx, "apply", "--server-side", "-f", os.path.join(CHART_DIR, "crds"))
+    crd = get_json(ctx, "crd", "tokenwarehouses.tokenwarehouse.io")
+    if crd["spec"]["names"]["shortNames"] != ["tw"]:
+        raise Failure("unexpected CRD names: %r" % crd["spec"]["names"])
+    for major, helm in sorted(ctx["helms"].items()):
+        _, out, _ = run([helm, "install", "tw", CHART_DIR, "--kubeconfig",
+                         ctx["fake"].kubeconfig, "--namespace", RELEASE_NS,
+                         "--set", "example.enabled=true", "--dry-run=server"],
+                        env=ctx["env"], timeout=180)
+        if "STATUS: pending-install" not in out or "kind: TokenWarehouse" not in out:
+            raise Failure("helm %d install --dry-run=server printed:\n%s" % (major, out[:3000]))
+        log("ok: helm %d install --dry-run=server against the fake (discovery, OpenAPI, "
+            "release lookup)" % major)
+
+
+def kubectl_apply(ctx):
+    helm = ctx["helms"][max(ctx["helms"])]
+    base = [helm, "template", "tw-ns", CHART_DIR, "--namespace", RELEASE_NS, "-f",
+            os.path.join(CHART_DIR, "ci", "namespace-values.yaml"),
+            "--set", "example.name=ns-example"]
+    _, out, _ = run(base)
+    _, applied, _ = kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=out)
+    objects = chartlib.parse_manifests(ctx["kubectl"], out)
+    if len(applied.strip().splitlines()) != len(objects):
+        raise Failure("kubectl applied %d objects of %d:\n%s" %
+                      (len(applied.strip().splitlines()), len(objects), applied))
+    role = get_json(ctx, "-n", WATCH_NS, "role", "tw-ns-tokenwarehouse-operator")
+    want = chart_test.read_requirements()
+    granted = chart_test.rule_pairs(role["rules"], "Role")
+    if not granted <= want:
+        raise Failure("namespace Role grants more than the operator needs: %r" % (granted - want))
+    # An upgrade: new values, applied over the live objects by the same field manager.
+    _, out, _ = run(base + ["--set", "operator.replicas=2",
+                            "--set", "operator.leaderElection.leaseDuration=30s"])
+    kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=out)
+    dep = get_json(ctx, "-n", RELEASE_NS, "deployment", "tw-ns-tokenwarehouse-operator")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    if dep["spec"]["replicas"] != 2 or "--lease-duration=30s" not in args:
+        raise Failure("re-applied values did not reach the Deployment: %r" % dep["spec"])
+    log("ok: kubectl apply --server-side of a namespace-scoped rendering (%d objects), "
+        "then of changed values" % len(objects))
+
+
+def docs_examples(ctx):
+    examples = []
+    docs = os.path.join(SOURCE_DIR, "docs")
+    for name in sorted(os.listdir(docs)):
+        if not name.endswith(".md"):
+            continue
+        text = open(os.path.join(docs, name)).read()
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+            if re.search(r"^kind: TokenWarehouse$", block, re.M):
+                examples.append((name, block))
+    if len(examples) < 3:
+        raise Failure("want at least 3 TokenWarehouse examples in docs/, found %d" %
+                      len(examples))
+    for name, block in examples:
+        rc, out, err = kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=block,
+                               check=False)
+        if rc != 0:
+            raise Failure("docs/%s: the CRD rejects an example:\n%s\n%s" % (name, block, err))
+    # The same check must fail for a misspelt field and for a value out of range.
+    name, block = examples[0]
+    for bad, why in ((block.replace("capacity:", "capacty:", 1), "a misspelt field"),
+                     (block.replace("spec:", "spec:\n  chunkTokens: 0", 1), "chunkTokens 0")):
+        bad = bad.replace("name: ", "name: bad-", 1)
+        rc, _, _ = kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=bad, check=False)
+        if rc == 0:
+            raise Failure("the fake accepted an example with %s: the docs check is blind" % why)
+    log("ok: %d TokenWarehouse examples from docs/ accepted by the CRD" % len(examples))
+
+
+def find_operator():
+    candidates = [os.environ.get("TW_OPERATOR_BIN", "")]
+    if os.environ.get("TW_BIN_DIR"):
+        candidates.append(os.path.join(os.environ["TW_BIN_DIR"], "tw-operator"))
+    for preset in ("release", "debug", "asan"):
+        candidates.append(os.path.join(SOURCE_DIR, "build", preset, "bin", "tw-operator"))
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def operator_reconciles(ctx):
+    binary = find_operator()
+    if binary is None:
+        log("SKIPPED PART: tw-operator is not built (looked in $TW_BIN_DIR and "
+            "build/{release,debug,asan}/bin): the reconcile step is left out")
+        return
+    fake = ctx["fake"]
+    helm = ctx["helms"][max(ctx["helms"])]
+    _, out, _ = run([helm, "template", "tw", CHART_DIR, "--namespace", RELEASE_NS])
+    dep = [o for o in chartlib.parse_manifests(ctx["kubectl"], out)
+           if o["kind"] == "Deployment"][0]
+    granted = set()
+    for o in chartlib.parse_manifests(ctx["kubectl"], out):
+        if o["kind"] in ("Role", "ClusterRole") and not o["metadata"]["name"].endswith(
+                ("-view", "-edit")):
+            granted |= chart_test.rule_pairs(o["rules"], o["metadata"]["name"])
+    health, metrics = free_port(), free_port()
+    args = []
+    for a in dep["spec"]["template"]["spec"]["containers"][0]["args"]:
+        if a.startswith("--health-address="):
+            a = "--health-address=127.0.0.1:%d" % health
+        elif a.startswith("--metrics-address="):
+            a = "--metrics-address=127.0.0.1:%d" % metrics
+        elif a.startswith(("--lease-duration=", "--renew-deadline=", "--retry-period=")):
+            continue  # short elections so the test does not wait 15 s
+        args.append(a)
+    args += ["--kubeconfig", fake.kubeconfig, "--lease-duration=4s", "--renew-deadline=3s",
+             "--retry-period=1s"]
+    fake.post("/fake/reset-requests", {})
+    log_path = os.path.join(ctx["dir"], "operator.log")
+    env = dict(ctx["env"], POD_NAMESPACE=RELEASE_NS, POD_NAME="tw-operator-test")
+    proc = subprocess.Popen([binary] + args, stdout=open(log_path, "w"),
+                            stderr=subprocess.STDOUT, env=env)
+    try:
+        def reconciled():
+            tw = fake.get("/apis/tokenwarehouse.io/v1alpha1/namespaces/%s/tokenwarehouses/"
+                          "example" % RELEASE_NS)
+            status = tw.get("status") or {}
+            if status.get("observedGeneration") != tw["metadata"]["generation"]:
+                return None
+            ds = fake.get("/apis/apps/v1/namespaces/%s/daemonsets/example-twd" % RELEASE_NS)
+            cm = fake.get("/api/v1/namespaces/%s/configmaps/example-twd-config" % RELEASE_NS)
+            owners = [r.get("uid") for o in (ds, cm)
+                      for r in o["metadata"].get("ownerReferences", [])]
+            return owners == [tw["metadata"]["uid"]] * 2 and tw
+        tw = wait_for("the operator to reconcile the example TokenWarehouse", reconciled,
+                      timeout=90)
+        log("ok: tw-operator reconciled the example: phase %s, conditions %s" %
+            (tw["status"].get("phase"),
+             [(c["type"], c["status"]) for c in tw["status"].get("conditions", [])]))
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (health, path),
+                                        timeout=5) as r:
+                if r.status != 200:
+                    raise Failure("operator %s answered %d" % (path, r.status))
+        kubectl(ctx, "-n", RELEASE_NS, "delete", "tokenwarehouse", "example", "--wait",
+                "--timeout=60s")
+        log("ok: /healthz and /readyz answer; deleting the TokenWarehouse ran the finalizer")
+    except Failure:
+        log("operator log (last 3000 characters):\n" + open(log_path).read()[-3000:])
+        raise
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    used = set()
+    for r in fake.get("/fake/requests")["requests"]:
+        ua = r["user_agent"]
+        if ua == USER_AGENT or ua.startswith(("kubectl", "Helm")):
+            continue
+        used.add((r["verb"], "%s/%s" % (r["group"] or "core", r["resource"])))
+    missing = used - granted
+    if missing:
+        raise Failure("tw-operator used %s, which the chart's RBAC does not grant" %
+                      sorted(missing))
+    log("ok: every one of the %d (verb, resource) pairs the operator used is granted; "
+        "granted but not used in this run: %s" % (len(used), sorted(granted - used)))
+
+
+def main():
+    helms, kubectl_path = chartlib.require_tools()
+    if not os.path.exists(FAKE):
+        log("SKIP: %s is missing" % FAKE)
+        return chartlib.SKIP
+    workdir = tempfile.mkdtemp(prefix="tw-chart-cluster-")
+    env = dict(os.environ, HOME=workdir, KUBECACHEDIR=os.path.join(workdir, "kube-cache"),
+               HELM_CACHE_HOME=os.path.join(workdir, "helm-cache"),
+               HELM_CONFIG_HOME=os.path.join(workdir, "helm-config"),
+               HELM_DATA_HOME=os.path.join(workdir, "helm-data"))
+    fake = None
+    try:
+        fake = Fake(workdir)
+        ctx = {"helms": helms, "kubectl": kubectl_path, "fake": fake, "env": env,
+               "dir": workdir}
+        helm_install(ctx)
+        kubectl_apply(ctx)
+        docs_examples(ctx)
+        operator_reconciles(ctx)
+    except Failure as e:
+        log("FAIL: %s" % e)
+        if fake:
+            log("fake API server log (last 2000 characters):\n" +
+                open(fake.log_path).read()[-2000:])
+        return 1
+    finally:
+        if fake:
+            fake.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    log("PASS: chart against the fake API server")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
