@@ -1,0 +1,262 @@
+// libtwclient's C++ API against FakeTwd: hello with the memfd arena, put/get through the
+// arena (whole values and scatter lists), lookup, exists, delete, stats, pipelined requests
+// answered out of order, and a server that sends garbage or hangs up.
+#include "tw/client/client.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "fake_twd.h"
+
+namespace tw::client {
+namespace {
+
+using testing::FakeTwd;
+
+Namespace TestNamespace() {
+  Namespace ns;
+  ns.model = "m";
+  ns.kv_dtype = "bfloat16";  // normalised to bf16 at connect
+  ns.parallel = "tp=0/1";
+  ns.chunk_tokens = "4";
+  return ns;
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("twclient-test-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(fake_.Start((dir_ / "twd.sock").string()).ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<Client> Connect() {
+    ClientOptions o;
+    o.socket_path = fake_.socket_path();
+    o.arena_size = 3 << 20;
+    o.namespaces = {TestNamespace()};
+    o.timeout = std::chrono::milliseconds(5000);
+    auto c = Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Puts chunk j of a chain (value = `size` bytes of `fill`) from arena offset 0.
+  PutItem MakePut(Client& c, const Key& parent, uint32_t first_token, uint64_t size) {
+    PutItem p;
+    p.ref.namespace_digest = c.namespace_digest(0);
+    p.parent = parent;
+    p.tokens = {first_token, first_token + 1, first_token + 2, first_token + 3};
+    p.ref.key = ChunkKey(parent, {}, p.tokens);
+    p.segment_sizes = {size};
+    p.ranges = {ScatterRange{0, 0, size, 0}};
+    return p;
+  }
+
+  std::filesystem::path dir_;
+  FakeTwd fake_;
+};
+
+TEST_F(ClientTest, HelloPassesAPrefaultedSealedArena) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->arena_size(), uint64_t{4} << 20);  // rounded up to 2 MiB
+  EXPECT_EQ(fake_.last_arena_size.load(), c->arena_size());
+  Namespace canonical = *NormalizeNamespace(TestNamespace());
+  EXPECT_EQ(c->namespace_digest(0), NamespaceDigest(canonical));
+  EXPECT_EQ(c->session().server_version, "fake");
+  EXPECT_TRUE(c->Ping().ok());
+}
+
+TEST_F(ClientTest, ConnectErrorsNameTheProblem) {
+  ClientOptions o;
+  o.socket_path = (dir_ / "nothing.sock").string();
+  o.arena_size = 1 << 20;
+  auto c = Client::Connect(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kNotFound) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("nothing.sock"), std::string::npos);
+
+  o.socket_path = fake_.socket_path();
+  Namespace bad = TestNamespace();
+  bad.parallel = "tp=9/8";
+  o.namespaces = {bad};
+  c = Client::Connect(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("namespaces[0]"), std::string::npos);
+}
+
+TEST_F(ClientTest, PutThenGetMovesBytesThroughTheArena) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  const uint64_t size = 100000;
+  for (uint64_t i = 0; i < size; ++i) c->arena_data()[i] = static_cast<uint8_t>(i * 7);
+  PutItem p = MakePut(*c, c->namespace_digest(0), 1, size);
+  auto put = c->Put({p});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ((*put)[0].result, PutResult::kStored);
+  auto again = c->Put({p});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[0].result, PutResult::kExists);
+
+  GetItem g;
+  g.ref = p.ref;
+  g.arena_offset = 1 << 20;
+  g.arena_length = size;
+  auto got = c->Get({g});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[0].miss, MissReason::kNone);
+  EXPECT_EQ((*got)[0].tier, Tier::kDram);
+  EXPECT_EQ((*got)[0].bytes, size);
+  EXPECT_EQ(std::memcmp(c->arena_data(), c->arena_data() + (1 << 20), size), 0);
+
+  // Scatter: the second half of the value to one place, the first 10 bytes to another.
+  GetItem s;
+  s.ref = p.ref;
+  s.ranges = {ScatterRange{0, size / 2, size / 2, 2 << 20}, ScatterRange{0, 0, 10, 3 << 20}};
+  got = c->Get({s});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].bytes, size / 2 + 10);
+  EXPECT_EQ(std::memcmp(c->arena_data() + size / 2, c->arena_data() + (2 << 20), size / 2), 0);
+  EXPECT_EQ(std::memcmp(c->arena_data(), c->arena_data() + (3 << 20), 10), 0);
+}
+
+TEST_F(ClientTest, WrongKeyIsRefusedWithAMessage) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  PutItem p = MakePut(*c, c->namespace_digest(0), 1, 64);
+  p.tokens[0] = 999;  // tokens no longer produce the key
+  auto put = c->Put({p});
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ((*put)[0].result, PutResult::kInvalid);
+  EXPECT_FALSE((*put)[0].message.empty());
+}
+
+TEST_F(ClientTest, LookupExistsDeleteStats) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Key ns = c->namespace_digest(0);
+  PutItem a = MakePut(*c, ns, 1, 64);
+  PutItem b = MakePut(*c, a.ref.key, 5, 64);
+  PutItem z = MakePut(*c, b.ref.key, 9, 64);  // not stored
+  ASSERT_TRUE(c->Put({a, b}).ok());
+  std::vector<Key> chain = {a.ref.key, b.ref.key, z.ref.key};
+  auto l = c->LookupChainOf(ns, chain, /*take_lease=*/true);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(l->prefix, 2u);
+  EXPECT_EQ(l->miss, MissReason::kAbsent);
+  EXPECT_NE(l->lease, 0u);
+  ASSERT_EQ(l->tiers.size(), 1u);
+  EXPECT_EQ(l->tiers[0].size(), 2u);
+
+  auto e = c->Exists({a.ref, z.ref});
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE((*e)[0].exists);
+  EXPECT_EQ((*e)[0].value_size, 64u);
+  EXPECT_FALSE((*e)[1].exists);
+
+  auto d = c->Delete({b.ref, z.ref});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, (std::vector<bool>{true, false}));
+  l = c->LookupChainOf(ns, chain);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->prefix, 1u);
+
+  auto s = c->GetStats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->puts.at("stored"), 5u);
+  std::string json = StatsToJson(*s);
+  EXPECT_NE(json.find("\"dram\":{\"hits\":3"), std::string::npos) << json;
+
+  // An op the server does not know comes back as an error status, not a hang.
+  auto r = c->ReleaseLeases({77});
+  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+}
+
+TEST_F(ClientTest, PipelinedRequestsCompleteOutOfOrder) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.reverse_window = 8;  // the fake answers every 8 requests last-first
+  Key ns = c->namespace_digest(0);
+  std::vector<Future<std::vector<PutReply>>> puts;
+  std::vector<PutItem> items;
+  Key parent = ns;
+  for (uint32_t i = 0; i < 8; ++i) {
+    items.push_back(MakePut(*c, parent, 4 * i, 128));
+    parent = items.back().ref.key;
+    puts.push_back(c->PutAsync({items.back()}));
+  }
+  for (auto& f : puts) {
+    auto r = Await(f, std::chrono::milliseconds(5000));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)[0].result, PutResult::kStored);
+  }
+  // Each future got its own answer: lookups of different lengths, answered in reverse.
+  std::vector<Future<std::vector<LookupReply>>> looks;
+  for (size_t n = 1; n <= 8; ++n) {
+    LookupChain chain{ns, {}};
+    for (size_t j = 0; j < n; ++j) chain.keys.push_back(items[j].ref.key);
+    looks.push_back(c->LookupAsync({{chain}}, false));
+  }
+  for (size_t n = 1; n <= 8; ++n) {
+    auto r = Await(looks[n - 1], std::chrono::milliseconds(5000));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ((*r)[0].prefix, n);
+  }
+}
+
+TEST_F(ClientTest, ManyThreadsShareOneClient) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        if (c->Ping().ok()) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 400);
+}
+
+TEST_F(ClientTest, GarbageFromTwdFailsRequestsWithoutHanging) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.garbage_after = fake_.requests_seen.load();
+  Status s = c->Ping();
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.ToString();
+  EXPECT_NE(s.message().find("malformed"), std::string::npos) << s.ToString();
+  // Later calls fail at once.
+  EXPECT_FALSE(c->Ping(std::chrono::milliseconds(100)).ok());
+}
+
+TEST_F(ClientTest, HangUpFailsPendingRequests) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.hang_up_after = fake_.requests_seen.load();
+  Status s = c->Ping();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+}
+
+TEST_F(ClientTest, CloseCancelsWaitingRequests) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.reverse_window = 1000;  // never answers
+  auto f = c->LookupAsync({{LookupChain{c->namespace_digest(0), {}}}}, false);
+  c->Close();
+  auto r = Await(f, std::chrono::milliseconds(1000));
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
+}
+
+}  // namespace
+}  // namespace tw::client

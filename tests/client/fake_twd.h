@@ -1,0 +1,62 @@
+// FakeTwd — a small in-process stand-in for twd's client socket, for libtwclient's tests:
+// speaks the real frame codec and messages (tw_protocol), maps the client's arena from the
+// HELLO memfd, and keeps chunks in a map. It does none of twd's real work (no tiers, no
+// tenancy, no key verification beyond the chain check), and it can misbehave on purpose:
+// answer pipelined requests in reverse order, send garbage, or hang up.
+//
+// Threading: Start() spawns one server thread that serves one connection at a time; the
+// knobs are atomics and may be set from the test thread. Lifetime: Start() → ... → the
+// destructor stops the thread and removes the socket.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tw/common/keys.h"
+#include "tw/common/status.h"
+
+namespace tw::client::testing {
+
+class FakeTwd {
+ public:
+  FakeTwd() = default;
+  ~FakeTwd();
+  FakeTwd(const FakeTwd&) = delete;
+  FakeTwd& operator=(const FakeTwd&) = delete;
+
+  // Listens on `socket_path`.
+  Status Start(const std::string& socket_path);
+  const std::string& socket_path() const { return path_; }
+
+  // Knobs.
+  std::atomic<int> reverse_window{0};  // > 1: answer every N requests in reverse order
+  std::atomic<int> garbage_after{-1};  // >= 0: after this many requests, send bad bytes
+  std::atomic<int> hang_up_after{-1};  // >= 0: after this many requests, close
+  std::atomic<int> requests_seen{0};
+  std::atomic<uint64_t> last_arena_size{0};
+
+  // Number of stored chunks.
+  size_t chunks() const;
+
+ private:
+  struct Chunk {
+    Key parent;
+    std::vector<uint64_t> segment_sizes;
+    std::string value;  // segments back to back
+  };
+  void Serve();
+  void ServeConnection(int fd);
+
+  std::string path_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  mutable std::mutex mu_;
+  std::map<Key, Chunk> store_;  // guarded by mu_
+};
+
+}  // namespace tw::client::testing
