@@ -6,6 +6,7 @@
                           Deployment (leader election, probes, resources, securityContext),
                           RBAC equal to operator/rbac-requirements.txt, Services, ServiceMonitor
   chart_test.py schema    values.schema.json (and the template guards) reject bad values
+  chart_test.py docs      docs/tokenwarehouse-reference.md names every field of the CRD
 
 Exits 0 when every check holds, 1 on the first failure (with what and why), 77 (skip) when no
 helm can be had. chartlib.py says where helm and kubectl come from.
@@ -342,7 +343,53 @@ def test_schema(helms, _kubectl):
                                    "--set", "serviceAccount.name=existing"])
 
 
-TESTS = {"lint": test_lint, "template": test_template, "schema": test_schema}
+# ------------------------------------------------------------------------------------------
+# docs
+
+REFERENCE = os.path.join(SOURCE_DIR, "docs", "tokenwarehouse-reference.md")
+
+
+def crd_field_paths(schema, path):
+    """Yields every field path of an openAPIV3Schema: spec.tiers.nvme.devices[].name."""
+    props = schema.get("properties", {})
+    if schema.get("type") == "array":
+        props = schema.get("items", {}).get("properties", {})
+        path += "[]"
+    for name, sub in props.items():
+        child = "%s.%s" % (path, name)
+        inner = sub.get("items", sub) if sub.get("type") == "array" else sub
+        if not inner.get("properties"):
+            yield child  # a leaf (or a free-form map): documented on its own row
+        yield from crd_field_paths(sub, child)
+
+
+def test_docs(_helms, kubectl):
+    crd_path = os.path.join(SOURCE_DIR, "crds", "tokenwarehouses.tokenwarehouse.io.yaml")
+    crd = chartlib.load_yaml_file(kubectl, crd_path)[0]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    with open(REFERENCE) as f:
+        lines = f.read().splitlines()
+    text = "\n".join(lines)
+    paths = []
+    for top in ("spec", "status"):
+        paths += list(crd_field_paths(schema[top], top))
+    missing = []
+    for path in paths:
+        if "`%s`" % path in text:
+            continue
+        # A sub-field may instead be named on its parent's row: `spec.tolerations` ... `key`.
+        parent, _, leaf = path.rpartition(".")
+        parents = {parent, parent[:-2] if parent.endswith("[]") else parent}
+        if any(any("`%s`" % p in l for p in parents) and "`%s`" % leaf in l for l in lines):
+            continue
+        missing.append(path)
+    if missing:
+        raise Failure("docs/tokenwarehouse-reference.md does not document %s" % missing)
+    log("ok: the reference documents all %d fields of the CRD" % len(paths))
+
+
+TESTS = {"lint": test_lint, "template": test_template, "schema": test_schema,
+         "docs": test_docs}
 
 
 def main():
