@@ -9,5 +9,9 @@ namespace tw::twctl {
 
 // `twctl keys`: chunk keys of a token sequence (no daemon needed).
 void RegisterKeysCommand(CLI::App& app, int* exit_code);
+// `twctl stat|lookup|put|get|delete` on twd's client socket.
+void RegisterSocketCommands(CLI::App& app, int* exit_code);
+// `twctl namespaces|evict|export` on twd's admin socket.
+void RegisterAdminCommands(CLI::App& app, int* exit_code);
 
 }  // namespace tw::twctl

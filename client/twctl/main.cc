@@ -8,6 +8,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   tw::twctl::RegisterKeysCommand(app, &exit_code);
+  tw::twctl::RegisterSocketCommands(app, &exit_code);
+  tw::twctl::RegisterAdminCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

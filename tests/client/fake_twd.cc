@@ -18,24 +18,29 @@ using protocol::Opcode;
 
 FakeTwd::~FakeTwd() {
   stop_ = true;
-  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
   if (thread_.joinable()) thread_.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
-  if (!path_.empty()) unlink(path_.c_str());
+  for (auto& t : connections_) t.join();
+  for (int fd : listen_fds_) close(fd);
+  for (const auto& p : paths_) unlink(p.c_str());
 }
 
-Status FakeTwd::Start(const std::string& socket_path) {
+Status FakeTwd::Start(const std::string& socket_path, const std::string& admin_path) {
   path_ = socket_path;
-  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return ErrnoStatus(errno, "socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
-  unlink(path_.c_str());
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return ErrnoStatus(errno, "bind " + path_);
+  for (const std::string& path : {socket_path, admin_path}) {
+    if (path.empty()) continue;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ErrnoStatus(errno, "socket");
+    listen_fds_.push_back(fd);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    unlink(path.c_str());
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      return ErrnoStatus(errno, "bind " + path);
+    }
+    paths_.push_back(path);
+    if (listen(fd, 16) != 0) return ErrnoStatus(errno, "listen");
   }
-  if (listen(listen_fd_, 8) != 0) return ErrnoStatus(errno, "listen");
   thread_ = std::thread([this] { Serve(); });
   return OkStatus();
 }
@@ -46,13 +51,19 @@ size_t FakeTwd::chunks() const {
 }
 
 void FakeTwd::Serve() {
+  std::vector<pollfd> fds;
+  for (int fd : listen_fds_) fds.push_back(pollfd{fd, POLLIN, 0});
   while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 50) <= 0) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    ServeConnection(fd);
-    close(fd);
+    if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+    for (const pollfd& p : fds) {
+      if ((p.revents & POLLIN) == 0) continue;
+      int fd = accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      connections_.emplace_back([this, fd] {
+        ServeConnection(fd);
+        close(fd);
+      });
+    }
   }
 }
 
@@ -104,7 +115,11 @@ void FakeTwd::ServeConnection(int fd) {
         resp.set_version(1);
         resp.set_server_version("fake");
         for (const auto& ns : req.namespaces()) {
-          resp.add_namespace_digests(std::string(NamespaceDigest(protocol::FromProto(ns)).View()));
+          Namespace n = protocol::FromProto(ns);
+          Key d = NamespaceDigest(n);
+          resp.add_namespace_digests(std::string(d.View()));
+          std::lock_guard<std::mutex> l(mu_);
+          declared_[d] = n;
         }
         resp.mutable_limits()->set_max_inflight(128);
         resp.mutable_limits()->set_max_batch(1024);
@@ -132,6 +147,9 @@ void FakeTwd::ServeConnection(int fd) {
           }
           Chunk c;
           c.parent = parent;
+          c.namespace_digest = protocol::KeyFromBytes(it.ref().namespace_digest());
+          c.tokens = tokens;
+          c.extra = it.extra();
           c.segment_sizes.assign(it.segment_sizes().begin(), it.segment_sizes().end());
           std::vector<uint64_t> starts;
           uint64_t total = 0;
@@ -249,6 +267,68 @@ void FakeTwd::ServeConnection(int fd) {
         resp.set_server_version("fake");
         resp.set_arena_size(arena.size());
         reply = protocol::EncodeReply(op, id, resp);
+      } else if (op == Opcode::kAdminNamespaces) {
+        pb::NamespacesResponse resp;
+        std::lock_guard<std::mutex> l(mu_);
+        std::map<Key, std::pair<uint64_t, uint64_t>> usage;
+        for (const auto& [k, c] : store_) {
+          usage[c.namespace_digest].first++;
+          usage[c.namespace_digest].second += c.value.size();
+        }
+        for (const auto& [d, u] : usage) {
+          auto* n = resp.add_namespaces();
+          n->set_namespace_digest(std::string(d.View()));
+          n->set_chunks(u.first);
+          n->set_bytes(u.second);
+          auto f = declared_.find(d);
+          if (f != declared_.end()) {
+            *n->mutable_fields() = protocol::ToProto(f->second);
+            n->set_fields_known(true);
+          }
+        }
+        reply = protocol::EncodeReply(op, id, resp);
+      } else if (op == Opcode::kAdminEvictNamespace) {
+        pb::EvictNamespaceRequest req;
+        pb::EvictNamespaceResponse resp;
+        (void)req.ParseFromString(body);
+        std::lock_guard<std::mutex> l(mu_);
+        uint64_t n = 0;
+        for (auto it = store_.begin(); it != store_.end();) {
+          if (std::string(it->second.namespace_digest.View()) == req.namespace_digest()) {
+            it = store_.erase(it);
+            ++n;
+          } else {
+            ++it;
+          }
+        }
+        resp.set_evicted(n);
+        reply = protocol::EncodeReply(op, id, resp);
+      } else if (op == Opcode::kAdminExport) {
+        pb::ExportRequest req;
+        (void)req.ParseFromString(body);
+        std::lock_guard<std::mutex> l(mu_);
+        for (const auto& [k, c] : store_) {
+          if (!req.namespace_digest().empty() &&
+              req.namespace_digest() != std::string(c.namespace_digest.View())) {
+            continue;
+          }
+          pb::ExportResponse resp;
+          auto* e = resp.add_chunks();
+          e->set_key(std::string(k.View()));
+          e->set_parent(std::string(c.parent.View()));
+          e->set_namespace_digest(std::string(c.namespace_digest.View()));
+          auto f = declared_.find(c.namespace_digest);
+          if (f != declared_.end()) {
+            *e->mutable_fields() = protocol::ToProto(f->second);
+            e->set_fields_known(true);
+          }
+          e->mutable_tokens()->Add(c.tokens.begin(), c.tokens.end());
+          e->set_extra(c.extra);
+          e->set_value_size(c.value.size());
+          e->set_tier(pb::TIER_DRAM);
+          send(protocol::EncodeReply(op, id, resp, protocol::kFlagMore));
+        }
+        reply = protocol::EncodeReply(op, id, pb::ExportResponse());
       } else if (op == Opcode::kPing) {
         reply = protocol::EncodeReply(op, id, pb::PingResponse());
       } else {

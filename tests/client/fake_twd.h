@@ -2,11 +2,13 @@
 // speaks the real frame codec and messages (tw_protocol), maps the client's arena from the
 // HELLO memfd, and keeps chunks in a map. It does none of twd's real work (no tiers, no
 // tenancy, no key verification beyond the chain check), and it can misbehave on purpose:
-// answer pipelined requests in reverse order, send garbage, or hang up.
+// answer pipelined requests in reverse order, send garbage, or hang up. The admin opcodes
+// (namespaces, evict, export as a stream of one-chunk frames, stats) are served on the same
+// socket, so one FakeTwd can stand in for both of twd's sockets.
 //
-// Threading: Start() spawns one server thread that serves one connection at a time; the
-// knobs are atomics and may be set from the test thread. Lifetime: Start() → ... → the
-// destructor stops the thread and removes the socket.
+// Threading: Start() spawns an accept thread and one thread per connection; the store is
+// shared under a mutex; the knobs are atomics and may be set from the test thread. Lifetime:
+// Start() → ... → the destructor stops the thread and removes the socket.
 #pragma once
 
 #include <atomic>
@@ -28,8 +30,8 @@ class FakeTwd {
   FakeTwd(const FakeTwd&) = delete;
   FakeTwd& operator=(const FakeTwd&) = delete;
 
-  // Listens on `socket_path`.
-  Status Start(const std::string& socket_path);
+  // Listens on `socket_path` (and on `admin_path` too when not empty).
+  Status Start(const std::string& socket_path, const std::string& admin_path = "");
   const std::string& socket_path() const { return path_; }
 
   // Knobs.
@@ -45,6 +47,9 @@ class FakeTwd {
  private:
   struct Chunk {
     Key parent;
+    Key namespace_digest;
+    std::vector<uint32_t> tokens;
+    std::string extra;
     std::vector<uint64_t> segment_sizes;
     std::string value;  // segments back to back
   };
@@ -52,11 +57,14 @@ class FakeTwd {
   void ServeConnection(int fd);
 
   std::string path_;
-  int listen_fd_ = -1;
+  std::vector<std::string> paths_;
+  std::vector<int> listen_fds_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::vector<std::thread> connections_;  // accept thread only
   mutable std::mutex mu_;
-  std::map<Key, Chunk> store_;  // guarded by mu_
+  std::map<Key, Chunk> store_;         // guarded by mu_
+  std::map<Key, Namespace> declared_;  // guarded by mu_: fields by digest
 };
 
 }  // namespace tw::client::testing

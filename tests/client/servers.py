@@ -1,0 +1,102 @@
+"""Starts a twd (the real binary when it is built, else the fake_twd stand-in) for the
+script tests of twctl and the Python package. Stdlib only.
+
+    with Server("twd", tmpdir) as s:       # s.socket, s.admin_socket; s.restart()
+        ...
+
+Server kinds: "twd" (TW_BIN_DIR/twd; raises unittest.SkipTest when it is not built) and
+"fake" (TW_BIN_DIR/fake_twd, always built with the tests).
+"""
+
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+BIN = os.environ.get("TW_BIN_DIR", "")
+
+
+def binary(name):
+    return os.path.join(BIN, name)
+
+
+def available_kinds():
+    kinds = ["fake"]
+    if os.path.exists(binary("twd")):
+        kinds.append("twd")
+    return kinds
+
+
+class Server:
+    def __init__(self, kind, workdir, dram="64MiB", nvme="256MiB"):
+        self.kind = kind
+        self.workdir = workdir
+        self.socket = os.path.join(workdir, "twd.sock")
+        self.admin_socket = os.path.join(workdir, "twd-admin.sock")
+        self.data_dir = os.path.join(workdir, "data")
+        self.dram = dram
+        self.nvme = nvme
+        self.proc = None
+        self.log_path = os.path.join(workdir, f"{kind}.log")
+        if kind == "twd" and not os.path.exists(binary("twd")):
+            raise unittest.SkipTest(f"twd is not built ({binary('twd')} missing)")
+        if kind == "fake" and not os.path.exists(binary("fake_twd")):
+            raise unittest.SkipTest(f"fake_twd is not built ({binary('fake_twd')} missing)")
+
+    def command(self):
+        if self.kind == "fake":
+            return [binary("fake_twd"), "--socket", self.socket, "--admin-socket",
+                    self.admin_socket]
+        os.makedirs(self.data_dir, exist_ok=True)
+        return [binary("twd"), "--socket", self.socket, "--admin-socket", self.admin_socket,
+                "--data-dir", self.data_dir, "--dram-capacity", self.dram,
+                "--nvme-capacity", self.nvme, "--metrics-address", "127.0.0.1:0",
+                "--log-level", "warn"]
+
+    def start(self, timeout=30.0):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n"
+                                   + self.log())
+            if os.path.exists(self.socket) and (
+                    self.kind == "fake" or os.path.exists(self.admin_socket)):
+                return self
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.kind} did not create {self.socket} in {timeout}s:\n"
+                           + self.log())
+
+    def stop(self, timeout=30.0):
+        """SIGTERM and wait: a clean shutdown (twd writes back and leaves a summary)."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        return rc
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
