@@ -13,6 +13,7 @@ helm can be had. chartlib.py says where helm and kubectl come from.
 """
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +48,35 @@ def helm_template(helm, value_files=(), extra=(), release=RELEASE, check=True):
 # lint
 
 
+# values.yaml blocks whose content is passed through as written (Kubernetes structures).
+FREE_FORM_VALUES = {"resources", "livenessProbe", "readinessProbe", "podSecurityContext",
+                    "securityContext", "spec"}
+
+
+def check_values_commented():
+    """Every value in values.yaml has a comment line right above it (pass-through blocks
+    such as resources are documented as a whole)."""
+    path = os.path.join(CHART_DIR, "values.yaml")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    stack, bare = [], []
+    for i, line in enumerate(lines):
+        m = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
+        if not m:
+            continue
+        indent, key = len(m.group(1)), m.group(2)
+        stack = [(d, k) for d, k in stack if d < indent]
+        free = any(k in FREE_FORM_VALUES for _, k in stack)
+        stack.append((indent, key))
+        if not free and (i == 0 or not lines[i - 1].lstrip().startswith("#")):
+            bare.append("%d: %s" % (i + 1, line.strip()))
+    if bare:
+        raise Failure("values.yaml: values without a comment above them: %s" % bare)
+    log("ok: every value in values.yaml is commented")
+
+
 def test_lint(helms, _kubectl):
+    check_values_commented()
     for major, helm in sorted(helms.items()):
         for name, (files, _) in VALUE_SETS.items():
             argv = [helm, "lint", "--strict", CHART_DIR, "--namespace", NAMESPACE]

@@ -151,6 +151,11 @@ def helm_install(ctx):
                         env=ctx["env"], timeout=180)
         if "STATUS: pending-install" not in out or "kind: TokenWarehouse" not in out:
             raise Failure("helm %d install --dry-run=server printed:\n%s" % (major, out[:3000]))
+        notes = out[out.find("NOTES:"):]
+        for want in ("rollout status deployment/tw-tokenwarehouse-operator",
+                     "get tokenwarehouse example -w", "kubectl delete tokenwarehouses"):
+            if want not in notes:
+                raise Failure("helm %d: NOTES.txt lacks %r:\n%s" % (major, want, notes))
         log("ok: helm %d install --dry-run=server against the fake (discovery, OpenAPI, "
             "release lookup)" % major)
 
