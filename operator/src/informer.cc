@@ -1,0 +1,255 @@
+#include "tw/operator/informer.h"
+
+#include <random>
+
+#include "tw/common/log.h"
+#include "tw/common/strings.h"
+#include "tw/operator/backoff.h"
+
+namespace tw::op {
+
+std::string_view ToString(EventType t) {
+  switch (t) {
+    case EventType::kAdded:
+      return "added";
+    case EventType::kModified:
+      return "modified";
+    case EventType::kDeleted:
+      return "deleted";
+  }
+  return "unknown";
+}
+
+std::string Informer::KeyOf(const Json& object) {
+  const Json& meta = object.value("metadata", Json::object());
+  std::string ns = meta.value("namespace", "");
+  std::string name = meta.value("name", "");
+  return ns.empty() ? name : StrCat(ns, "/", name);
+}
+
+Informer::Informer(KubeClient* client, InformerConfig config, Handler handler)
+    : client_(client), config_(std::move(config)), handler_(std::move(handler)) {}
+
+Informer::~Informer() { Stop(); }
+
+void Informer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Informer::Stop() {
+  stop_ = true;
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+ObjectPtr Informer::Get(std::string_view ns, std::string_view name) const {
+  std::string key = ns.empty() ? std::string(name) : StrCat(ns, "/", name);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cache_.find(key);
+  return it == cache_.end() ? nullptr : it->second;
+}
+
+std::vector<ObjectPtr> Informer::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ObjectPtr> out;
+  out.reserve(cache_.size());
+  for (const auto& [k, v] : cache_) out.push_back(v);
+  return out;
+}
+
+size_t Informer::Size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cache_.size();
+}
+
+std::string Informer::resource_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return resource_version_;
+}
+
+void Informer::Sleep(std::chrono::nanoseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stop_.load(); });
+}
+
+std::string Informer::SelectorQuery() const {
+  if (config_.label_selector.empty()) return "";
+  return StrCat("&labelSelector=", UrlEncode(config_.label_selector));
+}
+
+namespace {
+void StripForCache(Json& object) {
+  if (object.contains("metadata") && object["metadata"].is_object()) {
+    object["metadata"].erase("managedFields");
+  }
+}
+std::string ResourceVersionOf(const Json& object) {
+  return object.value("metadata", Json::object()).value("resourceVersion", "");
+}
+}  // namespace
+
+void Informer::Put(EventType type, Json object) {
+  StripForCache(object);
+  std::string key = KeyOf(object);
+  std::string rv = ResourceVersionOf(object);
+  auto ptr = std::make_shared<const Json>(std::move(object));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (type == EventType::kDeleted) {
+      cache_.erase(key);
+    } else {
+      cache_[key] = ptr;
+    }
+    if (!rv.empty()) resource_version_ = rv;
+  }
+  handler_(type, ptr);
+}
+
+StatusOr<int> Informer::ListAndReplace(const std::string& rv) {
+  std::map<std::string, ObjectPtr, std::less<>> fresh;
+  std::string list_rv;
+  std::string cont;
+  do {
+    std::string path = StrCat(config_.type.CollectionPath(config_.ns),
+                              "?resourceVersion=", UrlEncode(rv), SelectorQuery());
+    if (config_.list_limit > 0) StrAppend(&path, "&limit=", config_.list_limit);
+    if (!cont.empty()) StrAppend(&path, "&continue=", UrlEncode(cont));
+    TW_ASSIGN_OR_RETURN(HttpResponse resp, client_->Do("GET", path));
+    if (resp.status != 200) return resp.status;
+    Json list;
+    try {
+      list = Json::parse(resp.body);
+    } catch (const std::exception& e) {
+      return InternalError(StrCat("list ", config_.type.plural, ": bad JSON: ", e.what()));
+    }
+    const Json& meta = list.value("metadata", Json::object());
+    list_rv = meta.value("resourceVersion", "");
+    cont = meta.value("continue", "");
+    for (auto& item : list.value("items", Json::array())) {
+      // Lists omit kind/apiVersion on items.
+      item["kind"] = config_.type.kind;
+      item["apiVersion"] = config_.type.ApiVersion();
+      StripForCache(item);
+      std::string key = KeyOf(item);
+      fresh[key] = std::make_shared<const Json>(std::move(item));
+    }
+  } while (!cont.empty() && !stop_);
+
+  std::vector<std::pair<EventType, ObjectPtr>> events;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, obj] : cache_) {
+      if (!fresh.count(key)) events.emplace_back(EventType::kDeleted, obj);
+    }
+    for (const auto& [key, obj] : fresh) {
+      auto it = cache_.find(key);
+      if (it == cache_.end()) {
+        events.emplace_back(EventType::kAdded, obj);
+      } else if (ResourceVersionOf(*it->second) != ResourceVersionOf(*obj)) {
+        events.emplace_back(EventType::kModified, obj);
+      }
+    }
+    cache_ = std::move(fresh);
+    resource_version_ = list_rv;
+  }
+  ++relists_;
+  synced_ = true;
+  for (const auto& [type, obj] : events) handler_(type, obj);
+  return 200;
+}
+
+StatusOr<bool> Informer::WatchOnce() {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  int lo = static_cast<int>(config_.min_watch_timeout.count());
+  int hi = std::max(lo, static_cast<int>(config_.max_watch_timeout.count()));
+  int timeout = std::uniform_int_distribution<int>(lo, hi)(rng);
+  std::string path =
+      StrCat(config_.type.CollectionPath(config_.ns),
+             "?watch=true&allowWatchBookmarks=true&resourceVersion=", UrlEncode(resource_version()),
+             "&timeoutSeconds=", timeout, SelectorQuery());
+  bool relist = false;
+  Status event_error;
+  std::string error_body;
+  auto on_line = [&](std::string_view line) -> bool {
+    if (StripWhitespace(line).empty()) return true;
+    Json event;
+    try {
+      event = Json::parse(line);
+    } catch (const std::exception& e) {
+      event_error = InternalError(StrCat("watch ", config_.type.plural, ": bad event: ", e.what()));
+      return false;
+    }
+    std::string type = event.value("type", "");
+    Json object = event.value("object", Json::object());
+    if (type == "ADDED") {
+      Put(EventType::kAdded, std::move(object));
+    } else if (type == "MODIFIED") {
+      Put(EventType::kModified, std::move(object));
+    } else if (type == "DELETED") {
+      Put(EventType::kDeleted, std::move(object));
+    } else if (type == "BOOKMARK") {
+      std::string rv = ResourceVersionOf(object);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!rv.empty()) resource_version_ = rv;
+    } else if (type == "ERROR") {
+      int code = object.value("code", 0);
+      if (code == 410) {
+        relist = true;
+      } else {
+        event_error = ApiError(code, object.dump());
+      }
+      return false;
+    }
+    return !stop_;
+  };
+  TW_ASSIGN_OR_RETURN(
+      int status, client_->Stream(path, on_line, std::chrono::seconds(timeout + 30), &error_body));
+  if (status == 410) return true;
+  if (status != 200) return ApiError(status, error_body);
+  if (!event_error.ok()) return event_error;
+  return relist;
+}
+
+void Informer::Run() {
+  Backoff backoff(config_.backoff_initial, config_.backoff_max);
+  std::string list_rv = "0";
+  bool need_list = true;
+  while (!stop_) {
+    if (need_list) {
+      auto listed = ListAndReplace(list_rv);
+      if (stop_) break;
+      if (!listed.ok() || *listed != 200) {
+        if (listed.ok() && *listed == 410) {
+          list_rv = "";  // the version is gone: consistent read
+          continue;
+        }
+        TW_LOG(kWarn, "list failed",
+               {{"resource", config_.type.plural},
+                {"error", listed.ok() ? StrCat("HTTP ", *listed) : listed.status().ToString()}});
+        Sleep(backoff.Next());
+        continue;
+      }
+      need_list = false;
+      backoff.Reset();
+    }
+    auto watched = WatchOnce();
+    if (stop_) break;
+    if (!watched.ok()) {
+      ++watch_errors_;
+      TW_LOG(kWarn, "watch failed",
+             {{"resource", config_.type.plural}, {"error", watched.status()}});
+      Sleep(backoff.Next());
+      continue;
+    }
+    if (*watched) {
+      ++watch_errors_;
+      TW_LOG(kInfo, "watch expired (410), relisting", {{"resource", config_.type.plural}});
+      need_list = true;
+      list_rv = resource_version();
+      continue;
+    }
+    backoff.Reset();
+  }
+}
+
+}  // namespace tw::op

@@ -1,0 +1,182 @@
+// Rendering: golden files pin the exact children (tests/operator/golden/; regenerate with
+// TW_UPDATE_GOLDEN=1 and review the diff), and every rendered twd config is re-parsed by
+// tw_config.
+#include "tw/operator/render.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tw/common/config.h"
+
+namespace tw::op {
+namespace {
+
+using nlohmann::json;
+
+json Owner(const json& spec) {
+  return {{"apiVersion", "tokenwarehouse.io/v1alpha1"},
+          {"kind", "TokenWarehouse"},
+          {"metadata",
+           {{"name", "pool"},
+            {"namespace", "inference"},
+            {"uid", "6f1c0b6e-4d3a-4a8e-9d0f-1c2b3a4d5e6f"},
+            {"generation", 3},
+            {"creationTimestamp", "2026-01-01T00:00:00Z"}}},
+          {"spec", spec}};
+}
+
+json GoldenSpec() {
+  return json::parse(R"({
+    "image": "registry.example/twd:1.2.3",
+    "imagePullSecrets": [{"name": "regcred"}],
+    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "priorityClassName": "system-node-critical",
+    "shutdownGrace": "30s",
+    "tiers": {
+      "dram": {"capacity": "64Gi", "pinned": true},
+      "nvme": {"devices": [
+        {"name": "nvme0", "hostPath": "/mnt/nvme0/tw.data", "capacity": "2Ti"},
+        {"name": "nvme1", "hostPath": "/mnt/nvme1/tw.data", "capacity": "2Ti"}
+      ]},
+      "gpu": {"visible": true, "runtimeClassName": "nvidia"}
+    },
+    "defaultDurability": "disk",
+    "federation": {"enabled": true, "transport": "rdma", "rdmaResource": {"name": "rdma/hca", "count": 1}},
+    "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}}},
+    "updateStrategy": {"maxUnavailable": "10%"}
+  })");
+}
+
+std::string GoldenPath(const std::string& name) {
+  return std::string(TW_SOURCE_DIR) + "/tests/operator/golden/" + name;
+}
+
+void ExpectGolden(const std::string& name, const json& actual) {
+  std::string text = actual.dump(2) + "\n";
+  if (std::getenv("TW_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(GoldenPath(name)) << text;
+  }
+  std::ifstream in(GoldenPath(name));
+  ASSERT_TRUE(in) << "missing golden file " << GoldenPath(name)
+                  << " (run with TW_UPDATE_GOLDEN=1 to create it)";
+  std::stringstream golden;
+  golden << in.rdbuf();
+  EXPECT_EQ(golden.str(), text) << "rendering of " << name
+                                << " changed; if intended, rerun with TW_UPDATE_GOLDEN=1";
+}
+
+class RenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto parsed = ParseSpec(GoldenSpec());
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    spec_ = *parsed;
+    tw_ = Owner(GoldenSpec());
+  }
+  TokenWarehouseSpec spec_;
+  json tw_;
+};
+
+TEST_F(RenderTest, DaemonSetGolden) {
+  ExpectGolden("daemonset.json", RenderDaemonSet(tw_, spec_, RenderOptions{}));
+}
+
+TEST_F(RenderTest, ConfigMapGolden) { ExpectGolden("configmap.json", RenderConfigMap(tw_, spec_)); }
+
+TEST_F(RenderTest, ServiceGolden) { ExpectGolden("service.json", RenderService(tw_, spec_)); }
+
+TEST_F(RenderTest, PeersConfigMapGolden) {
+  std::vector<Peer> peers = {{"node-b", "10.0.0.2", 7470}, {"node-a", "10.0.0.1", 7470}};
+  ExpectGolden("peers-configmap.json", RenderPeersConfigMap(tw_, peers));
+}
+
+TEST_F(RenderTest, ServiceMonitorGolden) {
+  ExpectGolden("servicemonitor.json", RenderServiceMonitor(tw_, spec_));
+}
+
+TEST_F(RenderTest, RenderedConfigParsesBackEqual) {
+  json cm = RenderConfigMap(tw_, spec_);
+  auto parsed = config::ParseYaml(cm["data"]["twd.yaml"].get<std::string>());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(*parsed, TwdConfig(spec_));
+  EXPECT_EQ(parsed->dram.capacity, uint64_t{64} << 30);
+  EXPECT_EQ(parsed->nvme.paths.size(), 2u);
+  EXPECT_EQ(parsed->default_durability, config::Durability::kDisk);
+  EXPECT_EQ(parsed->shutdown_grace, std::chrono::seconds(30));
+  EXPECT_EQ(parsed->mesh.transport, config::Transport::kRdma);
+}
+
+TEST_F(RenderTest, DaemonSetCarriesWhatTwdNeeds) {
+  json ds = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  const json& pod = ds["spec"]["template"]["spec"];
+  const json& c = pod["containers"][0];
+  EXPECT_EQ(c["image"], "registry.example/twd:1.2.3");
+  EXPECT_EQ(c["securityContext"]["capabilities"]["add"][0], "IPC_LOCK");
+  EXPECT_EQ(pod["terminationGracePeriodSeconds"], 40);  // above the 30 s shutdown grace
+  EXPECT_EQ(c["resources"]["limits"]["rdma/hca"], 1);
+  EXPECT_FALSE(c["resources"]["limits"].contains("nvidia.com/gpu")) << "never claims GPUs";
+  EXPECT_EQ(pod["runtimeClassName"], "nvidia");
+  EXPECT_EQ(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+  EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+  EXPECT_EQ(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], "10%");
+  // Memory limit = the computed need.
+  MemoryNeeds needs = ComputeMemoryNeeds(spec_);
+  auto limit = ParseQuantityBytes(c["resources"]["limits"]["memory"], "limit");
+  ASSERT_TRUE(limit.ok());
+  EXPECT_EQ(*limit, needs.total);
+  // The socket directory is per TokenWarehouse; peers are a whole-directory mount.
+  bool socket = false, peers = false;
+  for (const auto& v : pod["volumes"]) {
+    if (v["name"] == "socket") {
+      socket = v["hostPath"]["path"] == "/run/tokenwarehouse/inference/pool";
+    }
+  }
+  for (const auto& m : c["volumeMounts"]) {
+    if (m["name"] == "peers") peers = m["mountPath"] == kPeersDir && !m.contains("subPath");
+  }
+  EXPECT_TRUE(socket);
+  EXPECT_TRUE(peers);
+  // Owner reference: controller, blocking deletion.
+  const json& ref = ds["metadata"]["ownerReferences"][0];
+  EXPECT_EQ(ref["uid"], tw_["metadata"]["uid"]);
+  EXPECT_EQ(ref["controller"], true);
+  EXPECT_EQ(ref["blockOwnerDeletion"], true);
+}
+
+TEST_F(RenderTest, TemplateHashFollowsTheSpec) {
+  json a = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  spec_.dram_capacity = uint64_t{32} << 30;
+  json b = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  auto hash = [](const json& ds) {
+    return ds["spec"]["template"]["metadata"]["annotations"][kAnnotationTemplateHash];
+  };
+  EXPECT_NE(hash(a), hash(b));
+  EXPECT_NE(a["metadata"]["annotations"][kAnnotationAppliedHash],
+            b["metadata"]["annotations"][kAnnotationAppliedHash]);
+  EXPECT_EQ(RenderDaemonSet(tw_, spec_, RenderOptions{}), b) << "rendering is deterministic";
+}
+
+TEST(RenderPeersTest, SortedJsonAsDesignSays) {
+  std::string text = RenderPeersJson({{"b", "10.0.0.2", 7470}, {"a", "10.0.0.1", 7471}});
+  json j = json::parse(text);
+  ASSERT_EQ(j["peers"].size(), 2u);
+  EXPECT_EQ(j["peers"][0]["node"], "a");
+  EXPECT_EQ(j["peers"][0]["address"], "10.0.0.1");
+  EXPECT_EQ(j["peers"][0]["port"], 7471);
+  EXPECT_EQ(RenderPeersJson({}), "{\"peers\":[]}\n");
+}
+
+TEST(RenderExamplesTest, DramOnlyConfigRoundTrips) {
+  auto spec = ParseSpec(json::parse(R"({"tiers":{"dram":{"capacity":"4Gi"}}})"));
+  ASSERT_TRUE(spec.ok());
+  json cm = RenderConfigMap(Owner(json::object()), *spec);
+  auto parsed = config::ParseYaml(cm["data"]["twd.yaml"].get<std::string>());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_TRUE(parsed->nvme.paths.empty());
+  EXPECT_EQ(parsed->socket.path, "/run/tokenwarehouse/twd.sock");
+}
+
+}  // namespace
+}  // namespace tw::op
