@@ -1,0 +1,76 @@
+// Daemon: twd as a whole — config, the store, the Service, the socket Server, the HTTP
+// metrics server, reloads and graceful shutdown. The `twd` executable is RunDaemon() with
+// hooks that open the real storage engine; tests run it with a fake store.
+//
+// Threading: Start/Reload/Shutdown from one controlling thread (RunDaemon's signal loop).
+// ready() from any thread. Lifetime: Shutdown() once, then destroy.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "tw/common/config.h"
+#include "tw/common/metrics.h"
+#include "tw/common/status.h"
+#include "tw/store/store.h"
+#include "tw/twd/options.h"
+#include "tw/twd/server.h"
+#include "tw/twd/service.h"
+
+namespace tw::twd {
+
+// How the daemon reaches the storage engine (the real one in `twd`, a fake in tests).
+struct StoreHooks {
+  // Opens the store for a validated config.
+  std::function<StatusOr<std::unique_ptr<store::Store>>(const config::Config&)> open;
+  // Applies run-time store fields (quotas, admission) of a reloaded config.
+  std::function<Status(store::Store&, const config::Config&)> reconfigure;
+};
+
+class Daemon {
+ public:
+  static StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options, StoreHooks hooks);
+  ~Daemon();
+
+  // Re-reads the config file (flags still win) and applies what can change at run time: log
+  // level, quotas, admission, tenants, limits, leases, default durability, namespace label
+  // cap. Other changed fields are logged as needing a restart. A bad file keeps the old config.
+  Status Reload();
+  // True when the config file changed since the last load (mtime, size or inode).
+  bool ConfigFileChanged();
+
+  // Stops accepting, finishes in-flight requests, closes the store with what is left of the
+  // grace period (writing back memory-durability chunks and a clean summary).
+  Status Shutdown();
+
+  bool ready() const { return ready_.load(); }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  const config::Config& config() const { return config_; }
+  Service* service() { return service_.get(); }
+  Server* server() { return server_.get(); }
+
+ private:
+  Daemon() = default;
+
+  DaemonOptions options_;
+  StoreHooks hooks_;
+  config::Config config_;
+  struct stat config_stat_ {};
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<metrics::MetricsServer> metrics_;
+  std::atomic<bool> ready_{false};
+  bool shut_down_ = false;
+};
+
+// The main of `twd`: flags, --version, start, then a signal loop — SIGTERM/SIGINT shut down
+// gracefully and return 0; SIGHUP or a changed config file reloads. Returns the exit code.
+int RunDaemon(int argc, char** argv, StoreHooks hooks);
+
+}  // namespace tw::twd

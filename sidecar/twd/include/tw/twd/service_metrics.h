@@ -1,0 +1,91 @@
+// ServiceMetrics: the Prometheus metrics twd exports (`tokenwarehouse_*`), and a bounded
+// namespace labeller. Families are created once per process (the registry is global); every
+// Service in the process shares them.
+//
+// Metrics:
+//   tokenwarehouse_get_hits_total{tier,namespace}          chunks served
+//   tokenwarehouse_get_misses_total{reason,namespace}      chunks not served, by reason
+//   tokenwarehouse_lookup_chunks_total{result}              chunks found/not found by lookups
+//   tokenwarehouse_puts_total{result,namespace}             put results
+//   tokenwarehouse_bytes_out_total{tier}                    bytes copied into client arenas
+//   tokenwarehouse_bytes_in_total                           bytes taken from client arenas
+//   tokenwarehouse_tokens_served_total{namespace}           prefill tokens avoided
+//   tokenwarehouse_request_duration_seconds{op}             latency per op (histogram)
+//   tokenwarehouse_connected_clients                        open client connections (gauge)
+//   tokenwarehouse_protocol_errors_total{kind}              rejected frames and requests
+//   tokenwarehouse_tier_used_bytes / _free_bytes / _capacity_bytes / _chunks {tier}  (gauges)
+//   tokenwarehouse_evictions_total{tier}, tokenwarehouse_io_errors_total{tier},
+//   tokenwarehouse_corrupt_total{tier}, tokenwarehouse_dropped_unwritten_total  (from the store)
+//
+// Threading: everything is thread-safe. Lifetime: process-wide singleton.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "tw/common/keys.h"
+#include "tw/protocol/frame.h"
+#include "tw/store/store.h"
+
+namespace tw::twd {
+
+// Metric label spellings of the store's enums (the same words as store.h's ToString, kept
+// here so the service does not depend on the engine's object code).
+std::string_view TierName(store::Tier t);
+std::string_view MissName(store::MissReason r);
+std::string_view PutName(store::PutResult r);
+
+class ServiceMetrics {
+ public:
+  static ServiceMetrics& Get();
+
+  // The namespace label: the first `max` distinct namespaces get their first 16 hex digits,
+  // the rest "other". Raising `max` at reload admits more; lowering never relabels.
+  std::string NamespaceLabel(const Key& digest);
+  void SetMaxNamespaceLabels(uint32_t max);
+
+  void GetHit(store::Tier tier, const std::string& ns, uint64_t bytes, uint32_t tokens);
+  void GetMiss(store::MissReason reason, const std::string& ns);
+  void LookupChunks(uint64_t found, uint64_t missing);
+  void PutResult(std::string_view result, const std::string& ns, uint64_t bytes);
+  void Latency(protocol::Opcode op, double seconds);
+  void ProtocolError(std::string_view kind);
+  void ClientsDelta(int delta);
+  // Publishes the store's gauges and advances the counters mirrored from it.
+  void UpdateFromStore(const store::StoreStats& stats);
+
+ private:
+  ServiceMetrics();
+
+  std::mutex mu_;
+  uint32_t max_labels_ = 16;           // GUARDED_BY(mu_)
+  std::map<Key, std::string> labels_;  // GUARDED_BY(mu_)
+  store::StoreStats last_;             // GUARDED_BY(mu_): counters already mirrored
+
+  prometheus::Family<prometheus::Counter>* hits_;
+  prometheus::Family<prometheus::Counter>* misses_;
+  prometheus::Family<prometheus::Counter>* lookup_chunks_;
+  prometheus::Family<prometheus::Counter>* puts_;
+  prometheus::Family<prometheus::Counter>* bytes_out_;
+  prometheus::Counter* bytes_in_;
+  prometheus::Family<prometheus::Counter>* tokens_;
+  prometheus::Family<prometheus::Histogram>* latency_;
+  prometheus::Gauge* clients_;
+  prometheus::Family<prometheus::Counter>* protocol_errors_;
+  prometheus::Family<prometheus::Gauge>* used_;
+  prometheus::Family<prometheus::Gauge>* free_;
+  prometheus::Family<prometheus::Gauge>* capacity_;
+  prometheus::Family<prometheus::Gauge>* chunks_;
+  prometheus::Family<prometheus::Counter>* evictions_;
+  prometheus::Family<prometheus::Counter>* io_errors_;
+  prometheus::Family<prometheus::Counter>* corrupt_;
+  prometheus::Counter* dropped_unwritten_;
+};
+
+}  // namespace tw::twd

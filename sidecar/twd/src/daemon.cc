@@ -1,0 +1,184 @@
+#include "tw/twd/daemon.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "tw/common/log.h"
+#include "tw/common/strings.h"
+
+namespace tw::twd {
+namespace {
+
+// Fields Reload() can apply; everything else needs a restart.
+config::Config WithRuntimeFields(config::Config running, const config::Config& fresh) {
+  running.log_level = fresh.log_level;
+  running.quotas = fresh.quotas;
+  running.default_namespace_quota = fresh.default_namespace_quota;
+  running.admission = fresh.admission;
+  running.tenants = fresh.tenants;
+  running.limits = fresh.limits;
+  running.leases = fresh.leases;
+  running.default_durability = fresh.default_durability;
+  running.metrics.max_namespace_labels = fresh.metrics.max_namespace_labels;
+  running.shutdown_grace = fresh.shutdown_grace;
+  return running;
+}
+
+bool SameFile(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, StoreHooks hooks) {
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->options_ = options;
+  d->hooks_ = std::move(hooks);
+  if (!options.config_path.empty()) ::stat(options.config_path.c_str(), &d->config_stat_);
+  TW_ASSIGN_OR_RETURN(d->config_, BuildConfig(options));
+  TW_ASSIGN_OR_RETURN(auto level, log::ParseLevel(d->config_.log_level));
+  log::SetLevel(level);
+  if (!d->config_.metrics.address.empty()) {
+    Daemon* raw = d.get();
+    std::map<std::string, metrics::MetricsServer::Handler> handlers;
+    handlers["/healthz"] = [] { return std::pair<int, std::string>(200, "ok\n"); };
+    handlers["/readyz"] = [raw] {
+      return raw->ready() ? std::pair<int, std::string>(200, "ready\n")
+                          : std::pair<int, std::string>(503, "not ready\n");
+    };
+    TW_ASSIGN_OR_RETURN(d->metrics_,
+                        metrics::MetricsServer::Start(d->config_.metrics.address, handlers));
+  }
+  auto store = d->hooks_.open(d->config_);
+  if (!store.ok()) return store.status().WithPrefix("opening the store");
+  d->store_ = std::move(*store);
+  d->service_ = std::make_unique<Service>(d->config_, d->store_.get());
+  ServerOptions so;
+  so.socket_path = d->config_.socket.path;
+  so.socket_mode = d->config_.socket.mode;
+  so.socket_group = d->config_.socket.group;
+  so.admin_socket_path = d->config_.admin_socket.path;
+  auto server = Server::Start(so, d->service_.get());
+  if (!server.ok()) {
+    // Leave the store consistent: nothing was served.
+    d->store_->Close(std::chrono::seconds(0)).IgnoreError();
+    d->store_.reset();
+    return server.status();
+  }
+  d->server_ = std::move(*server);
+  d->ready_.store(true);
+  TW_LOG(kInfo, "twd ready",
+         {{"version", ServerVersion()},
+          {"socket", d->config_.socket.path},
+          {"metrics_port", d->metrics_port()}});
+  return d;
+}
+
+Daemon::~Daemon() {
+  if (!shut_down_) Shutdown().IgnoreError();
+}
+
+bool Daemon::ConfigFileChanged() {
+  if (options_.config_path.empty()) return false;
+  struct stat st {};
+  if (::stat(options_.config_path.c_str(), &st) != 0) return false;
+  return !SameFile(st, config_stat_);
+}
+
+Status Daemon::Reload() {
+  if (!options_.config_path.empty()) ::stat(options_.config_path.c_str(), &config_stat_);
+  auto fresh = BuildConfig(options_);
+  if (!fresh.ok()) {
+    TW_LOG(kError, "reload failed, keeping the running config", {{"status", fresh.status()}});
+    return fresh.status();
+  }
+  config::Config next = WithRuntimeFields(config_, *fresh);
+  if (!(next == *fresh)) {
+    TW_LOG(kWarn, "config changes outside the run-time fields need a restart",
+           {{"file", options_.config_path}});
+  }
+  auto level = log::ParseLevel(next.log_level);
+  if (level.ok()) log::SetLevel(*level);
+  if (hooks_.reconfigure) {
+    Status s = hooks_.reconfigure(*store_, next);
+    if (!s.ok()) {
+      TW_LOG(kError, "store reconfigure failed", {{"status", s}});
+      return s;
+    }
+  }
+  service_->Reconfigure(next);
+  config_ = next;
+  TW_LOG(kInfo, "config reloaded",
+         {{"log_level", next.log_level},
+          {"tenants", next.tenants.size()},
+          {"quotas", next.quotas.size()}});
+  return OkStatus();
+}
+
+Status Daemon::Shutdown() {
+  if (shut_down_) return OkStatus();
+  shut_down_ = true;
+  ready_.store(false);
+  const auto start = std::chrono::steady_clock::now();
+  const auto grace = config_.shutdown_grace;
+  TW_LOG(kInfo, "shutting down",
+         {{"grace_ms", std::chrono::duration_cast<std::chrono::milliseconds>(grace).count()}});
+  if (server_) server_->Stop(grace);
+  server_.reset();
+  Status s;
+  if (store_) {
+    const auto spent = std::chrono::steady_clock::now() - start;
+    const auto left = spent < grace ? grace - spent : std::chrono::nanoseconds(0);
+    s = store_->Close(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+    service_.reset();
+    store_.reset();
+  }
+  metrics_.reset();
+  TW_LOG(kInfo, "stopped", {{"status", s}});
+  return s;
+}
+
+int RunDaemon(int argc, char** argv, StoreHooks hooks) {
+  auto options = ParseFlags(argc, argv);
+  if (!options.ok()) {
+    std::fprintf(stderr, "twd: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  if (options->help) return 0;
+  if (options->version) {
+    std::printf("%s\n", std::string(ServerVersion()).c_str());
+    return 0;
+  }
+  // Signals are taken synchronously by this thread; every thread started later inherits
+  // the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto daemon = Daemon::Start(*options, std::move(hooks));
+  if (!daemon.ok()) {
+    TW_LOG(kError, "twd failed to start", {{"status", daemon.status()}});
+    std::fprintf(stderr, "twd: %s\n", daemon.status().ToString().c_str());
+    return 1;
+  }
+  for (;;) {
+    struct timespec timeout = {1, 0};
+    int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      TW_LOG(kInfo, "signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      Status s = (*daemon)->Shutdown();
+      return s.ok() ? 0 : 1;
+    }
+    if (sig == SIGHUP || (sig < 0 && (*daemon)->ConfigFileChanged())) {
+      (*daemon)->Reload().IgnoreError();
+    }
+  }
+}
+
+}  // namespace tw::twd

@@ -1,0 +1,167 @@
+#include "tw/twd/service_metrics.h"
+
+#include "tw/common/metrics.h"
+
+namespace tw::twd {
+
+std::string_view TierName(store::Tier t) {
+  switch (t) {
+    case store::Tier::kNone:
+      return "none";
+    case store::Tier::kDram:
+      return "dram";
+    case store::Tier::kNvme:
+      return "nvme";
+  }
+  return "unknown";
+}
+
+std::string_view MissName(store::MissReason r) {
+  switch (r) {
+    case store::MissReason::kNone:
+      return "none";
+    case store::MissReason::kAbsent:
+      return "absent";
+    case store::MissReason::kEvicted:
+      return "evicted";
+    case store::MissReason::kCorrupt:
+      return "corrupt";
+    case store::MissReason::kQuota:
+      return "quota";
+    case store::MissReason::kDeadline:
+      return "deadline";
+    case store::MissReason::kIoError:
+      return "io_error";
+    case store::MissReason::kPeerUnreachable:
+      return "peer_unreachable";
+  }
+  return "unknown";
+}
+
+std::string_view PutName(store::PutResult r) {
+  switch (r) {
+    case store::PutResult::kStored:
+      return "stored";
+    case store::PutResult::kExists:
+      return "exists";
+    case store::PutResult::kRejectedAdmission:
+      return "rejected_admission";
+    case store::PutResult::kQuota:
+      return "quota";
+    case store::PutResult::kBusy:
+      return "busy";
+    case store::PutResult::kIoError:
+      return "io_error";
+  }
+  return "unknown";
+}
+
+ServiceMetrics& ServiceMetrics::Get() {
+  static ServiceMetrics* m = new ServiceMetrics();  // never destroyed, like the registry
+  return *m;
+}
+
+ServiceMetrics::ServiceMetrics() {
+  using metrics::CounterFamily;
+  using metrics::GaugeFamily;
+  hits_ = &CounterFamily("tokenwarehouse_get_hits_total", "Chunks served, by tier");
+  misses_ = &CounterFamily("tokenwarehouse_get_misses_total", "Chunks not served, by reason");
+  lookup_chunks_ =
+      &CounterFamily("tokenwarehouse_lookup_chunks_total", "Chunks found or missed by lookups");
+  puts_ = &CounterFamily("tokenwarehouse_puts_total", "Put results");
+  bytes_out_ = &CounterFamily("tokenwarehouse_bytes_out_total",
+                              "Bytes copied into client arenas, by serving tier");
+  bytes_in_ =
+      &CounterFamily("tokenwarehouse_bytes_in_total", "Bytes stored from client arenas").Add({});
+  tokens_ = &CounterFamily("tokenwarehouse_tokens_served_total",
+                           "Prompt tokens whose KV was served from cache (prefill avoided)");
+  latency_ = &metrics::HistogramFamily("tokenwarehouse_request_duration_seconds",
+                                       "Request latency in twd, by op");
+  clients_ = &GaugeFamily("tokenwarehouse_connected_clients", "Open client connections").Add({});
+  protocol_errors_ = &CounterFamily("tokenwarehouse_protocol_errors_total",
+                                    "Rejected frames and requests, by kind");
+  used_ = &GaugeFamily("tokenwarehouse_tier_used_bytes", "Bytes used per tier");
+  free_ = &GaugeFamily("tokenwarehouse_tier_free_bytes", "Bytes free per tier");
+  capacity_ = &GaugeFamily("tokenwarehouse_tier_capacity_bytes", "Capacity per tier");
+  chunks_ = &GaugeFamily("tokenwarehouse_tier_chunks", "Chunks stored per tier");
+  evictions_ = &CounterFamily("tokenwarehouse_evictions_total", "Chunks evicted per tier");
+  io_errors_ = &CounterFamily("tokenwarehouse_io_errors_total", "Device I/O errors per tier");
+  corrupt_ = &CounterFamily("tokenwarehouse_corrupt_total", "Records failing a checksum");
+  dropped_unwritten_ = &CounterFamily("tokenwarehouse_dropped_unwritten_total",
+                                      "Memory-durability chunks dropped before write-back")
+                            .Add({});
+}
+
+std::string ServiceMetrics::NamespaceLabel(const Key& digest) {
+  std::lock_guard lock(mu_);
+  auto it = labels_.find(digest);
+  if (it != labels_.end()) return it->second;
+  if (labels_.size() >= max_labels_) return "other";
+  std::string label = digest.Hex().substr(0, 16);
+  labels_.emplace(digest, label);
+  return label;
+}
+
+void ServiceMetrics::SetMaxNamespaceLabels(uint32_t max) {
+  std::lock_guard lock(mu_);
+  max_labels_ = max;
+}
+
+void ServiceMetrics::GetHit(store::Tier tier, const std::string& ns, uint64_t bytes,
+                            uint32_t tokens) {
+  const std::string t(TierName(tier));
+  hits_->Add({{"tier", t}, {"namespace", ns}}).Increment();
+  bytes_out_->Add({{"tier", t}}).Increment(static_cast<double>(bytes));
+  tokens_->Add({{"namespace", ns}}).Increment(tokens);
+}
+
+void ServiceMetrics::GetMiss(store::MissReason reason, const std::string& ns) {
+  misses_->Add({{"reason", std::string(MissName(reason))}, {"namespace", ns}}).Increment();
+}
+
+void ServiceMetrics::LookupChunks(uint64_t found, uint64_t missing) {
+  lookup_chunks_->Add({{"result", "hit"}}).Increment(static_cast<double>(found));
+  lookup_chunks_->Add({{"result", "miss"}}).Increment(static_cast<double>(missing));
+}
+
+void ServiceMetrics::PutResult(std::string_view result, const std::string& ns, uint64_t bytes) {
+  puts_->Add({{"result", std::string(result)}, {"namespace", ns}}).Increment();
+  if (result == "stored") bytes_in_->Increment(static_cast<double>(bytes));
+}
+
+void ServiceMetrics::Latency(protocol::Opcode op, double seconds) {
+  latency_->Add({{"op", std::string(protocol::ToString(op))}}, metrics::LatencyBuckets())
+      .Observe(seconds);
+}
+
+void ServiceMetrics::ProtocolError(std::string_view kind) {
+  protocol_errors_->Add({{"kind", std::string(kind)}}).Increment();
+}
+
+void ServiceMetrics::ClientsDelta(int delta) { clients_->Increment(delta); }
+
+void ServiceMetrics::UpdateFromStore(const store::StoreStats& s) {
+  std::lock_guard lock(mu_);
+  auto mirror = [](prometheus::Counter& c, uint64_t now, uint64_t before) {
+    if (now > before) c.Increment(static_cast<double>(now - before));
+  };
+  const std::pair<const char*, std::pair<const store::TierStats*, const store::TierStats*>>
+      tiers[] = {{"dram", {&s.dram, &last_.dram}}, {"nvme", {&s.nvme, &last_.nvme}}};
+  for (const auto& [name, pair] : tiers) {
+    const store::TierStats& now = *pair.first;
+    const store::TierStats& before = *pair.second;
+    used_->Add({{"tier", name}}).Set(static_cast<double>(now.used_bytes));
+    free_->Add({{"tier", name}})
+        .Set(static_cast<double>(
+            now.capacity_bytes > now.used_bytes ? now.capacity_bytes - now.used_bytes : 0));
+    capacity_->Add({{"tier", name}}).Set(static_cast<double>(now.capacity_bytes));
+    chunks_->Add({{"tier", name}}).Set(static_cast<double>(now.chunks));
+    mirror(evictions_->Add({{"tier", name}}), now.evictions, before.evictions);
+    mirror(io_errors_->Add({{"tier", name}}), now.io_errors, before.io_errors);
+    mirror(corrupt_->Add({{"tier", name}}), now.corrupt, before.corrupt);
+  }
+  mirror(*dropped_unwritten_, s.dropped_unwritten, last_.dropped_unwritten);
+  last_ = s;
+}
+
+}  // namespace tw::twd

@@ -1,0 +1,194 @@
+// The frame codec and message validation of tw_protocol: partial input, hostile headers,
+// every structural check of the request messages.
+#include <gtest/gtest.h>
+
+#include "tw/protocol/frame.h"
+#include "tw/protocol/messages.h"
+
+namespace tw::protocol {
+namespace {
+
+FrameHeader Header(Opcode op, uint64_t id = 7) {
+  FrameHeader h;
+  h.opcode = op;
+  h.request_id = id;
+  return h;
+}
+
+TEST(FrameTest, RoundTripAndConsumed) {
+  std::string f = EncodeFrame(Header(Opcode::kPing, 42), "body");
+  f += "trailing";
+  DecodedFrame d = DecodeFrame(f, DecodeLimits{});
+  ASSERT_EQ(d.state, DecodeState::kFrame) << d.error.ToString();
+  EXPECT_EQ(d.consumed, kHeaderSize + 4);
+  EXPECT_EQ(d.header.opcode, Opcode::kPing);
+  EXPECT_EQ(d.header.request_id, 42u);
+  EXPECT_EQ(d.body, "body");
+}
+
+TEST(FrameTest, EveryPrefixNeedsMore) {
+  const std::string f = EncodeFrame(Header(Opcode::kGet), std::string(100, 'x'));
+  for (size_t n = 0; n < f.size(); ++n) {
+    DecodedFrame d = DecodeFrame(std::string_view(f.data(), n), DecodeLimits{});
+    EXPECT_EQ(d.state, DecodeState::kNeedMore) << n;
+    EXPECT_EQ(d.consumed, 0u);
+  }
+  EXPECT_EQ(DecodeFrame(f, DecodeLimits{}).state, DecodeState::kFrame);
+}
+
+TEST(FrameTest, BadMagicFailsOnTheFirstByte) {
+  EXPECT_EQ(DecodeFrame(std::string_view("G"), DecodeLimits{}).state, DecodeState::kError);
+  EXPECT_EQ(DecodeFrame(std::string_view("GET / HTTP/1.1\r\n"), DecodeLimits{}).state,
+            DecodeState::kError);
+}
+
+TEST(FrameTest, WrongVersionIsUnimplemented) {
+  std::string f = EncodeFrame(Header(Opcode::kPing), "");
+  f[4] = 2;
+  DecodedFrame d = DecodeFrame(std::string_view(f.data(), 6), DecodeLimits{});
+  ASSERT_EQ(d.state, DecodeState::kError);
+  EXPECT_EQ(d.error.code(), StatusCode::kUnimplemented);
+}
+
+TEST(FrameTest, UnknownOpcodeFlagsAndDirection) {
+  FrameHeader h = Header(Opcode::kPing);
+  h.opcode = static_cast<Opcode>(999);
+  EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), DecodeLimits{}).error.code(),
+            StatusCode::kUnimplemented);
+  h = Header(Opcode::kPing);
+  h.flags = 1u << 7;
+  EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), DecodeLimits{}).state, DecodeState::kError);
+  h.flags = kFlagResponse;  // a server does not accept responses
+  EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), DecodeLimits{}).state, DecodeState::kError);
+  DecodeLimits client;
+  client.expect_response = true;
+  EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), client).state, DecodeState::kFrame);
+  h.flags = kFlagResponse | kFlagError;
+  h.opcode = Opcode::kInvalid;  // error reply to an undecodable frame
+  EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), client).state, DecodeState::kFrame);
+}
+
+TEST(FrameTest, OversizeBodyFailsBeforeItArrives) {
+  FrameHeader h = Header(Opcode::kPut);
+  std::string f = EncodeFrame(h, "");
+  // Claim 1 GiB of body.
+  uint32_t len = 1u << 30;
+  std::memcpy(f.data() + 20, &len, 4);
+  DecodeLimits limits;
+  limits.max_body = 1 << 20;
+  DecodedFrame d = DecodeFrame(f, limits);
+  ASSERT_EQ(d.state, DecodeState::kError);
+  EXPECT_EQ(d.error.code(), StatusCode::kResourceExhausted);
+  limits.max_body = UINT32_MAX;  // the hard cap still applies
+  EXPECT_EQ(DecodeFrame(f, limits).state, DecodeState::kError);
+}
+
+MessageLimits Limits(uint64_t arena = 1 << 20) {
+  MessageLimits l;
+  l.arena_size = arena;
+  l.max_batch = 8;
+  return l;
+}
+
+std::string K(char c) { return std::string(32, c); }
+
+pb::GetRequest GetWithRanges(std::vector<std::pair<uint64_t, uint64_t>> ranges) {
+  pb::GetRequest r;
+  auto* item = r.add_items();
+  item->mutable_ref()->set_key(K('k'));
+  item->mutable_ref()->set_namespace_digest(K('n'));
+  for (auto [off, len] : ranges) {
+    auto* e = item->add_ranges();
+    e->set_length(len);
+    e->set_arena_offset(off);
+  }
+  return r;
+}
+
+TEST(MessagesTest, GetRangesInsideArenaAndDisjoint) {
+  EXPECT_TRUE(ValidateGet(GetWithRanges({{0, 100}, {100, 100}}), Limits()).ok());
+  EXPECT_FALSE(ValidateGet(GetWithRanges({{0, 100}, {50, 100}}), Limits()).ok());  // overlap
+  EXPECT_FALSE(ValidateGet(GetWithRanges({{(1 << 20) - 10, 11}}), Limits()).ok());
+  EXPECT_FALSE(ValidateGet(GetWithRanges({{UINT64_MAX - 5, 10}}), Limits()).ok());  // wraps
+  EXPECT_FALSE(ValidateGet(GetWithRanges({{0, 0}}), Limits()).ok());                // empty
+  EXPECT_FALSE(ValidateGet(GetWithRanges({{0, 100}}), Limits(0)).ok());             // no arena
+}
+
+TEST(MessagesTest, KeyLengthsAndBatch) {
+  pb::ExistsRequest r;
+  auto* ref = r.add_items();
+  ref->set_key(std::string(31, 'k'));
+  ref->set_namespace_digest(K('n'));
+  EXPECT_EQ(ValidateKeyRefs(r.items(), Limits()).code(), StatusCode::kInvalidArgument);
+  ref->set_key(K('k'));
+  EXPECT_TRUE(ValidateKeyRefs(r.items(), Limits()).ok());
+  for (int i = 0; i < 8; ++i) *r.add_items() = *ref;
+  EXPECT_EQ(ValidateKeyRefs(r.items(), Limits()).code(), StatusCode::kResourceExhausted);
+}
+
+pb::PutRequest PutWith(std::vector<uint64_t> sizes,
+                       std::vector<std::tuple<uint32_t, uint64_t, uint64_t, uint64_t>> ranges) {
+  pb::PutRequest r;
+  auto* item = r.add_items();
+  item->mutable_ref()->set_key(K('k'));
+  item->mutable_ref()->set_namespace_digest(K('n'));
+  item->set_parent(K('n'));
+  item->add_tokens(1);
+  for (uint64_t s : sizes) item->add_segment_sizes(s);
+  for (auto [seg, off, len, arena] : ranges) {
+    auto* e = item->add_ranges();
+    e->set_segment(seg);
+    e->set_offset(off);
+    e->set_length(len);
+    e->set_arena_offset(arena);
+  }
+  return r;
+}
+
+TEST(MessagesTest, PutRangesCoverEachSegmentExactlyOnce) {
+  EXPECT_TRUE(ValidatePut(PutWith({100, 50}, {{0, 0, 100, 0}, {1, 0, 50, 100}}), Limits()).ok());
+  // Split segment, out of order: still fine.
+  EXPECT_TRUE(ValidatePut(PutWith({100}, {{0, 60, 40, 500}, {0, 0, 60, 0}}), Limits()).ok());
+  EXPECT_FALSE(ValidatePut(PutWith({100}, {{0, 0, 90, 0}}), Limits()).ok());  // gap
+  EXPECT_FALSE(ValidatePut(PutWith({100}, {{0, 0, 60, 0}, {0, 50, 50, 200}}), Limits()).ok());
+  EXPECT_FALSE(ValidatePut(PutWith({100}, {{1, 0, 100, 0}}), Limits()).ok());  // no segment 1
+  EXPECT_FALSE(ValidatePut(PutWith({0}, {}), Limits()).ok());                  // empty value
+  MessageLimits small = Limits();
+  small.max_value_size = 99;
+  EXPECT_EQ(ValidatePut(PutWith({100}, {{0, 0, 100, 0}}), small).code(),
+            StatusCode::kResourceExhausted);
+}
+
+TEST(MessagesTest, ParseRequestRejectsGarbageAndUnknownOps) {
+  EXPECT_FALSE(ParseRequest(Opcode::kGet, "\xff\xff\xff", Limits()).ok());
+  EXPECT_EQ(ParseRequest(static_cast<Opcode>(500), "", Limits()).status().code(),
+            StatusCode::kUnimplemented);
+  auto ok = ParseRequest(Opcode::kPing, "", Limits());
+  EXPECT_TRUE(ok.ok());
+}
+
+TEST(MessagesTest, HelloVersionRange) {
+  pb::HelloRequest h;
+  EXPECT_FALSE(ValidateHello(h, Limits()).ok());
+  h.set_min_version(2);
+  h.set_max_version(1);
+  EXPECT_FALSE(ValidateHello(h, Limits()).ok());
+  h.set_min_version(1);
+  EXPECT_TRUE(ValidateHello(h, Limits()).ok());
+}
+
+TEST(MessagesTest, ErrorFrameRoundTrip) {
+  std::string f = EncodeError(Opcode::kGet, 9, PermissionDeniedError("nope"), true);
+  DecodeLimits client;
+  client.expect_response = true;
+  DecodedFrame d = DecodeFrame(f, client);
+  ASSERT_EQ(d.state, DecodeState::kFrame);
+  EXPECT_TRUE(d.header.flags & kFlagError);
+  pb::ErrorReply e;
+  ASSERT_TRUE(ParseBody(d.body, &e).ok());
+  EXPECT_TRUE(e.fatal());
+  EXPECT_EQ(ErrorReplyToStatus(e).code(), StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace tw::protocol

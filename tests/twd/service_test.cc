@@ -1,0 +1,494 @@
+// twd's service over real Unix sockets, in-process, against a FakeStore: handshake, every
+// operation, key verification, tenancy, leases, deadlines and the admin socket.
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "service_fixture.h"
+
+namespace tw::twd::testing {
+namespace {
+
+using protocol::Opcode;
+
+std::vector<uint64_t> Segs() { return {64, 32}; }
+
+// Fills the arena at `off` with a recognisable pattern for chunk `seed`.
+void Fill(TestClient& c, uint64_t off, uint64_t n, uint8_t seed) {
+  for (uint64_t i = 0; i < n; ++i) c.arena()[off + i] = static_cast<uint8_t>(seed + i * 7);
+}
+bool Check(TestClient& c, uint64_t off, uint64_t n, uint8_t seed) {
+  for (uint64_t i = 0; i < n; ++i) {
+    if (c.arena()[off + i] != static_cast<uint8_t>(seed + i * 7)) return false;
+  }
+  return true;
+}
+
+// Stores chunks 1..n of a chain (tokens 4j..4j+3) and returns their keys.
+std::vector<Key> PutChain(TestClient& c, const Key& ns, int n, uint8_t seed = 1) {
+  std::vector<Key> keys;
+  pb::PutRequest req;
+  Key parent = ns;
+  for (int j = 0; j < n; ++j) {
+    std::vector<uint32_t> tokens = {uint32_t(4 * j), uint32_t(4 * j + 1), uint32_t(4 * j + 2),
+                                    uint32_t(4 * j + 3)};
+    Fill(c, 1000 * j, 96, static_cast<uint8_t>(seed + j));
+    *req.add_items() = MakePutItem(ns, parent, tokens, Segs(), 1000 * j);
+    parent = protocol::KeyFromBytes(req.items(j).ref().key());
+    keys.push_back(parent);
+  }
+  auto r = c.Call<pb::PutResponse>(Opcode::kPut, req);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  for (const auto& res : r->results())
+    EXPECT_EQ(res.result(), pb::PUT_RESULT_STORED) << res.message();
+  return keys;
+}
+
+pb::KeyRef Ref(const Key& key, const Key& ns) {
+  pb::KeyRef r;
+  r.set_key(std::string(key.View()));
+  r.set_namespace_digest(std::string(ns.View()));
+  return r;
+}
+
+TEST_F(ServiceTest, HandshakeNegotiatesAndReturnsDigests) {
+  StartServer();
+  TestClient c = Connect();
+  Namespace ns = TestNamespace();
+  auto h = c.Hello({ns}, 1 << 20);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->version(), 1u);
+  ASSERT_EQ(h->namespace_digests_size(), 1);
+  EXPECT_EQ(protocol::KeyFromBytes(h->namespace_digests(0)), NamespaceDigest(ns));
+  EXPECT_EQ(h->limits().max_batch(), 64u);
+  EXPECT_TRUE(c.Call<pb::PingResponse>(Opcode::kPing, pb::PingRequest()).ok());
+}
+
+TEST_F(ServiceTest, HandshakeRefusals) {
+  StartServer();
+  {  // no common version
+    TestClient c = Connect();
+    pb::HelloRequest h;
+    h.set_min_version(5);
+    h.set_max_version(9);
+    auto r = c.Call<pb::HelloResponse>(Opcode::kHello, h);
+    EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {  // non-canonical spelling
+    TestClient c = Connect();
+    Namespace ns = TestNamespace();
+    ns.kv_dtype = "bfloat16";
+    EXPECT_EQ(c.Hello({ns}, 0).status().code(), StatusCode::kInvalidArgument);
+  }
+  {  // a request before hello
+    TestClient c = Connect();
+    EXPECT_EQ(c.Call<pb::PingResponse>(Opcode::kPing, pb::PingRequest()).status().code(),
+              StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {  // an unsealed memfd: it could shrink under twd
+    TestClient c = Connect();
+    int fd = ::memfd_create("unsealed", MFD_CLOEXEC);
+    ASSERT_EQ(::ftruncate(fd, 4096), 0);
+    pb::HelloRequest h;
+    h.set_min_version(1);
+    h.set_max_version(1);
+    h.set_arena_size(4096);
+    ASSERT_TRUE(c.SendRaw(protocol::EncodeRequest(Opcode::kHello, 1, h), fd).ok());
+    ::close(fd);
+    auto r = c.ReadReply();
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->header.flags & protocol::kFlagError);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  // An arena whose size is not what hello says, or over limits.max_arena_size (16 MiB).
+  for (auto [real, claimed] : {std::pair<uint64_t, uint64_t>{4096, 8192},
+                               std::pair<uint64_t, uint64_t>{32 << 20, 32 << 20}}) {
+    TestClient c = Connect();
+    auto memfd = protocol::CreateArenaMemfd("arena", real);
+    ASSERT_TRUE(memfd.ok());
+    pb::HelloRequest h;
+    h.set_min_version(1);
+    h.set_max_version(1);
+    h.set_arena_size(claimed);
+    ASSERT_TRUE(c.SendRaw(protocol::EncodeRequest(Opcode::kHello, 1, h), memfd->get()).ok());
+    auto r = c.ReadReply();
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->header.flags & protocol::kFlagError) << claimed;
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {  // second hello
+    TestClient c = Connect();
+    ASSERT_TRUE(c.Hello({}, 0).ok());
+    EXPECT_EQ(c.Hello({}, 0).status().code(), StatusCode::kFailedPrecondition);
+  }
+}
+
+TEST_F(ServiceTest, PutLookupGetExistsDeleteStats) {
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 3);
+
+  pb::LookupRequest lr;
+  auto* chain = lr.add_items()->add_chains();
+  chain->set_namespace_digest(std::string(ns.View()));
+  for (const Key& k : keys) chain->add_keys(std::string(k.View()));
+  chain->add_keys(std::string(32, 'z'));  // a fourth chunk that is not stored
+  auto l = c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(l->results(0).prefix(), 3u);
+  EXPECT_EQ(l->results(0).miss(), pb::MISS_REASON_ABSENT);
+  ASSERT_EQ(l->results(0).chains(0).tiers_size(), 3);
+  EXPECT_EQ(l->results(0).chains(0).tiers(0), pb::TIER_DRAM);
+
+  // Clear the arena, then get chunk 2 whole and chunk 3 by a scatter list.
+  std::memset(c.arena(), 0, 1 << 20);
+  pb::GetRequest gr;
+  auto* whole = gr.add_items();
+  *whole->mutable_ref() = Ref(keys[1], ns);
+  whole->set_arena_offset(1000);
+  whole->set_arena_length(96);
+  auto* part = gr.add_items();
+  *part->mutable_ref() = Ref(keys[2], ns);
+  auto* e = part->add_ranges();  // segment 1 (32 bytes at offset 64 of the value)
+  e->set_segment(1);
+  e->set_length(32);
+  e->set_arena_offset(2064);
+  auto g = c.Call<pb::GetResponse>(Opcode::kGet, gr);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->results(0).miss(), pb::MISS_REASON_NONE);
+  EXPECT_EQ(g->results(0).bytes(), 96u);
+  EXPECT_EQ(g->results(0).tier(), pb::TIER_DRAM);
+  EXPECT_TRUE(Check(c, 1000, 96, 2));
+  EXPECT_EQ(g->results(1).bytes(), 32u);
+  for (int i = 0; i < 32; ++i) {
+    ASSERT_EQ(c.arena()[2064 + i], static_cast<uint8_t>(3 + (64 + i) * 7)) << i;
+  }
+  EXPECT_EQ(c.arena()[2000], 0);  // nothing outside the named range
+
+  pb::ExistsRequest er;
+  *er.add_items() = Ref(keys[0], ns);
+  *er.add_items() = Ref(Key{}, ns);
+  auto ex = c.Call<pb::ExistsResponse>(Opcode::kExists, er);
+  ASSERT_TRUE(ex.ok());
+  EXPECT_TRUE(ex->results(0).exists());
+  EXPECT_EQ(ex->results(0).value_size(), 96u);
+  EXPECT_FALSE(ex->results(1).exists());
+
+  pb::DeleteRequest dr;
+  *dr.add_items() = Ref(keys[2], ns);
+  *dr.add_items() = Ref(keys[2], ns);
+  auto del = c.Call<pb::DeleteResponse>(Opcode::kDelete, dr);
+  ASSERT_TRUE(del.ok());
+  EXPECT_TRUE(del->deleted(0));
+  EXPECT_FALSE(del->deleted(1));
+  g = c.Call<pb::GetResponse>(Opcode::kGet, gr);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->results(1).miss(), pb::MISS_REASON_ABSENT);
+
+  auto st = c.Call<pb::StatsResponse>(Opcode::kStats, pb::StatsRequest());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->connected_clients(), 1u);
+  EXPECT_EQ(st->puts().at("stored"), 3u);
+  EXPECT_EQ(st->arena_size(), uint64_t{1} << 20);
+
+  // Putting the same chunk again says exists.
+  pb::PutRequest again;
+  *again.add_items() = MakePutItem(ns, ns, {0, 1, 2, 3}, Segs(), 0);
+  auto p = c.Call<pb::PutResponse>(Opcode::kPut, again);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->results(0).result(), pb::PUT_RESULT_EXISTS);
+}
+
+TEST_F(ServiceTest, PutKeyVerification) {
+  StartServer();
+  Key ns, other_ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  TestClient o = Ready(TestNamespace("", 4, "tp=1/2,pp=0/1"), &other_ns);
+  std::vector<Key> other = PutChain(o, other_ns, 1);
+
+  pb::PutRequest r;
+  pb::PutItem bad_key = MakePutItem(ns, ns, {1, 2, 3, 4}, Segs(), 0);
+  bad_key.mutable_ref()->set_key(std::string(32, 'x'));
+  *r.add_items() = bad_key;
+  *r.add_items() = MakePutItem(ns, ns, {1, 2, 3}, Segs(), 200);  // 3 tokens, chunk_tokens 4
+  // Grafting onto another namespace's chunk: the key is right, the parent is foreign.
+  *r.add_items() = MakePutItem(ns, other[0], {5, 6, 7, 8}, Segs(), 400);
+  // A parent earlier in the same request is fine.
+  *r.add_items() = MakePutItem(ns, ns, {9, 9, 9, 9}, Segs(), 600);
+  *r.add_items() =
+      MakePutItem(ns, protocol::KeyFromBytes(r.items(3).ref().key()), {1, 1, 1, 1}, Segs(), 800);
+  auto p = c.Call<pb::PutResponse>(Opcode::kPut, r);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->results(0).result(), pb::PUT_RESULT_INVALID);
+  EXPECT_EQ(p->results(1).result(), pb::PUT_RESULT_INVALID);
+  EXPECT_EQ(p->results(2).result(), pb::PUT_RESULT_INVALID);
+  EXPECT_EQ(p->results(3).result(), pb::PUT_RESULT_STORED);
+  EXPECT_EQ(p->results(4).result(), pb::PUT_RESULT_STORED);
+  EXPECT_EQ(store_.chunks(), 3u);
+}
+
+TEST_F(ServiceTest, PutResultsFromTheStoreAndDeadlines) {
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  store_.force_put = store::PutResult::kQuota;
+  pb::PutRequest r;
+  *r.add_items() = MakePutItem(ns, ns, {1, 2, 3, 4}, Segs(), 0);
+  auto p = c.Call<pb::PutResponse>(Opcode::kPut, r);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->results(0).result(), pb::PUT_RESULT_QUOTA);
+  store_.force_put.reset();
+  std::vector<Key> keys = PutChain(c, ns, 1);
+
+  // A get whose deadline passes while the store is slow is a deadline miss.
+  store_.get_delay = std::chrono::milliseconds(20);
+  pb::GetRequest g;
+  g.set_timeout_us(1);
+  auto* item = g.add_items();
+  *item->mutable_ref() = Ref(keys[0], ns);
+  item->set_arena_length(96);
+  auto res = c.Call<pb::GetResponse>(Opcode::kGet, g);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->results(0).miss(), pb::MISS_REASON_DEADLINE);
+  store_.get_delay = std::chrono::milliseconds(0);
+}
+
+TEST_F(ServiceTest, TensorParallelLookupAnswersTheCommonPrefix) {
+  StartServer();
+  TestClient c = Connect();
+  auto h = c.Hello({TestNamespace("", 4, "tp=0/2,pp=0/1"), TestNamespace("", 4, "tp=1/2,pp=0/1")},
+                   1 << 20);
+  ASSERT_TRUE(h.ok());
+  Key ns0 = protocol::KeyFromBytes(h->namespace_digests(0));
+  Key ns1 = protocol::KeyFromBytes(h->namespace_digests(1));
+  std::vector<Key> a = PutChain(c, ns0, 3);
+  std::vector<Key> b = PutChain(c, ns1, 2);
+  pb::LookupRequest lr;
+  auto* item = lr.add_items();
+  auto* c0 = item->add_chains();
+  c0->set_namespace_digest(std::string(ns0.View()));
+  for (const Key& k : a) c0->add_keys(std::string(k.View()));
+  auto* c1 = item->add_chains();
+  c1->set_namespace_digest(std::string(ns1.View()));
+  for (const Key& k : b) c1->add_keys(std::string(k.View()));
+  c1->add_keys(std::string(32, 'q'));
+  auto l = c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->results(0).prefix(), 2u);
+  EXPECT_EQ(l->results(0).chains(0).tiers_size(), 2);
+  EXPECT_EQ(l->results(0).chains(1).tiers_size(), 2);
+  EXPECT_EQ(l->results(0).miss(), pb::MISS_REASON_ABSENT);
+}
+
+TEST_F(ServiceTest, TenantsReachOnlyTheirNamespaces) {
+  config::TenantConfig t;
+  t.name = "alpha";
+  t.uids = {::getuid()};
+  config_.tenants = {t};
+  StartServer();
+  {
+    TestClient c = Connect();
+    EXPECT_EQ(c.Hello({TestNamespace("beta")}, 0).status().code(), StatusCode::kPermissionDenied);
+  }
+  Key ns;
+  TestClient c = Ready(TestNamespace("alpha"), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 1);
+  // An undeclared namespace fails the request.
+  pb::ExistsRequest er;
+  *er.add_items() = Ref(keys[0], NamespaceDigest(TestNamespace("beta")));
+  EXPECT_EQ(c.Call<pb::ExistsResponse>(Opcode::kExists, er).status().code(),
+            StatusCode::kPermissionDenied);
+  // A declared namespace cannot see a chunk stored under another one.
+  pb::DeclareNamespacesRequest dr;
+  *dr.add_namespaces() = protocol::ToProto(TestNamespace("alpha", 8));
+  auto d = c.Call<pb::DeclareNamespacesResponse>(Opcode::kDeclareNamespaces, dr);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const Key ns8 = protocol::KeyFromBytes(d->namespace_digests(0));
+  pb::GetRequest g;
+  auto* item = g.add_items();
+  *item->mutable_ref() = Ref(keys[0], ns8);
+  item->set_arena_length(96);
+  auto res = c.Call<pb::GetResponse>(Opcode::kGet, g);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->results(0).miss(), pb::MISS_REASON_ABSENT);
+  pb::DeleteRequest del;
+  *del.add_items() = Ref(keys[0], ns8);
+  EXPECT_FALSE(c.Call<pb::DeleteResponse>(Opcode::kDelete, del)->deleted(0));
+  EXPECT_EQ(store_.chunks(), 1u);
+}
+
+TEST_F(ServiceTest, LeasesAreSharedByUidCappedAndExpire) {
+  config_.leases.max_per_client = 1;
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 2);
+  pb::LookupRequest lr;
+  lr.set_take_lease(true);
+  auto* chain = lr.add_items()->add_chains();
+  chain->set_namespace_digest(std::string(ns.View()));
+  for (const Key& k : keys) chain->add_keys(std::string(k.View()));
+  auto l = c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  ASSERT_TRUE(l.ok());
+  const uint64_t lease = l->results(0).lease();
+  EXPECT_NE(lease, 0u);
+  EXPECT_EQ(store_.live_leases(), 1u);
+  // At the cap: answered, without a lease, and the store lease is given back.
+  auto l2 = c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  ASSERT_TRUE(l2.ok());
+  EXPECT_EQ(l2->results(0).prefix(), 2u);
+  EXPECT_EQ(l2->results(0).lease(), 0u);
+  EXPECT_EQ(store_.live_leases(), 1u);
+  // Another connection of the same uid uses and releases it.
+  Key ns_again;
+  TestClient w = Ready(TestNamespace(), &ns_again);
+  pb::GetRequest g;
+  auto* item = g.add_items();
+  *item->mutable_ref() = Ref(keys[1], ns);
+  item->set_arena_length(96);
+  item->set_lease(lease);
+  auto got = w.Call<pb::GetResponse>(Opcode::kGet, g);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->results(0).miss(), pb::MISS_REASON_NONE);
+  pb::ReleaseLeasesRequest rel;
+  rel.add_leases(lease);
+  rel.add_leases(12345);
+  auto r = w.Call<pb::ReleaseLeasesResponse>(Opcode::kReleaseLeases, rel);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->released(), 1u);
+  EXPECT_EQ(store_.live_leases(), 0u);
+  // Expiry frees the slot (driven directly: no test waits on a clock).
+  l = c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  ASSERT_NE(l->results(0).lease(), 0u);
+  EXPECT_EQ(service_->leases().Expire(std::chrono::steady_clock::now() + std::chrono::hours(1)),
+            1u);
+  EXPECT_EQ(store_.live_leases(), 0u);
+}
+
+TEST_F(ServiceTest, AdminSocketNamespacesExportEvict) {
+  StartServer();
+  struct stat st;
+  ASSERT_EQ(::stat(config_.admin_socket.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(config_.socket.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 3);
+  // Admin ops are refused on the client socket.
+  EXPECT_EQ(c.Call<pb::NamespacesResponse>(Opcode::kAdminNamespaces, pb::NamespacesRequest())
+                .status()
+                .code(),
+            StatusCode::kPermissionDenied);
+
+  TestClient a = Connect(/*admin=*/true);
+  auto n = a.Call<pb::NamespacesResponse>(Opcode::kAdminNamespaces, pb::NamespacesRequest());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(n->namespaces_size(), 1);
+  EXPECT_EQ(n->namespaces(0).chunks(), 3u);
+  EXPECT_TRUE(n->namespaces(0).fields_known());
+  EXPECT_EQ(n->namespaces(0).fields().model(), "test/model");
+
+  auto ex = a.Call<pb::ExportResponse>(Opcode::kAdminExport, pb::ExportRequest());
+  ASSERT_TRUE(ex.ok());
+  ASSERT_EQ(ex->chunks_size(), 3);
+  for (const auto& chunk : ex->chunks()) {
+    EXPECT_EQ(chunk.tokens_size(), 4);
+    EXPECT_EQ(chunk.value_size(), 96u);
+    EXPECT_EQ(ChunkKey(protocol::KeyFromBytes(chunk.parent()), {},
+                       std::vector<uint32_t>(chunk.tokens().begin(), chunk.tokens().end())),
+              protocol::KeyFromBytes(chunk.key()));
+  }
+
+  pb::EvictNamespaceRequest ev;
+  ev.set_namespace_digest(std::string(ns.View()));
+  auto e = a.Call<pb::EvictNamespaceResponse>(Opcode::kAdminEvictNamespace, ev);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->evicted(), 3u);
+  // The miss now says evicted.
+  pb::GetRequest g;
+  auto* item = g.add_items();
+  *item->mutable_ref() = Ref(keys[0], ns);
+  item->set_arena_length(96);
+  auto res = c.Call<pb::GetResponse>(Opcode::kGet, g);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->results(0).miss(), pb::MISS_REASON_EVICTED);
+}
+
+TEST_F(ServiceTest, ExportStreamsInFramesWithMore) {
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  // 1100 first chunks (distinct tokens), in batches of 50.
+  for (int b = 0; b < 22; ++b) {
+    pb::PutRequest r;
+    for (int i = 0; i < 50; ++i) {
+      const uint32_t t = static_cast<uint32_t>(b * 50 + i);
+      *r.add_items() = MakePutItem(ns, ns, {t, t, t, t}, {8}, 64 * i);
+    }
+    auto p = c.Call<pb::PutResponse>(Opcode::kPut, r);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+  }
+  TestClient a = Connect(true);
+  ASSERT_TRUE(
+      a.SendRaw(protocol::EncodeRequest(Opcode::kAdminExport, 5, pb::ExportRequest())).ok());
+  int frames = 0, chunks = 0;
+  for (;;) {
+    auto r = a.ReadReply();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->header.request_id, 5u);
+    pb::ExportResponse e;
+    ASSERT_TRUE(protocol::ParseBody(r->body, &e).ok());
+    ++frames;
+    chunks += e.chunks_size();
+    if (!(r->header.flags & protocol::kFlagMore)) break;
+  }
+  EXPECT_EQ(frames, 2);
+  EXPECT_EQ(chunks, 1100);
+}
+
+TEST_F(ServiceTest, LiveSocketRefusedStaleSocketReplaced) {
+  StartServer();
+  // A second server on the same path is refused while the first lives.
+  Service other(config_, &store_);
+  ServerOptions o;
+  o.socket_path = config_.socket.path;
+  auto second = Server::Start(o, &other);
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  StopServer();
+  // A socket file left behind (no lock holder) is replaced.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, config_.socket.path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::close(fd);
+  StartServer();
+  TestClient c = Connect();
+  EXPECT_TRUE(c.Hello({}, 0).ok());
+}
+
+TEST_F(ServiceTest, MaxClients) {
+  config_.limits.max_clients = 2;
+  StartServer();
+  TestClient a = Connect(), b = Connect();
+  ASSERT_TRUE(a.Hello({}, 0).ok());
+  ASSERT_TRUE(b.Hello({}, 0).ok());
+  TestClient c = Connect();
+  auto r = c.ReadReply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->header.flags & protocol::kFlagError);
+  EXPECT_TRUE(c.WaitClosed());
+  EXPECT_TRUE(a.Call<pb::PingResponse>(Opcode::kPing, pb::PingRequest()).ok());
+}
+
+}  // namespace
+}  // namespace tw::twd::testing
