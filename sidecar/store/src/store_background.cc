@@ -1,0 +1,187 @@
+// The Store's background work: write-back of memory-durability chunks, region reclaim,
+// lease expiry, and the clean close.
+#include <chrono>
+
+#include "store_impl.h"
+#include "tw/common/log.h"
+
+namespace tw::store {
+
+using namespace std::chrono_literals;
+
+void StoreImpl::WritebackLoop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    work_cv_.wait_for(l, 50ms, [&] { return stop_ || !writeback_q_.empty(); });
+    if (stop_) break;
+    if (writeback_q_.empty()) continue;
+    Key k = writeback_q_.front();
+    writeback_q_.pop_front();
+    Entry* e = Find(k);
+    if (!e || e->doomed || !e->dirty || e->state != State::kReady || e->dram == kNoDram) {
+      continue;
+    }
+    const uint64_t len = uint64_t(e->record_4k) * 4096;
+    if (!Admit(k, len)) {
+      e->dirty = false;
+      e->unwritten = true;
+      cv_.notify_all();
+      continue;
+    }
+    Pin(*e);
+    uint8_t* rec = dram_->base() + dram_objs_[e->dram].off;
+    const uint64_t header_len = e->header_len;
+    wb_busy_ = true;
+    l.unlock();
+    StatusOr<NvmeEngine::Allocation> a = InternalError("corrupt DRAM header");
+    auto h = DecodeHeader(rec, header_len);
+    RecordLayout layout;
+    if (h.ok()) {
+      layout = ComputeLayout(h->header_len, h->info.segment_sizes);
+      FinalizeHeader(layout, rec);
+      a = WriteRecord(k, h->info, rec, layout, /*wait=*/false, Clock::now() + 2s);
+    }
+    l.lock();
+    wb_busy_ = false;
+    e = Find(k);
+    if (e) {
+      if (a.ok()) {
+        e->dirty = false;
+        stats_.nvme.bytes_written += layout.value_size;
+      } else if (a.status().code() == StatusCode::kDeadlineExceeded && !stop_) {
+        writeback_q_.push_back(k);  // no space yet: try again after reclaim
+      } else if (!stop_) {
+        TW_LOG(kWarn, "write-back failed; chunk stays in DRAM only",
+               {{"key", k.Hex()}, {"error", a.status()}});
+        e->dirty = false;
+        e->unwritten = true;
+      }
+      Unpin(k);
+    }
+    cv_.notify_all();
+  }
+}
+
+void StoreImpl::OnLost(const SummaryEntry& se) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stop_) return;
+  Entry* e = Find(se.key);
+  if (!e || e->nvme_off != se.offset) return;
+  region_pins_[nvme_->RegionOf(e->nvme_off)] -= e->pins;
+  e->nvme_off = kNoNvme;
+  if (e->dram != kNoDram) {
+    e->dirty = true;
+    writeback_q_.push_back(se.key);
+    work_cv_.notify_all();
+  } else {
+    RemoveEntry(se.key, false);
+  }
+}
+
+bool StoreImpl::ReclaimOne() {
+  for (uint32_t r : nvme_->ReclaimCandidates(opts_.nvme.reclaim)) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (region_pins_[r] > 0 || stop_) continue;
+    }
+    auto entries = nvme_->RegionEntries(r);
+    std::lock_guard<std::mutex> l(mu_);
+    if (region_pins_[r] > 0) continue;
+    std::vector<Key> keys;
+    if (entries.ok()) {
+      for (const SummaryEntry& se : *entries) keys.push_back(se.key);
+    } else {
+      for (auto& [k, e] : index_) {
+        if (e.nvme_off != kNoNvme && nvme_->RegionOf(e.nvme_off) == r) keys.push_back(k);
+      }
+    }
+    for (const Key& k : keys) {
+      Entry* e = Find(k);
+      if (!e || e->nvme_off == kNoNvme || nvme_->RegionOf(e->nvme_off) != r) continue;
+      if (e->dram != kNoDram) {
+        // Still in DRAM: it loses its NVMe copy; one read since it was written earns it a
+        // rewrite (reinsertion).
+        e->nvme_off = kNoNvme;
+        if (e->hit) {
+          e->dirty = true;
+          writeback_q_.push_back(k);
+        }
+        e->hit = false;
+      } else {
+        RemoveEntry(k, true);
+        stats_.nvme.evictions++;
+      }
+    }
+    nvme_->ReleaseRegion(r);
+    cv_.notify_all();
+    work_cv_.notify_all();
+    return true;
+  }
+  return false;
+}
+
+void StoreImpl::ReclaimLoop() {
+  while (true) {
+    bool wanted;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      work_cv_.wait_for(l, 20ms, [&] { return stop_ || reclaim_wanted_; });
+      if (stop_) return;
+      ExpireLeases();
+      wanted = reclaim_wanted_;
+      reclaim_wanted_ = false;
+    }
+    if (!nvme_) continue;
+    const double total = nvme_->region_count();
+    const uint32_t start_below =
+        std::max<uint32_t>(2, uint32_t(total * (1.0 - opts_.nvme.high_watermark)));
+    const uint32_t stop_at =
+        std::max<uint32_t>(start_below + 1, uint32_t(total * (1.0 - opts_.nvme.low_watermark)));
+    uint32_t free = nvme_->free_regions();
+    if (free >= start_below && !wanted) continue;
+    while (free < stop_at || wanted) {
+      wanted = false;
+      if (!ReclaimOne()) break;
+      free = nvme_->free_regions();
+    }
+  }
+}
+
+Status StoreImpl::Close(std::chrono::nanoseconds grace) {
+  const auto deadline = Clock::now() + grace;
+  std::unique_lock<std::mutex> l(mu_);
+  if (closed_) return OkStatus();
+  closing_ = true;
+  // Write back what we can within the grace period.
+  while ((!writeback_q_.empty() || wb_busy_) && Clock::now() < deadline) {
+    work_cv_.notify_all();
+    cv_.wait_until(l, std::min(deadline, Clock::now() + 20ms));
+  }
+  uint64_t left = 0;
+  for (auto& [k, e] : index_) left += e.dirty;
+  stop_ = true;
+  closed_ = true;
+  l.unlock();
+  work_cv_.notify_all();
+  cv_.notify_all();
+  if (writeback_.joinable()) writeback_.join();
+  if (reclaim_.joinable()) reclaim_.join();
+  if (left) TW_LOG(kWarn, "close: chunks not written back in the grace period", {{"chunks", left}});
+  Status s;
+  if (nvme_) s = nvme_->Close();
+  return s;
+}
+
+StoreImpl::~StoreImpl() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  cv_.notify_all();
+  if (writeback_.joinable()) writeback_.join();
+  if (reclaim_.joinable()) reclaim_.join();
+  nvme_.reset();  // without Close(): the media is left as after a crash
+}
+
+}  // namespace tw::store

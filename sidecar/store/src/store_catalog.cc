@@ -1,0 +1,173 @@
+// The Store's catalogue operations: lookup and leases, stat, delete, namespaces, export,
+// stats and reconfiguration.
+#include <chrono>
+
+#include "store_impl.h"
+
+namespace tw::store {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
+  LookupResult r;
+  std::lock_guard<std::mutex> l(mu_);
+  ExpireLeases();
+  std::vector<Key> pinned;
+  for (const Key& k : chain) {
+    Entry* e = Find(k);
+    if (!e || e->state != State::kReady || e->doomed) {
+      r.miss = AbsentReason(k);
+      break;
+    }
+    // A hit on chunk j is a hit on each of its ancestors: all of them are touched here.
+    r.tiers.push_back(e->dram != kNoDram ? Tier::kDram : Tier::kNvme);
+    if (e->dram != kNoDram) dram_->Touch(e->dram);
+    e->hit = true;
+    if (take_lease) {
+      Pin(*e);
+      pinned.push_back(k);
+    }
+  }
+  r.prefix = r.tiers.size();
+  if (take_lease && !pinned.empty()) {
+    r.lease = next_lease_++;
+    leases_[r.lease] = Lease{Clock::now() + opts_.lease_duration, std::move(pinned)};
+  }
+  return r;
+}
+
+void StoreImpl::ReleaseLease(LeaseId lease) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = leases_.find(lease);
+  if (it == leases_.end()) return;
+  for (const Key& k : it->second.keys) Unpin(k);
+  leases_.erase(it);
+}
+
+void StoreImpl::ExpireLeases() {
+  auto now = Clock::now();
+  for (auto it = leases_.begin(); it != leases_.end();) {
+    if (it->second.expiry > now) {
+      ++it;
+      continue;
+    }
+    for (const Key& k : it->second.keys) Unpin(k);
+    it = leases_.erase(it);
+  }
+}
+
+std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) {
+  ReadPlan p;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Entry* e = Find(key);
+    if (!e || e->state != State::kReady || e->doomed) return std::nullopt;
+    p = PlanRead(*e);
+  }
+  auto h = ReadHeader(p);
+  std::lock_guard<std::mutex> l(mu_);
+  Unpin(key);
+  if (!h.ok()) return std::nullopt;
+  ChunkMeta m;
+  m.info = std::move(h->info);
+  m.value_size = 0;
+  for (uint64_t s : m.info.segment_sizes) m.value_size += s;
+  m.tier = p.tier;
+  m.created_unix_ms = h->created_unix_ms;
+  m.last_access_unix_ms = NowMs();
+  return m;
+}
+
+bool StoreImpl::Delete(const Key& key) {
+  std::lock_guard<std::mutex> l(mu_);
+  Entry* e = Find(key);
+  if (!e || e->state != State::kReady || e->doomed) return false;
+  RemoveEntry(key, false);
+  return true;
+}
+
+uint64_t StoreImpl::EvictNamespace(const Key& digest) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = ns_ids_.find(digest);
+  if (it == ns_ids_.end()) return 0;
+  std::vector<Key> keys;
+  for (auto& [k, e] : index_) {
+    if (e.ns == it->second && e.state == State::kReady && !e.doomed) keys.push_back(k);
+  }
+  for (const Key& k : keys) RemoveEntry(k, true);
+  return keys.size();
+}
+
+std::vector<NamespaceUsage> StoreImpl::Namespaces() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<NamespaceUsage> out;
+  for (const Ns& n : ns_) {
+    if (n.chunks == 0 && n.quota == 0) continue;
+    out.push_back({n.digest, n.chunks, n.bytes, n.quota});
+  }
+  return out;
+}
+
+void StoreImpl::Export(const std::function<bool(const ChunkMeta&)>& fn) {
+  std::vector<Key> keys;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, e] : index_) {
+      if (e.state == State::kReady && !e.doomed) keys.push_back(k);
+    }
+  }
+  for (const Key& k : keys) {
+    auto m = Stat(k);
+    if (m && !fn(*m)) return;
+  }
+}
+
+StoreStats StoreImpl::Stats() {
+  std::lock_guard<std::mutex> l(mu_);
+  StoreStats s = stats_;
+  uint64_t dram_chunks = 0, nvme_chunks = 0, nvme_used = 0;
+  for (auto& [k, e] : index_) {
+    if (e.doomed || e.state != State::kReady) continue;
+    dram_chunks += e.dram != kNoDram;
+    if (e.nvme_off != kNoNvme) {
+      nvme_chunks++;
+      nvme_used += uint64_t(e.record_4k) * 4096;
+    }
+  }
+  if (dram_) {
+    s.dram.used_bytes = dram_->used();
+    s.dram.capacity_bytes = dram_->capacity();
+    s.dram.chunks = dram_chunks;
+  }
+  if (nvme_) {
+    auto c = nvme_->counters();
+    s.nvme.capacity_bytes = c.capacity;
+    s.nvme.used_bytes = nvme_used;
+    s.nvme.chunks = nvme_chunks;
+    s.nvme.io_errors += c.io_errors;
+  }
+  s.index_bytes = index_.capacity() * (sizeof(Key) + sizeof(Entry) + 1) +
+                  dram_objs_.capacity() * sizeof(DramObj);
+  return s;
+}
+
+Status StoreImpl::Reconfigure(const StoreOptions& o) {
+  std::lock_guard<std::mutex> l(mu_);
+  opts_.quotas = o.quotas;
+  opts_.default_namespace_quota = o.default_namespace_quota;
+  opts_.admission = o.admission;
+  opts_.lease_duration = o.lease_duration;
+  for (Ns& n : ns_) n.quota = QuotaFor(n.digest);
+  return OkStatus();
+}
+
+uint64_t StoreImpl::nvme_bytes_read() { return nvme_ ? nvme_->counters().bytes_read : 0; }
+
+}  // namespace tw::store

@@ -1,0 +1,207 @@
+// The real device: an O_DIRECT file or block device driven through io_uring.
+//
+// Each Submit() borrows a ring from a small per-device pool (one ring per concurrently
+// submitting thread, created on demand and kept), keeps up to queue_depth requests in
+// flight, and resubmits the remainder of short transfers.
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <deque>
+
+#include "tw/common/strings.h"
+#include "tw/store/device.h"
+
+namespace tw::store {
+namespace {
+
+class UringDevice : public Device {
+ public:
+  UringDevice(std::string name, uint64_t size, int fd, uint32_t qd)
+      : Device(std::move(name), size), fd_(fd), qd_(qd) {}
+  ~UringDevice() override {
+    for (auto& r : rings_) io_uring_queue_exit(r.get());
+    close(fd_);  // also drops the flock
+  }
+
+ protected:
+  Status SubmitImpl(std::span<const IoRequest> requests) override {
+    std::unique_ptr<io_uring> ring;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!rings_.empty()) {
+        ring = std::move(rings_.back());
+        rings_.pop_back();
+      }
+    }
+    if (!ring) {
+      ring = std::make_unique<io_uring>();
+      int rc = io_uring_queue_init(qd_, ring.get(), 0);
+      if (rc < 0) return ErrnoStatus(-rc, StrCat(name(), ": io_uring_queue_init"));
+    }
+    Status s = Run(ring.get(), requests);
+    std::lock_guard<std::mutex> l(mu_);
+    rings_.push_back(std::move(ring));
+    return s;
+  }
+
+  Status SyncImpl() override {
+    if (fdatasync(fd_) != 0) return ErrnoStatus(errno, StrCat(name(), ": fdatasync"));
+    return OkStatus();
+  }
+
+ private:
+  struct Piece {
+    bool write;
+    uint64_t offset;
+    uint64_t length;
+    uint8_t* buf;
+  };
+
+  Status Run(io_uring* ring, std::span<const IoRequest> requests) {
+    std::deque<Piece> todo;
+    for (const IoRequest& r : requests) {
+      todo.push_back({r.write, r.offset, r.length, static_cast<uint8_t*>(r.buf)});
+    }
+    std::vector<Piece> slots(qd_);
+    std::vector<uint32_t> free_slots;
+    for (uint32_t i = 0; i < qd_; ++i) free_slots.push_back(i);
+    uint32_t inflight = 0;
+    Status first;
+    while (!todo.empty() || inflight > 0) {
+      bool queued = false;
+      while (!todo.empty() && !free_slots.empty() && first.ok()) {
+        io_uring_sqe* sqe = io_uring_get_sqe(ring);
+        if (!sqe) break;
+        uint32_t slot = free_slots.back();
+        free_slots.pop_back();
+        slots[slot] = todo.front();
+        todo.pop_front();
+        const Piece& p = slots[slot];
+        if (p.write) {
+          io_uring_prep_write(sqe, fd_, p.buf, unsigned(p.length), p.offset);
+        } else {
+          io_uring_prep_read(sqe, fd_, p.buf, unsigned(p.length), p.offset);
+        }
+        io_uring_sqe_set_data64(sqe, slot);
+        ++inflight;
+        queued = true;
+      }
+      if (!first.ok()) todo.clear();
+      if (queued) {
+        int rc = io_uring_submit(ring);
+        if (rc < 0) return ErrnoStatus(-rc, StrCat(name(), ": io_uring_submit"));
+      }
+      if (inflight == 0) continue;
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_wait_cqe(ring, &cqe);
+      if (rc == -EINTR) continue;
+      if (rc < 0) return ErrnoStatus(-rc, StrCat(name(), ": io_uring_wait_cqe"));
+      do {
+        uint32_t slot = uint32_t(io_uring_cqe_get_data64(cqe));
+        int res = cqe->res;
+        io_uring_cqe_seen(ring, cqe);
+        --inflight;
+        Piece p = slots[slot];
+        free_slots.push_back(slot);
+        if (res == -EAGAIN || res == -EINTR) {
+          todo.push_back(p);
+        } else if (res < 0) {
+          if (first.ok()) {
+            first =
+                ErrnoStatus(-res, StrCat(name(), p.write ? ": write at " : ": read at ", p.offset));
+          }
+        } else if (res == 0) {
+          if (first.ok()) {
+            first = InternalError(StrCat(name(), ": zero-length transfer at ", p.offset));
+          }
+        } else if (uint64_t(res) < p.length) {
+          todo.push_back(
+              {p.write, p.offset + uint64_t(res), p.length - uint64_t(res), p.buf + res});
+        }
+      } while (io_uring_peek_cqe(ring, &cqe) == 0);
+    }
+    return first;
+  }
+
+  const int fd_;
+  const uint32_t qd_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<io_uring>> rings_;  // guarded by mu_
+};
+
+class UringDeviceFactory : public DeviceFactory {
+ public:
+  StatusOr<std::unique_ptr<Device>> Open(const config::NvmePathConfig& path,
+                                         uint32_t queue_depth) override {
+    const std::string& p = path.path;
+    struct stat st {};
+    bool exists = stat(p.c_str(), &st) == 0;
+    int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
+    if (!exists) flags |= O_CREAT;
+    int fd = open(p.c_str(), flags, 0600);
+    if (fd < 0) return ErrnoStatus(errno, StrCat("open ", p));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      close(fd);
+      if (e == EWOULDBLOCK) {
+        return FailedPreconditionError(StrCat(p,
+                                              ": locked by another process (two stores "
+                                              "never share a data path)"));
+      }
+      return ErrnoStatus(e, StrCat("flock ", p));
+    }
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      close(fd);
+      return ErrnoStatus(e, StrCat("fstat ", p));
+    }
+    uint64_t size = 0;
+    if (S_ISBLK(st.st_mode)) {
+      if (ioctl(fd, BLKGETSIZE64, &size) != 0) {
+        int e = errno;
+        close(fd);
+        return ErrnoStatus(e, StrCat("BLKGETSIZE64 ", p));
+      }
+      if (path.capacity != 0 && path.capacity < size) size = path.capacity;
+    } else if (S_ISREG(st.st_mode)) {
+      size = path.capacity;
+      if (size == 0) size = uint64_t(st.st_size);
+      if (size == 0) {
+        close(fd);
+        return InvalidArgumentError(StrCat(p, ": a data file needs a capacity"));
+      }
+      if (uint64_t(st.st_size) < size) {
+        int rc = posix_fallocate(fd, 0, off_t(size));
+        if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, off_t(size)) == 0 ? 0 : errno;
+        if (rc != 0) {
+          close(fd);
+          return ErrnoStatus(rc, StrCat("preallocate ", size, " bytes for ", p));
+        }
+        if (fsync(fd) != 0) {
+          int e = errno;
+          close(fd);
+          return ErrnoStatus(e, StrCat("fsync ", p));
+        }
+      }
+    } else {
+      close(fd);
+      return InvalidArgumentError(StrCat(p, ": neither a regular file nor a block device"));
+    }
+    size -= size % kIoAlign;
+    return std::unique_ptr<Device>(new UringDevice(p, size, fd, queue_depth ? queue_depth : 32));
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<DeviceFactory> MakeUringDeviceFactory() {
+  return std::make_shared<UringDeviceFactory>();
+}
+
+}  // namespace tw::store

@@ -1,0 +1,471 @@
+#include "tw/store/store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "metadata_format.h"
+#include "store_test_util.h"
+#include "tw/store/device.h"
+
+namespace tw::store {
+namespace {
+
+using testing::MakeChunk;
+using testing::ReadAll;
+using testing::TestChunk;
+
+constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+
+// Counts the bytes every device it opened has read (recovery must read little).
+class CountingFactory : public DeviceFactory {
+ public:
+  explicit CountingFactory(std::shared_ptr<DeviceFactory> inner) : inner_(std::move(inner)) {}
+  StatusOr<std::unique_ptr<Device>> Open(const config::NvmePathConfig& p, uint32_t qd) override {
+    TW_ASSIGN_OR_RETURN(auto d, inner_->Open(p, qd));
+    return std::unique_ptr<Device>(new Counting(std::move(d), &read_));
+  }
+  uint64_t read() const { return read_.load(); }
+  void reset() { read_ = 0; }
+
+ private:
+  class Counting : public Device {
+   public:
+    Counting(std::unique_ptr<Device> d, std::atomic<uint64_t>* r)
+        : Device(d->name(), d->size()), d_(std::move(d)), r_(r) {}
+
+   protected:
+    Status SubmitImpl(std::span<const IoRequest> reqs) override {
+      for (auto& q : reqs) {
+        if (!q.write) *r_ += q.length;
+      }
+      return d_->Submit(reqs);
+    }
+    Status SyncImpl() override { return d_->Sync(); }
+
+   private:
+    std::unique_ptr<Device> d_;
+    std::atomic<uint64_t>* r_;
+  };
+  std::shared_ptr<DeviceFactory> inner_;
+  std::atomic<uint64_t> read_{0};
+};
+
+StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t dram, uint64_t nvme,
+                     uint64_t region = 1 * MiB) {
+  StoreOptions o;
+  o.dram.capacity = dram;
+  if (nvme) {
+    o.nvme.paths.push_back({"/dev/test0", nvme});
+    o.nvme.region_size = region;
+    o.nvme.stripe_unit = 256 * KiB;
+  }
+  o.device_factory = std::move(f);
+  return o;
+}
+
+std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
+  auto s = Store::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+TEST(StoreTest, DramOnlyPutGetExists) {
+  auto s = MustOpen(Options(nullptr, 16 * MiB, 0));
+  ASSERT_TRUE(s);
+  TestChunk c = MakeChunk(1, {10000, 4096, 1});
+  EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
+  EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kExists);
+  bool eq = false;
+  GetResult r = ReadAll(*s, c, &eq);
+  EXPECT_TRUE(eq);
+  EXPECT_EQ(r.tier, Tier::kDram);
+  EXPECT_EQ(r.bytes, c.value_size());
+  // A sub-range of one segment.
+  std::vector<uint8_t> part(100);
+  ScatterEntry e{0, 5000, 100, part.data()};
+  r = s->Get(c.info.key, {&e, 1});
+  EXPECT_EQ(r.miss, MissReason::kNone);
+  EXPECT_EQ(0, memcmp(part.data(), c.segments[0].data() + 5000, 100));
+  // Out of range and absent.
+  ScatterEntry bad{0, 9990, 100, part.data()};
+  EXPECT_NE(s->Get(c.info.key, {&bad, 1}).miss, MissReason::kNone);
+  TestChunk d = MakeChunk(2, {10});
+  EXPECT_EQ(s->Get(d.info.key, {}).miss, MissReason::kAbsent);
+  // Disk durability needs an NVMe tier.
+  EXPECT_EQ(s->Put(d.Request(Durability::kDisk)), PutResult::kRejectedAdmission);
+  StoreStats st = s->Stats();
+  EXPECT_EQ(st.dram.hits, 2u);
+  EXPECT_EQ(st.dram.chunks, 1u);
+  EXPECT_EQ(st.puts_by_result[size_t(PutResult::kExists)], 1u);
+}
+
+TEST(StoreTest, ScatterMustCoverEveryByteOnce) {
+  auto s = MustOpen(Options(nullptr, 16 * MiB, 0));
+  TestChunk c = MakeChunk(1, {100, 200});
+  PutRequest r = c.Request(Durability::kMemory);
+  r.data.pop_back();
+  EXPECT_EQ(s->Put(r), PutResult::kIoError);
+  r = c.Request(Durability::kMemory);
+  r.data.push_back(r.data[0]);
+  EXPECT_EQ(s->Put(r), PutResult::kIoError);
+  // Two halves of segment 1 in reverse order are fine.
+  r = c.Request(Durability::kMemory);
+  uint8_t* p = static_cast<uint8_t*>(r.data[1].addr);
+  r.data[1] = {1, 100, 100, p + 100};
+  r.data.push_back({1, 0, 100, p});
+  EXPECT_EQ(s->Put(r), PutResult::kStored);
+  bool eq;
+  ReadAll(*s, c, &eq);
+  EXPECT_TRUE(eq);
+}
+
+TEST(StoreTest, DiskPutsSurviveCleanCloseAndCrash) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  StoreOptions o = Options(mem, 4 * MiB, 64 * MiB);
+  std::vector<TestChunk> chunks;
+  for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(i, {uint64_t(20000 + i * 999), 8192}));
+  {
+    auto s = MustOpen(o);
+    for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+    ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
+  }
+  {
+    auto s = MustOpen(o);
+    for (auto& c : chunks) {
+      bool eq;
+      GetResult r = ReadAll(*s, c, &eq);
+      EXPECT_TRUE(eq) << ToString(r.miss);
+      EXPECT_EQ(r.tier, Tier::kNvme);
+    }
+    auto m = s->Stat(chunks[3].info.key);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->info.tokens, chunks[3].info.tokens);
+    EXPECT_EQ(m->info.extra, chunks[3].info.extra);
+    EXPECT_EQ(m->info.parent, chunks[3].info.parent);
+    EXPECT_EQ(m->value_size, chunks[3].value_size());
+    // More puts, then a crash (no Close).
+    for (int i = 20; i < 30; ++i) {
+      chunks.push_back(MakeChunk(i, {30000}));
+      ASSERT_EQ(s->Put(chunks.back().Request(Durability::kDisk)), PutResult::kStored);
+    }
+  }
+  auto s = MustOpen(o);
+  for (auto& c : chunks) {
+    bool eq;
+    ReadAll(*s, c, &eq);
+    EXPECT_TRUE(eq);
+  }
+  uint64_t n = 0;
+  s->Export([&](const ChunkMeta&) { return ++n < 1000; });
+  EXPECT_EQ(n, chunks.size());
+}
+
+TEST(StoreTest, MemoryPutsAreWrittenBackAndDemoted) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  auto s = MustOpen(Options(mem, 2 * MiB, 64 * MiB));
+  std::vector<TestChunk> chunks;
+  for (int i = 0; i < 40; ++i) {
+    chunks.push_back(MakeChunk(i, {200 * KiB}));
+    ASSERT_EQ(s->Put(chunks.back().Request(Durability::kMemory)), PutResult::kStored);
+  }
+  int nvme = 0;
+  for (auto& c : chunks) {
+    bool eq;
+    GetResult r = ReadAll(*s, c, &eq);
+    EXPECT_TRUE(eq);
+    nvme += r.tier == Tier::kNvme;
+  }
+  EXPECT_GT(nvme, 20);
+  StoreStats st = s->Stats();
+  EXPECT_GT(st.dram.evictions, 20u);
+  EXPECT_EQ(st.dropped_unwritten, 0u);
+  // A clean close writes back the rest: all of them come back after reopen.
+  ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
+  s.reset();
+  s = MustOpen(Options(mem, 2 * MiB, 64 * MiB));
+  for (auto& c : chunks) {
+    bool eq;
+    ReadAll(*s, c, &eq);
+    EXPECT_TRUE(eq);
+  }
+}
+
+TEST(StoreTest, CorruptBytesAreAMissAndTheEntryIsDropped) {
+  auto f = std::make_shared<FaultDeviceFactory>();
+  auto s = MustOpen(Options(f, 0, 64 * MiB));
+  TestChunk c = MakeChunk(5, {64 * KiB, 64 * KiB});
+  ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  auto at = f->state("/dev/test0")->Find({c.segments[1].data(), 64});
+  ASSERT_EQ(at.size(), 1u);
+  f->state("/dev/test0")->FlipBit(at[0] + 1000, 3);
+  // Segment 0 alone is still good; segment 1 is corrupt.
+  std::vector<uint8_t> b0(64 * KiB);
+  ScatterEntry e0{0, 0, b0.size(), b0.data()};
+  EXPECT_EQ(s->Get(c.info.key, {&e0, 1}).miss, MissReason::kNone);
+  bool eq = true;
+  GetResult r = ReadAll(*s, c, &eq);
+  EXPECT_FALSE(eq);
+  EXPECT_EQ(r.miss, MissReason::kCorrupt);
+  EXPECT_EQ(s->Get(c.info.key, {&e0, 1}).miss, MissReason::kAbsent);
+  EXPECT_EQ(s->Stats().nvme.corrupt, 1u);
+}
+
+TEST(StoreTest, ForeignDataAndUnknownVersionsAreRefused) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  {
+    auto d = mem->Open({"/dev/test0", 64 * MiB}, 1);
+    ASSERT_TRUE(d.ok());
+    std::vector<uint8_t> junk(4096, 0);
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, 4096, 4096), 0);
+    memcpy(p, "XFSB", 4);
+    ASSERT_TRUE((*d)->Write(8192, p, 4096).ok());
+    free(p);
+  }
+  StoreOptions o = Options(mem, 0, 64 * MiB);
+  auto s = Store::Open(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("force_format"), std::string_view::npos);
+  o.nvme.force_format = true;
+  s = Store::Open(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  s->reset();
+  // A superblock of a future format version.
+  auto mem2 = std::make_shared<MemDeviceFactory>();
+  {
+    auto d = mem2->Open({"/dev/test0", 64 * MiB}, 1);
+    ASSERT_TRUE(d.ok());
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, 4096, 4096), 0);
+    Superblock sb;
+    sb.version = kFormatVersion + 1;
+    EncodeSuperblock(sb, static_cast<uint8_t*>(p));
+    ASSERT_TRUE((*d)->Write(0, p, 4096).ok());
+    free(p);
+  }
+  s = Store::Open(Options(mem2, 0, 64 * MiB));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("version"), std::string_view::npos);
+}
+
+TEST(StoreTest, TwoStoresNeverShareAPath) {
+  auto dir = std::filesystem::temp_directory_path() / ("tw_store_lock_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  StoreOptions o = Options(nullptr, 0, 32 * MiB);
+  o.nvme.paths[0].path = (dir / "data").string();
+  auto a = Store::Open(o);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = Store::Open(o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kFailedPrecondition);
+  TestChunk c = MakeChunk(1, {100 * KiB});
+  EXPECT_EQ((*a)->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  ASSERT_TRUE((*a)->Close(std::chrono::seconds(5)).ok());
+  a->reset();
+  auto again = Store::Open(o);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  bool eq;
+  ReadAll(**again, c, &eq);
+  EXPECT_TRUE(eq);
+  again->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StoreTest, LookupLongestPrefixLeasesAndGhosts) {
+  auto s = MustOpen(Options(nullptr, 1 * MiB, 0));
+  Key parent = testing::TestNamespace();
+  std::vector<TestChunk> chain;
+  for (int i = 0; i < 4; ++i) {
+    chain.push_back(MakeChunk(i, {50 * KiB}, parent));
+    parent = chain.back().info.key;
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(s->Put(chain[i].Request(Durability::kMemory)), PutResult::kStored);
+  }
+  std::vector<Key> keys;
+  for (auto& c : chain) keys.push_back(c.info.key);
+  LookupResult r = s->Lookup(keys, true);
+  EXPECT_EQ(r.prefix, 3u);
+  EXPECT_EQ(r.miss, MissReason::kAbsent);
+  EXPECT_NE(r.lease, 0u);
+  ASSERT_EQ(r.tiers.size(), 3u);
+  // Leased chunks survive pressure; others are evicted and remembered as such.
+  std::vector<TestChunk> filler;
+  for (int i = 100; i < 130; ++i) {
+    filler.push_back(MakeChunk(i, {50 * KiB}));
+    ASSERT_EQ(s->Put(filler.back().Request(Durability::kMemory)), PutResult::kStored);
+  }
+  for (int i = 0; i < 3; ++i) {
+    bool eq;
+    ReadAll(*s, chain[i], &eq);
+    EXPECT_TRUE(eq) << i;
+  }
+  EXPECT_EQ(s->Get(filler[0].info.key, {}).miss, MissReason::kEvicted);
+  s->ReleaseLease(r.lease);
+  s->ReleaseLease(r.lease);  // twice is harmless
+}
+
+TEST(StoreTest, QuotaEvictsInsideTheNamespaceFirst) {
+  StoreOptions o = Options(nullptr, 8 * MiB, 0);
+  o.quotas.push_back({testing::TestNamespace(1).Hex(), 400 * KiB});
+  auto s = MustOpen(o);
+  TestChunk other = MakeChunk(999, {100 * KiB}, testing::TestNamespace(0), 0);
+  ASSERT_EQ(s->Put(other.Request(Durability::kMemory)), PutResult::kStored);
+  for (int i = 0; i < 8; ++i) {
+    TestChunk c = MakeChunk(i, {100 * KiB - 8192}, testing::TestNamespace(1), 1);
+    EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
+  }
+  for (const NamespaceUsage& u : s->Namespaces()) {
+    if (u.namespace_digest == testing::TestNamespace(1)) {
+      EXPECT_LE(u.bytes, 400 * KiB);
+      EXPECT_EQ(u.quota, 400 * KiB);
+    }
+  }
+  bool eq;
+  ReadAll(*s, other, &eq);
+  EXPECT_TRUE(eq);
+  TestChunk huge = MakeChunk(50, {1 * MiB}, testing::TestNamespace(1), 1);
+  EXPECT_EQ(s->Put(huge.Request(Durability::kMemory)), PutResult::kQuota);
+  EXPECT_GT(s->EvictNamespace(testing::TestNamespace(1)), 0u);
+}
+
+TEST(StoreTest, AdmissionOnSecondSight) {
+  StoreOptions o = Options(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
+  o.admission.policy = config::AdmissionPolicy::kSecondSight;
+  auto s = MustOpen(o);
+  TestChunk c = MakeChunk(1, {10 * KiB});
+  EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kRejectedAdmission);
+  EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+}
+
+TEST(StoreTest, ValuesLargerThanARegion) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  StoreOptions o = Options(mem, 0, 64 * MiB);
+  TestChunk big = MakeChunk(7, {2 * MiB + 5, 1 * MiB + 4096});
+  TestChunk small = MakeChunk(8, {4096});
+  {
+    auto s = MustOpen(o);
+    ASSERT_EQ(s->Put(small.Request(Durability::kDisk)), PutResult::kStored);
+    ASSERT_EQ(s->Put(big.Request(Durability::kDisk)), PutResult::kStored);
+  }
+  auto s = MustOpen(o);
+  bool eq;
+  ReadAll(*s, big, &eq);
+  EXPECT_TRUE(eq);
+  ReadAll(*s, small, &eq);
+  EXPECT_TRUE(eq);
+}
+
+TEST(StoreTest, ReclaimKeepsTheStoreWritable) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  auto s = MustOpen(Options(mem, 0, 24 * MiB));
+  std::vector<TestChunk> chunks;
+  for (int i = 0; i < 200; ++i) {
+    chunks.push_back(MakeChunk(i, {256 * KiB}));
+    ASSERT_EQ(s->Put(chunks.back().Request(Durability::kDisk)), PutResult::kStored) << i;
+  }
+  int hits = 0, evicted = 0;
+  for (auto& c : chunks) {
+    bool eq;
+    GetResult r = ReadAll(*s, c, &eq);
+    if (r.miss == MissReason::kNone) {
+      EXPECT_TRUE(eq);
+      ++hits;
+    } else {
+      EXPECT_EQ(r.miss, MissReason::kEvicted);
+      ++evicted;
+    }
+  }
+  EXPECT_GT(hits, 20);
+  EXPECT_GT(evicted, 50);
+  // The newest chunks are the ones kept (FIFO reclaim).
+  bool eq;
+  ReadAll(*s, chunks.back(), &eq);
+  EXPECT_TRUE(eq);
+}
+
+TEST(StoreTest, RecoveryReadsSummariesNotData) {
+  auto counting = std::make_shared<CountingFactory>(std::make_shared<MemDeviceFactory>());
+  StoreOptions o = Options(counting, 0, 400 * MiB, 16 * MiB);
+  const int n = 4000;
+  std::vector<uint8_t> value(64 * KiB, 0x5A);
+  {
+    auto s = MustOpen(o);
+    for (int i = 0; i < n; ++i) {
+      TestChunk c = MakeChunk(i, {});
+      c.info.segment_sizes = {value.size()};
+      PutRequest r;
+      r.chunk = c.info;
+      r.durability = Durability::kMemory;
+      r.data.push_back({0, 0, value.size(), value.data()});
+      ASSERT_EQ(s->Put(r), PutResult::kStored);
+    }
+    ASSERT_TRUE(s->Close(std::chrono::seconds(10)).ok());
+  }
+  const uint64_t stored = uint64_t(n) * (value.size() + 4096);
+  counting->reset();
+  {
+    auto s = MustOpen(o);
+    EXPECT_LT(counting->read(), stored / 100) << "recovery read " << counting->read();
+    EXPECT_EQ(s->Stats().nvme.chunks, uint64_t(n));
+    // Crash this time: the open region's records come from the journal.
+    for (int i = n; i < n + 50; ++i) {
+      TestChunk c = MakeChunk(i, {});
+      c.info.segment_sizes = {value.size()};
+      PutRequest r;
+      r.chunk = c.info;
+      r.durability = Durability::kDisk;
+      r.data.push_back({0, 0, value.size(), value.data()});
+      ASSERT_EQ(s->Put(r), PutResult::kStored);
+    }
+  }
+  counting->reset();
+  auto s = MustOpen(o);
+  EXPECT_LT(counting->read(), stored / 100);
+  EXPECT_EQ(s->Stats().nvme.chunks, uint64_t(n + 50));
+}
+
+TEST(StoreTest, ConcurrentPutsAndGets) {
+  auto s = MustOpen(Options(std::make_shared<MemDeviceFactory>(), 4 * MiB, 128 * MiB));
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        TestChunk c = MakeChunk(t * 1000 + i, {uint64_t(10 * KiB + i * 1000), 30 * KiB});
+        Durability d = i % 3 == 0 ? Durability::kDisk : Durability::kMemory;
+        if (s->Put(c.Request(d)) != PutResult::kStored) bad++;
+        TestChunk back =
+            MakeChunk(t * 1000 + i / 2, {uint64_t(10 * KiB + (i / 2) * 1000), 30 * KiB});
+        bool eq;
+        GetResult r = ReadAll(*s, back, &eq);
+        if (r.miss == MissReason::kNone && !eq) bad++;
+        if (r.miss != MissReason::kNone) bad++;
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(StoreTest, DeadlineAndDelete) {
+  auto s = MustOpen(Options(nullptr, 4 * MiB, 0));
+  TestChunk c = MakeChunk(1, {1000});
+  ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
+  std::vector<uint8_t> b(1000);
+  ScatterEntry e{0, 0, 1000, b.data()};
+  EXPECT_EQ(s->Get(c.info.key, {&e, 1}, Clock::now() - std::chrono::seconds(1)).miss,
+            MissReason::kDeadline);
+  EXPECT_TRUE(s->Delete(c.info.key));
+  EXPECT_FALSE(s->Delete(c.info.key));
+  EXPECT_EQ(s->Get(c.info.key, {&e, 1}).miss, MissReason::kAbsent);
+  EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
+}
+
+}  // namespace
+}  // namespace tw::store
