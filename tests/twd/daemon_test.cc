@@ -1,0 +1,225 @@
+// The twd daemon: flags over the config file, HTTP /healthz /readyz /metrics, reload of the
+// run-time fields, graceful shutdown — in-process over a FakeStore, and as a process
+// (twd_fake: the same daemon main over a FakeStore) for signals, --version and the socket
+// lock.
+#include "tw/twd/daemon.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fake_store.h"
+#include "process.h"
+#include "service_fixture.h"
+#include "tw/common/log.h"
+#include "tw/twd/options.h"
+
+namespace tw::twd::testing {
+namespace {
+
+using protocol::Opcode;
+
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {0, ""};
+  }
+  std::string req = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
+  [[maybe_unused]] ssize_t w = ::write(fd, req.data(), req.size());
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) resp.append(buf, n);
+  ::close(fd);
+  if (resp.size() < 12) return {0, resp};
+  return {std::atoi(resp.substr(9, 3).c_str()), resp};
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/twddaemon.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void WriteConfig(const std::string& extra) {
+    std::ofstream(dir_ + "/twd.yaml") << "socket:\n  path: " << dir_ << "/twd.sock\n"
+                                      << "admin_socket:\n  path: " << dir_ << "/admin.sock\n"
+                                      << "metrics:\n  address: \"\"\n"
+                                      << extra;
+  }
+  std::string dir_;
+};
+
+std::vector<char*> Argv(std::vector<std::string>& args) {
+  std::vector<char*> v;
+  for (auto& a : args) v.push_back(a.data());
+  return v;
+}
+
+TEST_F(DaemonTest, FlagsOverrideTheConfigFile) {
+  WriteConfig("log_level: warn\ndram:\n  capacity: 1GiB\n");
+  std::filesystem::create_directory(dir_ + "/nvme0");
+  std::vector<std::string> args = {"twd",
+                                   "--config",
+                                   dir_ + "/twd.yaml",
+                                   "--socket",
+                                   dir_ + "/other.sock",
+                                   "--data-dir",
+                                   dir_ + "/nvme0",
+                                   "--data-dir",
+                                   dir_ + "/nvme1.img",
+                                   "--dram-capacity",
+                                   "64MiB",
+                                   "--nvme-capacity",
+                                   "1GiB",
+                                   "--log-level",
+                                   "debug"};
+  auto argv = Argv(args);
+  auto o = ParseFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  auto c = BuildConfig(*o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->socket.path, dir_ + "/other.sock");
+  EXPECT_EQ(c->admin_socket.path, dir_ + "/admin.sock");  // from the file
+  EXPECT_EQ(c->dram.capacity, uint64_t{64} << 20);
+  EXPECT_EQ(c->log_level, "debug");
+  ASSERT_EQ(c->nvme.paths.size(), 2u);
+  EXPECT_EQ(c->nvme.paths[0].path, dir_ + "/nvme0/twd.data");
+  EXPECT_EQ(c->nvme.paths[1].path, dir_ + "/nvme1.img");
+  EXPECT_EQ(c->nvme.paths[0].capacity, uint64_t{512} << 20);
+
+  std::vector<std::string> bad = {"twd", "--dram-capacity", "lots"};
+  auto bad_argv = Argv(bad);
+  EXPECT_FALSE(ParseFlags(static_cast<int>(bad_argv.size()), bad_argv.data()).ok());
+}
+
+TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
+  WriteConfig("log_level: info\n");
+  DaemonOptions o;
+  o.config_path = dir_ + "/twd.yaml";
+  o.metrics_address = "127.0.0.1:0";
+  FakeStore* store = nullptr;
+  StoreHooks hooks;
+  hooks.open = [&](const config::Config&) -> StatusOr<std::unique_ptr<store::Store>> {
+    auto s = std::make_unique<FakeStore>();
+    store = s.get();
+    return std::unique_ptr<store::Store>(std::move(s));
+  };
+  hooks.reconfigure = [](store::Store& s, const config::Config&) {
+    static_cast<FakeStore&>(s).reconfigures++;
+    return OkStatus();
+  };
+  auto d = Daemon::Start(o, hooks);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const int port = (*d)->metrics_port();
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(HttpGet(port, "/healthz").first, 200);
+  EXPECT_EQ(HttpGet(port, "/readyz").first, 200);
+
+  // A client works, and the metrics page counts it.
+  auto c = TestClient::Connect(dir_ + "/twd.sock");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Hello({TestNamespace()}, 1 << 16).ok());
+  auto metrics = HttpGet(port, "/metrics");
+  EXPECT_NE(metrics.second.find("tokenwarehouse_connected_clients"), std::string::npos);
+
+  // Reload: a tenant map and a new log level take effect; the file change is noticed.
+  EXPECT_FALSE((*d)->ConfigFileChanged());
+  WriteConfig("log_level: debug\ntenants:\n  - name: alpha\n    uids: [" +
+              std::to_string(::getuid()) + "]\n");
+  EXPECT_TRUE((*d)->ConfigFileChanged());
+  ASSERT_TRUE((*d)->Reload().ok());
+  EXPECT_FALSE((*d)->ConfigFileChanged());
+  EXPECT_EQ(log::GetLevel(), log::Level::kDebug);
+  EXPECT_EQ(store->reconfigures.load(), 1);
+  auto tenant = (*d)->service()->TenantOf({0, ::getuid(), ::getgid()});
+  ASSERT_TRUE(tenant.ok());
+  EXPECT_EQ(*tenant, "alpha");
+  // A broken file keeps the running config.
+  std::ofstream(dir_ + "/twd.yaml") << "no_such_field: 1\n";
+  EXPECT_FALSE((*d)->Reload().ok());
+  EXPECT_EQ((*d)->config().log_level, "debug");
+  log::SetLevel(log::Level::kInfo);
+
+  ASSERT_TRUE((*d)->Shutdown().ok());
+  EXPECT_FALSE((*d)->ready());
+  EXPECT_EQ(store->closes.load(), 1);
+  EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
+}
+
+std::string FakeTwd() { return std::string(TW_BINARY_DIR) + "/bin/twd_fake"; }
+
+TEST_F(DaemonTest, VersionFlag) {
+  Process p = Process::Spawn({FakeTwd(), "--version"}, {}, dir_ + "/log");
+  EXPECT_EQ(p.Wait(), 0);
+  EXPECT_NE(ReadFile(dir_ + "/log").find("twd 0.1.0"), std::string::npos);
+}
+
+TEST_F(DaemonTest, SigtermFinishesInFlightRequestsAndExitsZero) {
+  WriteConfig("shutdown_grace: 30s\n");
+  const std::string started = dir_ + "/get-started", closed = dir_ + "/closed";
+  std::vector<std::string> env = {"TW_FAKE_GET_STARTED=" + started, "TW_FAKE_GET_DELAY_MS=300",
+                                  "TW_FAKE_CLOSED=" + closed};
+  Process p = Process::Spawn({FakeTwd(), "--config", dir_ + "/twd.yaml"}, env, dir_ + "/log");
+  ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/twd.sock"); }));
+
+  // A second twd on the same socket is refused while the first lives.
+  Process second = Process::Spawn({FakeTwd(), "--config", dir_ + "/twd.yaml"}, {}, dir_ + "/log2");
+  EXPECT_EQ(second.Wait(), 1);
+  EXPECT_NE(ReadFile(dir_ + "/log2").find("another twd"), std::string::npos);
+
+  auto c = TestClient::Connect(dir_ + "/twd.sock");
+  ASSERT_TRUE(c.ok());
+  auto h = c->Hello({TestNamespace()}, 1 << 16);
+  ASSERT_TRUE(h.ok());
+  const Key ns = protocol::KeyFromBytes(h->namespace_digests(0));
+  pb::PutRequest put;
+  *put.add_items() = MakePutItem(ns, ns, {1, 2, 3, 4}, {128}, 0);
+  ASSERT_TRUE(c->Call<pb::PutResponse>(Opcode::kPut, put).ok());
+  // A get that is still running in the store when SIGTERM arrives.
+  pb::GetRequest g;
+  auto* item = g.add_items();
+  *item->mutable_ref() = put.items(0).ref();
+  item->set_arena_length(4096);
+  ASSERT_TRUE(c->SendRaw(protocol::EncodeRequest(Opcode::kGet, 78, g)).ok());
+  ASSERT_TRUE(WaitFor([&] { return FileExists(started); }));
+  p.Signal(SIGTERM);
+  // The in-flight get is answered (a hit), then twd exits 0 having closed the store.
+  auto r = c->ReadReply();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->header.request_id, 78u);
+  pb::GetResponse resp;
+  ASSERT_TRUE(protocol::ParseBody(r->body, &resp).ok());
+  EXPECT_EQ(resp.results(0).miss(), pb::MISS_REASON_NONE);
+  EXPECT_EQ(p.Wait(), 0);
+  EXPECT_TRUE(FileExists(closed));
+  EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
+}
+
+TEST_F(DaemonTest, SighupReloads) {
+  WriteConfig("log_level: info\n");
+  Process p = Process::Spawn({FakeTwd(), "--config", dir_ + "/twd.yaml"}, {}, dir_ + "/log");
+  ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/twd.sock"); }));
+  WriteConfig("log_level: debug\n");
+  p.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(dir_ + "/log").find("config reloaded") != std::string::npos; }));
+  EXPECT_NE(ReadFile(dir_ + "/log").find("log_level=debug"), std::string::npos);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(), 0);
+}
+
+}  // namespace
+}  // namespace tw::twd::testing
