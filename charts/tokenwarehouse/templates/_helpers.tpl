@@ -41,6 +41,11 @@ Call as (include "tokenwarehouse.suffixedName" (list . "operator")).
 {{- include "tokenwarehouse.suffixedName" (list . "operator") }}
 {{- end }}
 
+{{/* The leader-election Lease (one per release, in the release namespace). */}}
+{{- define "tokenwarehouse.leaseName" -}}
+{{- include "tokenwarehouse.suffixedName" (list . "operator-leader") }}
+{{- end }}
+
 {{/* chart label: name-version, as Helm's own charts write it. */}}
 {{- define "tokenwarehouse.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -79,6 +84,11 @@ app.kubernetes.io/component: operator
 {{- if eq .Values.scope.mode "namespace" }}
 {{- default .Release.Namespace .Values.scope.namespace }}
 {{- end }}
+{{- end }}
+
+{{/* Where the example TokenWarehouse goes: the watched namespace, else the release's. */}}
+{{- define "tokenwarehouse.exampleNamespace" -}}
+{{- default .Release.Namespace (include "tokenwarehouse.watchNamespace" .) }}
 {{- end }}
 
 {{/* repository:tag or repository@digest; the tag defaults to the chart's appVersion. */}}
