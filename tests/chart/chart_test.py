@@ -6,7 +6,8 @@
                           Deployment (leader election, probes, resources, securityContext),
                           RBAC equal to operator/rbac-requirements.txt, Services, ServiceMonitor
   chart_test.py schema    values.schema.json (and the template guards) reject bad values
-  chart_test.py docs      docs/tokenwarehouse-reference.md names every field of the CRD
+  chart_test.py docs      docs/tokenwarehouse-reference.md names every field of the CRD;
+                          every metric docs/monitoring.md names is exported by the code
 
 Exits 0 when every check holds, 1 on the first failure (with what and why), 77 (skip) when no
 helm can be had. chartlib.py says where helm and kubectl come from.
@@ -442,6 +443,48 @@ def test_docs(_helms, kubectl):
     if missing:
         raise Failure("docs/tokenwarehouse-reference.md does not document %s" % missing)
     log("ok: the reference documents all %d fields of the CRD" % len(paths))
+    check_monitoring_doc()
+
+
+MONITORING = os.path.join(SOURCE_DIR, "docs", "monitoring.md")
+# Where the exported metric names are defined: the docs' prefix of them -> source folders.
+METRIC_SOURCES = {"tokenwarehouse_operator_": ["operator/src"],
+                  "tokenwarehouse_": ["sidecar/twd/src", "sidecar/store/src", "common/src"]}
+
+
+def check_monitoring_doc():
+    """Every metric docs/monitoring.md names is exported by the code (when that code exists);
+    metrics the code exports but the page leaves out are listed, not failed."""
+    with open(MONITORING) as f:
+        documented = set(re.findall(r"`(tokenwarehouse_[a-z0-9_]+?)(?:_bucket)?[`{ ]", f.read()))
+    for prefix, folders in METRIC_SOURCES.items():
+        names, seen_source = set(), False
+        for folder in folders:
+            path = os.path.join(SOURCE_DIR, folder)
+            if not os.path.isdir(path):
+                continue
+            for fname in os.listdir(path):
+                if fname.endswith((".cc", ".h")):
+                    seen_source = True
+                    with open(os.path.join(path, fname)) as f:
+                        names |= set(re.findall(r'"(tokenwarehouse_[a-z0-9_]+)"', f.read()))
+        names = {n for n in names if n.startswith(prefix)}
+        if prefix == "tokenwarehouse_":
+            names = {n for n in names if not n.startswith("tokenwarehouse_operator_")}
+        docs = {n for n in documented if n.startswith(prefix) and
+                (prefix != "tokenwarehouse_" or not n.startswith("tokenwarehouse_operator_"))}
+        if not seen_source or not names:
+            log("note: no source exports %s* metrics yet; docs/monitoring.md not checked "
+                "against it" % prefix)
+            continue
+        stale = docs - names
+        if stale:
+            raise Failure("docs/monitoring.md names metrics the code does not export: %s" %
+                          sorted(stale))
+        if names - docs:
+            log("note: metrics not yet in docs/monitoring.md: %s" % sorted(names - docs))
+        log("ok: the %d %s* metrics docs/monitoring.md names are all exported" %
+            (len(docs), prefix))
 
 
 TESTS = {"lint": test_lint, "template": test_template, "schema": test_schema,
