@@ -146,8 +146,16 @@ class UringDeviceFactory : public DeviceFactory {
     if (!exists) flags |= O_CREAT;
     int fd = open(p.c_str(), flags, 0600);
     if (fd < 0) return ErrnoStatus(errno, StrCat("open ", p));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int e = errno;
+    // A process killed a moment ago may still hold the lock while the kernel tears down its
+    // io_uring (asynchronously): wait up to a second before calling the path taken.
+    int rc = 0, e = 0;
+    for (int tries = 0;; ++tries) {
+      rc = flock(fd, LOCK_EX | LOCK_NB);
+      e = errno;
+      if (rc == 0 || e != EWOULDBLOCK || tries >= 100) break;
+      usleep(10000);
+    }
+    if (rc != 0) {
       close(fd);
       if (e == EWOULDBLOCK) {
         return FailedPreconditionError(StrCat(p,
