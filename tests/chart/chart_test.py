@@ -375,6 +375,7 @@ BAD_VALUES = [
     ("extra arg without --", ["--set", "operator.extraArgs={namespace=x}"], "extraArgs"),
     ("no ServiceAccount name", ["--set", "serviceAccount.create=false"], "serviceAccount"),
     ("same metrics and health port", ["--set", "operator.healthPort=8080"], "must differ"),
+    ("a Kubernetes without CEL validation", ["--kube-version", "1.26.0"], "kubeVersion"),
     ("ServiceMonitor without its CRDs", ["--set", "metrics.serviceMonitor.enabled=true"],
      "monitoring.coreos.com"),
     ("ServiceMonitor without the Service",
@@ -394,6 +395,7 @@ def test_schema(helms, _kubectl):
                               (major, what, needle, err))
         log("ok: helm %d template rejects all %d bad value sets" % (major, len(BAD_VALUES)))
         # And the guards are not simply rejecting everything.
+        helm_template(helm, extra=["--kube-version", "1.27.0"])
         helm_template(helm, extra=["--set", "metrics.serviceMonitor.enabled=true",
                                    "--api-versions", SERVICE_MONITOR_API])
         helm_template(helm, extra=["--set", "serviceAccount.create=false",
