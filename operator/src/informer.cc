@@ -217,7 +217,7 @@ void Informer::Run() {
   while (!stop_) {
     if (need_list) {
       auto listed = ListAndReplace(list_rv);
-      if (stop_) break;
+      if (stop_ || (!listed.ok() && listed.status().code() == StatusCode::kCancelled)) break;
       if (!listed.ok() || *listed != 200) {
         if (listed.ok() && *listed == 410) {
           list_rv = "";  // the version is gone: consistent read
@@ -232,8 +232,9 @@ void Informer::Run() {
       need_list = false;
       backoff.Reset();
     }
+    auto started = std::chrono::steady_clock::now();
     auto watched = WatchOnce();
-    if (stop_) break;
+    if (stop_ || (!watched.ok() && watched.status().code() == StatusCode::kCancelled)) break;
     if (!watched.ok()) {
       ++watch_errors_;
       TW_LOG(kWarn, "watch failed",
@@ -248,7 +249,12 @@ void Informer::Run() {
       list_rv = resource_version();
       continue;
     }
-    backoff.Reset();
+    // A watch the server ends at once (not by its timeout) must not become a busy loop.
+    if (std::chrono::steady_clock::now() - started < std::chrono::seconds(1)) {
+      Sleep(backoff.Next());
+    } else {
+      backoff.Reset();
+    }
   }
 }
 

@@ -91,7 +91,8 @@ Status ApiError(int http_status, std::string_view body) {
 }
 
 bool IsConflict(const Status& s) {
-  return s.code() == StatusCode::kFailedPrecondition && s.message().starts_with("HTTP 409");
+  return s.code() == StatusCode::kFailedPrecondition &&
+         s.message().find("HTTP 409:") != std::string_view::npos;
 }
 
 struct KubeClient::Impl {

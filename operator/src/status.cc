@@ -146,7 +146,8 @@ json ComputeStatus(const json& tw, const StatusInputs& in) {
   bool progressing = in.config_valid && !deleting && desired > 0 && !all_ready &&
                      (!ds_current || updated < desired);
   conditions.push_back(Condition(
-      previous, "Progressing", progressing, progressing ? "RollingOut" : "RolloutComplete",
+      previous, "Progressing", progressing,
+      progressing ? "RollingOut" : (desired == 0 ? "NoNodesSelected" : "RolloutComplete"),
       StrCat(updated, " of ", desired, " nodes run the current template"), generation, in.now));
 
   if (deleting) {
