@@ -1,0 +1,140 @@
+#include "tw/store/device.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "aligned_buffer.h"
+
+namespace tw::store {
+namespace {
+
+constexpr uint64_t MiB = 1 << 20;
+
+void Fill(AlignedBuffer& b, uint8_t v) { std::memset(b.data(), v, b.size()); }
+
+TEST(DeviceTest, MemDeviceKeepsBytesAcrossReopenAndLocks) {
+  MemDeviceFactory f;
+  auto d = f.Open({"/dev/m", 4 * MiB}, 8);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(f.Open({"/dev/m", 4 * MiB}, 8).ok());  // locked
+  AlignedBuffer w(8192), r(8192);
+  Fill(w, 0xAB);
+  ASSERT_TRUE((*d)->Write(4096, w.data(), 8192).ok());
+  EXPECT_EQ((*d)->bytes_written(), 8192u);
+  // Unaligned and out-of-range requests are refused.
+  EXPECT_FALSE((*d)->Write(100, w.data(), 4096).ok());
+  EXPECT_FALSE((*d)->Read(4 * MiB, r.data(), 4096).ok());
+  d->reset();
+  auto again = f.Open({"/dev/m", 4 * MiB}, 8);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->Read(4096, r.data(), 8192).ok());
+  EXPECT_EQ(0, memcmp(w.data(), r.data(), 8192));
+  EXPECT_EQ((*again)->bytes_read(), 8192u);
+}
+
+TEST(DeviceTest, FaultDeviceFailsTheNthRequest) {
+  FaultDeviceFactory f;
+  auto d = f.Open({"/dev/f", 1 * MiB}, 8);
+  ASSERT_TRUE(d.ok());
+  auto st = f.state("/dev/f");
+  AlignedBuffer b(4096);
+  st->FailNthWrite(2);
+  EXPECT_TRUE((*d)->Write(0, b.data(), 4096).ok());
+  EXPECT_FALSE((*d)->Write(0, b.data(), 4096).ok());
+  EXPECT_TRUE((*d)->Write(0, b.data(), 4096).ok());
+  st->FailNthRead(1);
+  EXPECT_FALSE((*d)->Read(0, b.data(), 4096).ok());
+  EXPECT_TRUE((*d)->Read(0, b.data(), 4096).ok());
+  st->SetFailAll(true);
+  EXPECT_FALSE((*d)->Sync().ok());
+  st->SetFailAll(false);
+  EXPECT_TRUE((*d)->Sync().ok());
+}
+
+TEST(DeviceTest, PowerCutDropsUnsyncedWritesOnly) {
+  FaultDeviceFactory f;
+  auto d = f.Open({"/dev/p", 1 * MiB}, 8);
+  ASSERT_TRUE(d.ok());
+  auto st = f.state("/dev/p");
+  AlignedBuffer a(4096), b(4096), r(4096);
+  Fill(a, 1);
+  Fill(b, 2);
+  ASSERT_TRUE((*d)->Write(0, a.data(), 4096).ok());
+  ASSERT_TRUE((*d)->Sync().ok());
+  ASSERT_TRUE((*d)->Write(0, b.data(), 4096).ok());
+  ASSERT_TRUE((*d)->Write(8192, b.data(), 4096).ok());
+  EXPECT_EQ(st->unsynced_writes(), 2u);
+  st->PowerCut(FaultState::CutMode::kDropAll, 1);
+  EXPECT_FALSE((*d)->Read(0, r.data(), 4096).ok());  // dead until revived
+  d->reset();
+  st->Revive();
+  auto again = f.Open({"/dev/p", 1 * MiB}, 8);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE((*again)->Read(0, r.data(), 4096).ok());
+  EXPECT_EQ(0, memcmp(r.data(), a.data(), 4096));
+  ASSERT_TRUE((*again)->Read(8192, r.data(), 4096).ok());
+  EXPECT_EQ(r.data()[0], 0);
+}
+
+TEST(DeviceTest, RandomPowerCutTearsAt512Bytes) {
+  FaultDeviceFactory f;
+  auto d = f.Open({"/dev/t", 1 * MiB}, 8);
+  ASSERT_TRUE(d.ok());
+  auto st = f.state("/dev/t");
+  AlignedBuffer b(64 * 1024);
+  Fill(b, 7);
+  for (int i = 0; i < 15; ++i) ASSERT_TRUE((*d)->Write(uint64_t(i) * 65536, b.data(), 65536).ok());
+  st->PowerCut(FaultState::CutMode::kRandom, 42);
+  d->reset();
+  st->Revive();
+  auto again = f.Open({"/dev/t", 1 * MiB}, 8);
+  AlignedBuffer r(15 * 65536);
+  ASSERT_TRUE((*again)->Read(0, r.data(), r.size()).ok());
+  int old_sectors = 0, new_sectors = 0;
+  for (uint64_t s = 0; s < r.size(); s += 512) {
+    // Every 512-byte sector is wholly old or wholly new.
+    bool all_new = true, all_old = true;
+    for (uint64_t i = 0; i < 512; ++i) {
+      all_new &= r.data()[s + i] == 7;
+      all_old &= r.data()[s + i] == 0;
+    }
+    ASSERT_TRUE(all_new || all_old);
+    (all_new ? new_sectors : old_sectors)++;
+  }
+  EXPECT_GT(old_sectors, 0);
+  EXPECT_GT(new_sectors, 0);
+}
+
+TEST(DeviceTest, UringDeviceOnAFile) {
+  auto dir = std::filesystem::temp_directory_path() / ("tw_dev_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto f = MakeUringDeviceFactory();
+  std::string path = (dir / "f").string();
+  auto d = f->Open({path, 8 * MiB}, 4);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->size(), 8 * MiB);
+  EXPECT_FALSE(f->Open({path, 8 * MiB}, 4).ok());
+  // More requests than the queue depth, of several sizes.
+  std::vector<AlignedBuffer> bufs;
+  std::vector<IoRequest> reqs;
+  for (int i = 0; i < 20; ++i) {
+    bufs.emplace_back(uint64_t(4096) * (1 + i % 5));
+    Fill(bufs.back(), uint8_t(i + 1));
+    reqs.push_back({true, uint64_t(i) * 32768, bufs.back().size(), bufs.back().data()});
+  }
+  ASSERT_TRUE((*d)->Submit(reqs).ok());
+  ASSERT_TRUE((*d)->Sync().ok());
+  for (int i = 0; i < 20; ++i) {
+    AlignedBuffer r(bufs[i].size());
+    ASSERT_TRUE((*d)->Read(uint64_t(i) * 32768, r.data(), r.size()).ok());
+    EXPECT_EQ(0, memcmp(r.data(), bufs[i].data(), r.size()));
+  }
+  d->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tw::store
