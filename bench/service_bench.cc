@@ -1,0 +1,683 @@
+// `tw-bench service`: twd measured as a service, with its references in the same run.
+//
+// The load runs in this process; twd, Redis and the far ends of the socket references run in
+// separate processes. References first — memcpy into pre-faulted memory, a bare Unix-socket
+// stream of the same bytes, a bare Unix-socket ping-pong, raw O_DIRECT reads and fdatasync'ed
+// O_DIRECT writes on the data directory — then through twd: put with durability disk, get of
+// 32 MiB chunks from DRAM, get from NVMe with DRAM bypassed (a restarted twd), lookup of a
+// 512-chunk chain, 1/4/16 concurrent clients; then the same put/get workload against Debian's
+// redis-server over a Unix socket. Each figure is printed with its reference and the ratio
+// the issue targets (one JSON object per line with --json). Nothing here passes or fails.
+#include "service_bench.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tw/client/client.h"
+#include "tw/common/keys.h"
+#include "tw/common/strings.h"
+
+#ifdef TW_HAVE_HIREDIS
+#include <hiredis/hiredis.h>
+#endif
+
+namespace tw::bench {
+namespace {
+
+using client::Client;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+double Gbps(uint64_t bytes, double s) { return s > 0 ? static_cast<double>(bytes) / s / 1e9 : 0; }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  return v[i];
+}
+
+// Anonymous memory, pre-faulted (and 4 KiB aligned, for O_DIRECT).
+class Buffer {
+ public:
+  explicit Buffer(size_t n) : size_(n) {
+    void* p =
+        mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    data_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+    if (data_ != nullptr) {
+      for (size_t i = 0; i < n; i += 4096) data_[i] = static_cast<uint8_t>(i >> 12);
+    }
+  }
+  ~Buffer() {
+    if (data_ != nullptr) munmap(data_, size_);
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_;
+  size_t size_;
+};
+
+// Prints one measurement: a JSON line, or a readable line.
+class Reporter {
+ public:
+  explicit Reporter(bool json) : json_(json) {}
+  void Report(nlohmann::ordered_json j) {
+    j = MergeFront(std::move(j));
+    if (json_) {
+      std::cout << j.dump() << std::endl;
+      return;
+    }
+    std::string line = StrCat(j["name"].get<std::string>(), ": ");
+    if (j.contains("value")) line += FormatValue(j["value"].get<double>(), j["unit"]);
+    if (j.contains("reference")) {
+      line += StrCat("  vs ", j["reference"].get<std::string>(), " ",
+                     FormatValue(j["reference_value"].get<double>(), j["unit"]), "  ratio ",
+                     FormatValue(j["ratio"].get<double>(), "x"));
+      if (j.contains("target")) {
+        line += StrCat(" (target ", j["target"].get<std::string>(), ": ",
+                       j["met"].get<bool>() ? "met" : "NOT met", ")");
+      }
+    }
+    if (j.contains("note")) line += StrCat("  [", j["note"].get<std::string>(), "]");
+    std::cout << line << std::endl;
+  }
+  // A figure against a reference: ratio = value / reference (or reference / value when
+  // lower is better), compared with `target`.
+  void Compare(const std::string& name, double value, const std::string& unit,
+               const std::string& ref_name, double ref, double target, bool lower_is_better,
+               nlohmann::ordered_json extra = {}) {
+    nlohmann::ordered_json j;
+    j["name"] = name;
+    j["value"] = value;
+    j["unit"] = unit;
+    j["reference"] = ref_name;
+    j["reference_value"] = ref;
+    double ratio = ref > 0 ? value / ref : 0;
+    j["ratio"] = ratio;
+    j["target"] = StrCat(lower_is_better ? "<= " : ">= ", target, "x");
+    j["met"] = lower_is_better ? ratio <= target : ratio >= target;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    Report(std::move(j));
+  }
+  void Figure(const std::string& name, double value, const std::string& unit,
+              nlohmann::ordered_json extra = {}) {
+    nlohmann::ordered_json j;
+    j["name"] = name;
+    j["value"] = value;
+    j["unit"] = unit;
+    for (auto& [k, v] : extra.items()) j[k] = v;
+    Report(std::move(j));
+  }
+
+ private:
+  static nlohmann::ordered_json MergeFront(nlohmann::ordered_json j) {
+    nlohmann::ordered_json out;
+    out["bench"] = "service";
+    for (auto& [k, v] : j.items()) out[k] = v;
+    return out;
+  }
+  static std::string FormatValue(double v, const nlohmann::ordered_json& unit) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.3g %s", v,
+             unit.is_string() ? unit.get<std::string>().c_str() : "");
+    return buf;
+  }
+  bool json_;
+};
+
+// ---- references -------------------------------------------------------------------------
+
+double MemcpyGbps(uint64_t chunk, int passes) {
+  Buffer src(chunk), dst(chunk);
+  std::memcpy(dst.data(), src.data(), chunk);  // warm-up
+  auto t0 = Clock::now();
+  for (int i = 0; i < passes; ++i) {
+    std::memcpy(dst.data(), src.data(), chunk);
+    asm volatile("" : : "r"(dst.data()) : "memory");
+  }
+  return Gbps(chunk * passes, Seconds(t0, Clock::now()));
+}
+
+// A forked writer streams `passes` × `chunk` bytes over a socketpair; we read them.
+double SocketStreamGbps(uint64_t chunk, int passes) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sv[0]);
+    Buffer src(chunk);
+    for (int i = 0; i < passes; ++i) {
+      uint64_t done = 0;
+      while (done < chunk) {
+        ssize_t n = write(sv[1], src.data() + done, chunk - done);
+        if (n <= 0) _exit(1);
+        done += static_cast<uint64_t>(n);
+      }
+    }
+    _exit(0);
+  }
+  close(sv[1]);
+  Buffer dst(chunk);
+  uint64_t total = chunk * static_cast<uint64_t>(passes), got = 0;
+  auto t0 = Clock::now();
+  while (got < total) {
+    uint64_t off = got % chunk;
+    ssize_t n = read(sv[0], dst.data() + off, chunk - off);
+    if (n <= 0) break;
+    got += static_cast<uint64_t>(n);
+  }
+  double s = Seconds(t0, Clock::now());
+  close(sv[0]);
+  waitpid(pid, nullptr, 0);
+  return Gbps(got, s);
+}
+
+// Round trips of a 64-byte message with a forked echo process; returns latencies in µs.
+std::vector<double> PingPongUs(int rounds) {
+  int sv[2];
+  std::vector<double> lat;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return lat;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sv[0]);
+    char b[64];
+    while (read(sv[1], b, sizeof b) == sizeof b) {
+      if (write(sv[1], b, sizeof b) != sizeof b) break;
+    }
+    _exit(0);
+  }
+  close(sv[1]);
+  char b[64] = {};
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    if (write(sv[0], b, sizeof b) != sizeof b || read(sv[0], b, sizeof b) != sizeof b) break;
+    lat.push_back(Seconds(t0, Clock::now()) * 1e6);
+  }
+  close(sv[0]);
+  waitpid(pid, nullptr, 0);
+  return lat;
+}
+
+// O_DIRECT writes (each followed by fdatasync) of `count` chunks, then O_DIRECT reads.
+std::pair<double, double> RawDirectGbps(const std::string& dir, uint64_t chunk, int count) {
+  std::string path = dir + "/raw-direct.bin";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd < 0) return {0, 0};
+  Buffer buf(chunk);
+  auto t0 = Clock::now();
+  for (int i = 0; i < count; ++i) {
+    if (pwrite(fd, buf.data(), chunk, static_cast<off_t>(chunk * i)) !=
+            static_cast<ssize_t>(chunk) ||
+        fdatasync(fd) != 0) {
+      close(fd);
+      return {0, 0};
+    }
+  }
+  double w = Gbps(chunk * count, Seconds(t0, Clock::now()));
+  t0 = Clock::now();
+  for (int i = 0; i < count; ++i) {
+    if (pread(fd, buf.data(), chunk, static_cast<off_t>(chunk * i)) !=
+        static_cast<ssize_t>(chunk)) {
+      close(fd);
+      return {w, 0};
+    }
+  }
+  double r = Gbps(chunk * count, Seconds(t0, Clock::now()));
+  close(fd);
+  unlink(path.c_str());
+  return {w, r};
+}
+
+// ---- processes ----------------------------------------------------------------------------
+
+class Child {
+ public:
+  Status Start(std::vector<std::string> argv, const std::string& wait_for_path,
+               const std::string& log_path) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) return ErrnoStatus(errno, "fork");
+    if (pid_ == 0) {
+      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    for (int i = 0; i < 1200; ++i) {
+      struct stat st;
+      if (stat(wait_for_path.c_str(), &st) == 0) return OkStatus();
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return UnavailableError(StrCat(argv[0], " exited during startup (see ", log_path, ")"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    Stop();
+    return DeadlineExceededError(StrCat(argv[0], " did not create ", wait_for_path));
+  }
+  void Stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  ~Child() { Stop(); }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+Namespace BenchNamespace(const std::string& name, uint32_t chunk_tokens) {
+  Namespace ns;
+  ns.model = "tw-bench/" + name;
+  ns.kv_dtype = "bf16";
+  ns.parallel = "tp=0/1,pp=0/1";
+  ns.chunk_tokens = std::to_string(chunk_tokens);
+  return *NormalizeNamespace(ns);
+}
+
+// A chain of `n` chunks under `ns` (token ids offset by `salt`, so chains differ).
+struct Chain {
+  Key digest;
+  std::vector<Key> keys;
+  std::vector<std::vector<uint32_t>> tokens;
+};
+Chain MakeChain(const Namespace& ns, size_t n, uint32_t salt) {
+  Chain c;
+  c.digest = NamespaceDigest(ns);
+  uint32_t ct = *ChunkTokens(ns);
+  Key parent = c.digest;
+  for (size_t j = 0; j < n; ++j) {
+    std::vector<uint32_t> t(ct);
+    for (uint32_t i = 0; i < ct; ++i) t[i] = salt * 1000003u + static_cast<uint32_t>(j * ct + i);
+    parent = ChunkKey(parent, {}, t);
+    c.keys.push_back(parent);
+    c.tokens.push_back(std::move(t));
+  }
+  return c;
+}
+
+// Puts every chunk of `chain` (value `size` bytes from arena slot i % depth), `depth` in
+// flight. Returns seconds, or an error.
+StatusOr<double> PutChain(Client& c, const Chain& chain, uint64_t size, int depth,
+                          client::Durability durability) {
+  std::vector<client::Future<std::vector<client::PutReply>>> inflight;
+  auto t0 = Clock::now();
+  auto drain = [&]() -> Status {
+    auto r = client::Await(inflight.front(), std::chrono::milliseconds(120000));
+    inflight.erase(inflight.begin());
+    if (!r.ok()) return r.status();
+    auto res = (*r)[0].result;
+    if (res != client::PutResult::kStored && res != client::PutResult::kExists) {
+      return InternalError(StrCat("put: ", ToString(res), " ", (*r)[0].message));
+    }
+    return OkStatus();
+  };
+  for (size_t j = 0; j < chain.keys.size(); ++j) {
+    client::PutItem p;
+    p.ref = {chain.keys[j], chain.digest};
+    p.parent = j == 0 ? chain.digest : chain.keys[j - 1];
+    p.tokens = chain.tokens[j];
+    p.segment_sizes = {size};
+    p.ranges = {client::ScatterRange{0, 0, size, (j % depth) * size}};
+    p.durability = durability;
+    if (static_cast<int>(inflight.size()) >= depth) TW_RETURN_IF_ERROR(drain());
+    inflight.push_back(c.PutAsync({p}, std::chrono::milliseconds(120000)));
+  }
+  while (!inflight.empty()) TW_RETURN_IF_ERROR(drain());
+  return Seconds(t0, Clock::now());
+}
+
+struct GetStats {
+  double seconds = 0;
+  uint64_t bytes = 0;
+  uint64_t dram = 0, nvme = 0, misses = 0;
+};
+
+// Gets chunks of `chain` `passes` times, `depth` in flight into arena slots.
+GetStats GetChain(Client& c, const Chain& chain, uint64_t size, int depth, int passes) {
+  GetStats s;
+  std::vector<client::Future<std::vector<client::GetReply>>> inflight;
+  auto drain = [&] {
+    auto r = client::Await(inflight.front(), std::chrono::milliseconds(120000));
+    inflight.erase(inflight.begin());
+    if (!r.ok() || (*r)[0].miss != client::MissReason::kNone) {
+      ++s.misses;
+      return;
+    }
+    s.bytes += (*r)[0].bytes;
+    ((*r)[0].tier == client::Tier::kNvme ? s.nvme : s.dram)++;
+  };
+  auto t0 = Clock::now();
+  size_t slot = 0;
+  for (int p = 0; p < passes; ++p) {
+    for (size_t j = 0; j < chain.keys.size(); ++j) {
+      client::GetItem g;
+      g.ref = {chain.keys[j], chain.digest};
+      g.arena_offset = (slot++ % depth) * size;
+      g.arena_length = size;
+      if (static_cast<int>(inflight.size()) >= depth) drain();
+      inflight.push_back(c.GetAsync({g}, std::chrono::milliseconds(120000)));
+    }
+  }
+  while (!inflight.empty()) drain();
+  s.seconds = Seconds(t0, Clock::now());
+  return s;
+}
+
+StatusOr<std::unique_ptr<Client>> Connect(const std::string& sock, uint64_t arena,
+                                          std::vector<Namespace> ns) {
+  client::ClientOptions o;
+  o.socket_path = sock;
+  o.arena_size = arena;
+  o.namespaces = std::move(ns);
+  o.timeout = std::chrono::milliseconds(120000);
+  o.client_name = "tw-bench";
+  return Client::Connect(std::move(o));
+}
+
+#ifdef TW_HAVE_HIREDIS
+// SET then GET of `count` values of `chunk` bytes, `passes` GET passes; GB/s of each.
+StatusOr<std::pair<double, double>> RedisGbps(const std::string& sock, uint64_t chunk, int count,
+                                              int passes) {
+  redisContext* r = redisConnectUnix(sock.c_str());
+  if (r == nullptr || r->err) {
+    std::string e = r ? r->errstr : "out of memory";
+    if (r) redisFree(r);
+    return UnavailableError("redis: " + e);
+  }
+  Buffer src(chunk), dst(chunk);
+  auto t0 = Clock::now();
+  for (int i = 0; i < count; ++i) {
+    auto* rep = static_cast<redisReply*>(
+        redisCommand(r, "SET chunk:%d %b", i, src.data(), static_cast<size_t>(chunk)));
+    if (rep == nullptr) {
+      redisFree(r);
+      return InternalError("redis SET failed");
+    }
+    freeReplyObject(rep);
+  }
+  double put = Gbps(chunk * count, Seconds(t0, Clock::now()));
+  t0 = Clock::now();
+  uint64_t bytes = 0;
+  for (int p = 0; p < passes; ++p) {
+    for (int i = 0; i < count; ++i) {
+      auto* rep = static_cast<redisReply*>(redisCommand(r, "GET chunk:%d", i));
+      if (rep == nullptr || rep->type != REDIS_REPLY_STRING) {
+        if (rep) freeReplyObject(rep);
+        redisFree(r);
+        return InternalError("redis GET failed");
+      }
+      // The value lands in the caller's memory, as twd's gets do.
+      std::memcpy(dst.data(), rep->str, std::min<size_t>(rep->len, chunk));
+      bytes += rep->len;
+      freeReplyObject(rep);
+    }
+  }
+  double get = Gbps(bytes, Seconds(t0, Clock::now()));
+  redisFree(r);
+  return std::make_pair(put, get);
+}
+#endif
+
+}  // namespace
+
+int RunServiceBench(const ServiceBenchOptions& o) {
+  Reporter out(o.json);
+  const uint64_t chunk = o.chunk_bytes;
+  const int n = o.chunks;
+  std::string dir = o.data_dir;
+  bool own_dir = dir.empty();
+  if (own_dir) {
+    char tmpl[] = "/var/tmp/tw-bench-service.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::cerr << "tw-bench service: mkdtemp: " << strerror(errno) << "\n";
+      return 1;
+    }
+    dir = tmpl;
+  }
+  char run_tmpl[] = "/tmp/tw-bench-sock.XXXXXX";  // short: socket paths are limited
+  std::string run = mkdtemp(run_tmpl) ? run_tmpl : dir;
+  auto cleanup = [&] {
+    std::error_code ec;
+    if (own_dir) std::filesystem::remove_all(dir, ec);
+    std::filesystem::remove_all(run, ec);
+  };
+
+  // References.
+  double memcpy_gbps = MemcpyGbps(chunk, std::max(4, n * o.passes));
+  out.Figure("ref_memcpy", memcpy_gbps, "GB/s", {{"bytes_per_op", chunk}});
+  double stream_gbps = SocketStreamGbps(chunk, std::max(4, n * o.passes));
+  out.Figure("ref_unix_stream", stream_gbps, "GB/s", {{"bytes_per_op", chunk}});
+  auto pp = PingPongUs(o.pings);
+  double pp50 = Percentile(pp, 0.5);
+  out.Figure("ref_unix_pingpong_p50", pp50, "us", {{"p99_us", Percentile(pp, 0.99)}});
+  auto [raw_write, raw_read] = RawDirectGbps(dir, chunk, n);
+  out.Figure("ref_odirect_write_fdatasync", raw_write, "GB/s", {{"bytes_per_op", chunk}});
+  out.Figure("ref_odirect_read", raw_read, "GB/s", {{"bytes_per_op", chunk}});
+
+  // twd, phase A: DRAM large enough for the whole working set.
+  std::string sock = run + "/twd.sock";
+  std::string admin = run + "/twd-admin.sock";
+  std::string data = dir + "/twd-data";
+  std::filesystem::create_directories(data);
+  const uint64_t working = chunk * static_cast<uint64_t>(n) * 2 + (uint64_t{64} << 20);
+  std::vector<std::string> twd_argv = {o.twd_path,
+                                       "--socket",
+                                       sock,
+                                       "--admin-socket",
+                                       admin,
+                                       "--data-dir",
+                                       data,
+                                       "--dram-capacity",
+                                       StrCat(working >> 20, "MiB"),
+                                       "--nvme-capacity",
+                                       StrCat((working * 2) >> 20, "MiB"),
+                                       "--metrics-address",
+                                       "127.0.0.1:0",
+                                       "--log-level",
+                                       "warn"};
+  const std::string log = dir + "/twd.log";
+  int rc = 0;
+  double put_memory_gbps = 0, get_dram_gbps = 0;
+  {
+    Child twd;
+    Status s = twd.Start(twd_argv, sock, log);
+    if (!s.ok()) {
+      std::cerr << "tw-bench service: " << s.message() << "\n";
+      cleanup();
+      return 1;
+    }
+    Namespace ns_disk = BenchNamespace("disk", 256), ns_mem = BenchNamespace("memory", 256);
+    Namespace ns_lookup = BenchNamespace("lookup", 16);
+    Chain disk = MakeChain(ns_disk, n, 1), mem = MakeChain(ns_mem, n, 2);
+    Chain lookup = MakeChain(ns_lookup, 512, 3);
+    auto c = Connect(sock, chunk * o.depth, {ns_disk, ns_mem, ns_lookup});
+    if (!c.ok()) {
+      std::cerr << "tw-bench service: " << c.status().message() << "\n";
+      cleanup();
+      return 1;
+    }
+    auto put_s = PutChain(**c, disk, chunk, o.depth, client::Durability::kDisk);
+    if (!put_s.ok()) {
+      std::cerr << "tw-bench service: put: " << put_s.status().message() << "\n";
+      rc = 1;
+    } else {
+      out.Compare("twd_put_disk", Gbps(chunk * n, *put_s), "GB/s", "ref_odirect_write_fdatasync",
+                  raw_write, 0.85, false, {{"chunks", n}, {"depth", o.depth}});
+    }
+    auto mem_s = PutChain(**c, mem, chunk, o.depth, client::Durability::kMemory);
+    if (mem_s.ok()) {
+      put_memory_gbps = Gbps(chunk * n, *mem_s);
+      out.Figure("twd_put_memory", put_memory_gbps, "GB/s", {{"depth", o.depth}});
+      GetChain(**c, mem, chunk, o.depth, 1);  // warm
+      GetStats g = GetChain(**c, mem, chunk, o.depth, o.passes);
+      nlohmann::ordered_json extra = {{"served_dram", g.dram},
+                                      {"served_nvme", g.nvme},
+                                      {"misses", g.misses},
+                                      {"depth", o.depth}};
+      double gbps = Gbps(g.bytes, g.seconds);
+      get_dram_gbps = gbps;
+      out.Compare("twd_get_dram_vs_memcpy", gbps, "GB/s", "ref_memcpy", memcpy_gbps, 0.8, false,
+                  extra);
+      out.Compare("twd_get_dram_vs_unix_stream", gbps, "GB/s", "ref_unix_stream", stream_gbps, 1.3,
+                  false, extra);
+      // Concurrent clients, each with its own connection and arena.
+      for (int clients : {1, 4, 16}) {
+        // Connections (and their pre-faulted arenas) are set up before the clock starts.
+        std::vector<std::unique_ptr<Client>> conns;
+        for (int t = 0; t < clients; ++t) {
+          auto cc = Connect(sock, chunk * 2, {ns_mem});
+          if (!cc.ok()) break;
+          conns.push_back(std::move(*cc));
+        }
+        if (static_cast<int>(conns.size()) != clients) {
+          std::cerr << "tw-bench service: could not open " << clients << " connections\n";
+          break;
+        }
+        std::vector<std::thread> threads;
+        std::atomic<uint64_t> bytes{0}, misses{0};
+        auto t0 = Clock::now();
+        for (int t = 0; t < clients; ++t) {
+          threads.emplace_back([&, t] {
+            Chain mine = mem;
+            std::rotate(mine.keys.begin(), mine.keys.begin() + (t % n), mine.keys.end());
+            GetStats gs = GetChain(*conns[t], mine, chunk, 2, o.passes);
+            bytes += gs.bytes;
+            misses += gs.misses;
+          });
+        }
+        for (auto& th : threads) th.join();
+        out.Figure(StrCat("twd_get_dram_clients_", clients),
+                   Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s",
+                   {{"clients", clients}, {"misses", misses.load()}, {"depth_per_client", 2}});
+      }
+    }
+    // Lookup of a 512-chunk chain (values of 4 KiB; every chunk stored).
+    auto lk = PutChain(**c, lookup, 4096, o.depth, client::Durability::kMemory);
+    if (lk.ok()) {
+      std::vector<double> lat;
+      size_t prefix = 0;
+      for (int i = 0; i < o.lookups; ++i) {
+        auto t0 = Clock::now();
+        auto r = (*c)->LookupChainOf(lookup.digest, lookup.keys);
+        lat.push_back(Seconds(t0, Clock::now()) * 1e6);
+        if (r.ok()) prefix = r->prefix;
+      }
+      out.Compare("twd_lookup_512_p50", Percentile(lat, 0.5), "us", "ref_unix_pingpong_p50", pp50,
+                  1.5, true, {{"p99_us", Percentile(lat, 0.99)}, {"prefix", prefix}});
+    }
+    (*c).reset();
+    twd.Stop();
+
+    // Phase B: a restarted twd has an empty DRAM tier: every get comes from NVMe.
+    s = twd.Start(twd_argv, sock, log);
+    if (s.ok()) {
+      auto c2 = Connect(sock, chunk * o.depth, {ns_disk});
+      if (c2.ok()) {
+        GetStats g = GetChain(**c2, disk, chunk, o.depth, 1);
+        out.Compare("twd_get_nvme", Gbps(g.bytes, g.seconds), "GB/s", "ref_odirect_read", raw_read,
+                    0.85, false,
+                    {{"served_nvme", g.nvme}, {"served_dram", g.dram}, {"misses", g.misses}});
+      }
+      twd.Stop();
+    } else {
+      std::cerr << "tw-bench service: restart: " << s.message() << "\n";
+      rc = 1;
+    }
+  }
+
+  // Redis over a Unix socket, the same put/get workload.
+#ifdef TW_HAVE_HIREDIS
+  if (access(o.redis_path.c_str(), X_OK) == 0) {
+    Child redis;
+    std::string rsock = run + "/redis.sock";
+    Status s = redis.Start(
+        {o.redis_path, "--port", "0", "--unixsocket", rsock, "--save", "", "--appendonly", "no",
+         "--dir", dir, "--proto-max-bulk-len", StrCat(std::max<uint64_t>(chunk * 2, 512u << 20))},
+        rsock, dir + "/redis.log");
+    auto r = s.ok() ? RedisGbps(rsock, chunk, n, o.passes) : StatusOr<std::pair<double, double>>(s);
+    if (r.ok()) {
+      out.Compare("twd_put_memory_vs_redis_set", put_memory_gbps, "GB/s", "redis_set", r->first, 5,
+                  false, {{"bytes_per_op", chunk}});
+      out.Compare("twd_get_dram_vs_redis_get", get_dram_gbps, "GB/s", "redis_get", r->second, 5,
+                  false, {{"bytes_per_op", chunk}});
+    } else {
+      std::cerr << "tw-bench service: redis: " << r.status().message() << "\n";
+    }
+  } else {
+    std::cerr << "tw-bench service: " << o.redis_path << " not found: Redis comparison skipped\n";
+  }
+#else
+  std::cerr << "tw-bench service: built without hiredis: Redis comparison skipped\n";
+#endif
+  cleanup();
+  return rc;
+}
+
+}  // namespace tw::bench
+
+namespace tw::bench {
+
+void AddServiceCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<ServiceBenchOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "service",
+      "twd as a service (separate process) vs memcpy, a bare Unix-socket stream and "
+      "ping-pong, raw O_DIRECT I/O and redis-server, measured in the same run");
+  cmd->add_option("--twd", o->twd_path, "twd binary (default: twd next to tw-bench)");
+  cmd->add_option("--redis-server", o->redis_path, "redis-server binary");
+  cmd->add_option("--data-dir", o->data_dir,
+                  "directory on the NVMe to measure (default: a "
+                  "temporary directory under /var/tmp)");
+  cmd->add_option("--chunk-bytes", o->chunk_bytes, "value size in bytes (default 32 MiB)")
+      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 30));
+  cmd->add_option("--chunks", o->chunks, "chunks in the working set")->check(CLI::Range(1, 4096));
+  cmd->add_option("--passes", o->passes, "get passes over the working set")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_option("--depth", o->depth, "requests in flight per client")->check(CLI::Range(1, 64));
+  cmd->add_option("--lookups", o->lookups, "lookups of the 512-chunk chain")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--pings", o->pings, "reference ping-pong round trips")
+      ->check(CLI::Range(1, 10000000));
+  cmd->add_flag("--json", o->json, "one JSON object per line");
+  cmd->callback([o, exit_code] {
+    if (o->twd_path.empty()) {
+      std::error_code ec;
+      auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      o->twd_path = (self.parent_path() / "twd").string();
+    }
+    *exit_code = RunServiceBench(*o);
+  });
+}
+
+}  // namespace tw::bench
