@@ -22,7 +22,7 @@ PACKAGES=(
   rdma-core libibverbs-dev librdmacm-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  python3 redis-server util-linux iproute2 procps curl unzip nodejs
+  python3 redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
 )
 
 if [ "$(id -u)" -ne 0 ]; then
