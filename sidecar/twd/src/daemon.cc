@@ -1,5 +1,6 @@
 #include "tw/twd/daemon.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -153,6 +154,9 @@ int RunDaemon(int argc, char** argv, StoreHooks hooks) {
     std::printf("%s\n", std::string(ServerVersion()).c_str());
     return 0;
   }
+  // A hostile body with invalid UTF-8 is refused and logged by twd once; protobuf's own log
+  // line per such frame would let a client flood stderr.
+  google::protobuf::SetLogHandler(nullptr);
   // Signals are taken synchronously by this thread; every thread started later inherits
   // the mask.
   sigset_t set;
