@@ -8,8 +8,6 @@
 // 512-chunk chain, 1/4/16 concurrent clients; then the same put/get workload against Debian's
 // redis-server over a Unix socket. Each figure is printed with its reference and the ratio
 // the issue targets (one JSON object per line with --json). Nothing here passes or fails.
-#include "service_bench.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -25,11 +23,13 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "command.h"
+#include "reference.h"
+#include "report.h"
 #include "tw/client/client.h"
 #include "tw/common/keys.h"
 #include "tw/common/strings.h"
@@ -80,86 +80,57 @@ class Buffer {
   size_t size_;
 };
 
-// Prints one measurement: a JSON line, or a readable line.
+// Collects the figures (printed by report.h's Print, as the engine benchmark does) and the
+// issue's targets, which are checked and printed after the table.
 class Reporter {
  public:
-  explicit Reporter(bool json) : json_(json) {}
-  void Report(nlohmann::ordered_json j) {
-    j = MergeFront(std::move(j));
-    if (json_) {
-      std::cout << j.dump() << std::endl;
-      return;
-    }
-    std::string line = StrCat(j["name"].get<std::string>(), ": ");
-    if (j.contains("value")) line += FormatValue(j["value"].get<double>(), j["unit"]);
-    if (j.contains("reference")) {
-      line += StrCat("  vs ", j["reference"].get<std::string>(), " ",
-                     FormatValue(j["reference_value"].get<double>(), j["unit"]), "  ratio ",
-                     FormatValue(j["ratio"].get<double>(), "x"));
-      if (j.contains("target")) {
-        line += StrCat(" (target ", j["target"].get<std::string>(), ": ",
-                       j["met"].get<bool>() ? "met" : "NOT met", ")");
-      }
-    }
-    if (j.contains("note")) line += StrCat("  [", j["note"].get<std::string>(), "]");
-    std::cout << line << std::endl;
+  void Figure(const std::string& name, double value, const std::string& unit) {
+    results_.push_back(Result{name, value, unit, std::nullopt});
   }
-  // A figure against a reference: ratio = value / reference (or reference / value when
-  // lower is better), compared with `target`.
-  void Compare(const std::string& name, double value, const std::string& unit,
-               const std::string& ref_name, double ref, double target, bool lower_is_better,
-               nlohmann::ordered_json extra = {}) {
-    nlohmann::ordered_json j;
-    j["name"] = name;
-    j["value"] = value;
-    j["unit"] = unit;
-    j["reference"] = ref_name;
-    j["reference_value"] = ref;
-    double ratio = ref > 0 ? value / ref : 0;
-    j["ratio"] = ratio;
-    j["target"] = StrCat(lower_is_better ? "<= " : ">= ", target, "x");
-    j["met"] = lower_is_better ? ratio <= target : ratio >= target;
-    for (auto& [k, v] : extra.items()) j[k] = v;
-    Report(std::move(j));
+  // `value` against `reference`; the target is on value / reference (at least `target`, or
+  // at most when `lower_is_better`).
+  void Compare(const std::string& name, double value, const std::string& unit, double reference,
+               double target, bool lower_is_better) {
+    results_.push_back(Result{name, value, unit, reference});
+    targets_.push_back(
+        Target{name, reference > 0 ? value / reference : 0, target, lower_is_better});
   }
-  void Figure(const std::string& name, double value, const std::string& unit,
-              nlohmann::ordered_json extra = {}) {
-    nlohmann::ordered_json j;
-    j["name"] = name;
-    j["value"] = value;
-    j["unit"] = unit;
-    for (auto& [k, v] : extra.items()) j[k] = v;
-    Report(std::move(j));
+  void Print(bool json) const {
+    tw::bench::Print(results_, json);
+    if (json) return;
+    std::printf("\n%-34s %7s %9s  %s\n", "target (ratio to reference)", "ratio", "target", "");
+    for (const Target& t : targets_) {
+      bool met = t.lower_is_better ? t.ratio <= t.target : t.ratio >= t.target;
+      std::printf("%-34s %7.2f %2s %6.2f  %s\n", t.name.c_str(), t.ratio,
+                  t.lower_is_better ? "<=" : ">=", t.target, met ? "met" : "NOT met");
+    }
   }
 
  private:
-  static nlohmann::ordered_json MergeFront(nlohmann::ordered_json j) {
-    nlohmann::ordered_json out;
-    out["bench"] = "service";
-    for (auto& [k, v] : j.items()) out[k] = v;
-    return out;
-  }
-  static std::string FormatValue(double v, const nlohmann::ordered_json& unit) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.3g %s", v,
-             unit.is_string() ? unit.get<std::string>().c_str() : "");
-    return buf;
-  }
-  bool json_;
+  struct Target {
+    std::string name;
+    double ratio;
+    double target;
+    bool lower_is_better;
+  };
+  std::vector<Result> results_;
+  std::vector<Target> targets_;
+};
+
+struct ServiceBenchOptions {
+  std::string twd_path;  // the twd binary (default: next to tw-bench)
+  std::string redis_path = "/usr/bin/redis-server";
+  std::string data_dir;                       // twd's data and the raw O_DIRECT file
+  uint64_t chunk_bytes = uint64_t{32} << 20;  // value size (a 256-token Llama-3.1-8B chunk)
+  int chunks = 16;                            // chunks per working set
+  int passes = 3;                             // get passes over the working set
+  int depth = 4;                              // requests in flight per client
+  int lookups = 2000;                         // lookups of the 512-chunk chain
+  int pings = 20000;                          // reference ping-pongs
+  bool json = false;                          // one JSON object per line
 };
 
 // ---- references -------------------------------------------------------------------------
-
-double MemcpyGbps(uint64_t chunk, int passes) {
-  Buffer src(chunk), dst(chunk);
-  std::memcpy(dst.data(), src.data(), chunk);  // warm-up
-  auto t0 = Clock::now();
-  for (int i = 0; i < passes; ++i) {
-    std::memcpy(dst.data(), src.data(), chunk);
-    asm volatile("" : : "r"(dst.data()) : "memory");
-  }
-  return Gbps(chunk * passes, Seconds(t0, Clock::now()));
-}
 
 // A forked writer streams `passes` × `chunk` bytes over a socketpair; we read them.
 double SocketStreamGbps(uint64_t chunk, int passes) {
@@ -219,36 +190,6 @@ std::vector<double> PingPongUs(int rounds) {
   close(sv[0]);
   waitpid(pid, nullptr, 0);
   return lat;
-}
-
-// O_DIRECT writes (each followed by fdatasync) of `count` chunks, then O_DIRECT reads.
-std::pair<double, double> RawDirectGbps(const std::string& dir, uint64_t chunk, int count) {
-  std::string path = dir + "/raw-direct.bin";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_DIRECT | O_CLOEXEC, 0600);
-  if (fd < 0) return {0, 0};
-  Buffer buf(chunk);
-  auto t0 = Clock::now();
-  for (int i = 0; i < count; ++i) {
-    if (pwrite(fd, buf.data(), chunk, static_cast<off_t>(chunk * i)) !=
-            static_cast<ssize_t>(chunk) ||
-        fdatasync(fd) != 0) {
-      close(fd);
-      return {0, 0};
-    }
-  }
-  double w = Gbps(chunk * count, Seconds(t0, Clock::now()));
-  t0 = Clock::now();
-  for (int i = 0; i < count; ++i) {
-    if (pread(fd, buf.data(), chunk, static_cast<off_t>(chunk * i)) !=
-        static_cast<ssize_t>(chunk)) {
-      close(fd);
-      return {w, 0};
-    }
-  }
-  double r = Gbps(chunk * count, Seconds(t0, Clock::now()));
-  close(fd);
-  unlink(path.c_str());
-  return {w, r};
 }
 
 // ---- processes ----------------------------------------------------------------------------
@@ -361,7 +302,16 @@ struct GetStats {
   double seconds = 0;
   uint64_t bytes = 0;
   uint64_t dram = 0, nvme = 0, misses = 0;
+  std::string last_miss;  // reason (or error) of the last miss
 };
+
+// Says where the chunks of a get measurement really came from, when it is not all one tier.
+void Warn(const char* what, const GetStats& g) {
+  if ((g.dram == 0 || g.nvme == 0) && g.misses == 0) return;
+  std::cerr << "tw-bench service: " << what << ": served " << g.dram << " from DRAM, " << g.nvme
+            << " from NVMe, " << g.misses << " misses"
+            << (g.misses != 0 ? " (last: " + g.last_miss + ")" : "") << "\n";
+}
 
 // Gets chunks of `chain` `passes` times, `depth` in flight into arena slots.
 GetStats GetChain(Client& c, const Chain& chain, uint64_t size, int depth, int passes) {
@@ -372,6 +322,7 @@ GetStats GetChain(Client& c, const Chain& chain, uint64_t size, int depth, int p
     inflight.erase(inflight.begin());
     if (!r.ok() || (*r)[0].miss != client::MissReason::kNone) {
       ++s.misses;
+      s.last_miss = r.ok() ? std::string(ToString((*r)[0].miss)) : r.status().ToString();
       return;
     }
     s.bytes += (*r)[0].bytes;
@@ -449,10 +400,8 @@ StatusOr<std::pair<double, double>> RedisGbps(const std::string& sock, uint64_t 
 }
 #endif
 
-}  // namespace
-
 int RunServiceBench(const ServiceBenchOptions& o) {
-  Reporter out(o.json);
+  Reporter out;
   const uint64_t chunk = o.chunk_bytes;
   const int n = o.chunks;
   std::string dir = o.data_dir;
@@ -474,16 +423,30 @@ int RunServiceBench(const ServiceBenchOptions& o) {
   };
 
   // References.
-  double memcpy_gbps = MemcpyGbps(chunk, std::max(4, n * o.passes));
-  out.Figure("ref_memcpy", memcpy_gbps, "GB/s", {{"bytes_per_op", chunk}});
+  double memcpy_gbps = MemcpyGBps(chunk, std::max(4, n * o.passes));
+  out.Figure("ref_memcpy", memcpy_gbps, "GB/s");
   double stream_gbps = SocketStreamGbps(chunk, std::max(4, n * o.passes));
-  out.Figure("ref_unix_stream", stream_gbps, "GB/s", {{"bytes_per_op", chunk}});
+  out.Figure("ref_unix_stream", stream_gbps, "GB/s");
   auto pp = PingPongUs(o.pings);
   double pp50 = Percentile(pp, 0.5);
-  out.Figure("ref_unix_pingpong_p50", pp50, "us", {{"p99_us", Percentile(pp, 0.99)}});
-  auto [raw_write, raw_read] = RawDirectGbps(dir, chunk, n);
-  out.Figure("ref_odirect_write_fdatasync", raw_write, "GB/s", {{"bytes_per_op", chunk}});
-  out.Figure("ref_odirect_read", raw_read, "GB/s", {{"bytes_per_op", chunk}});
+  out.Figure("ref_unix_pingpong_p50", pp50, "us");
+  out.Figure("ref_unix_pingpong_p99", Percentile(pp, 0.99), "us");
+  // Raw O_DIRECT with the cadence of durable puts: one fdatasync per chunk-sized batch.
+  DirectIoShape shape;
+  shape.path = dir + "/raw-direct.bin";
+  shape.batch = chunk;
+  shape.io_size = std::min<uint64_t>(shape.io_size, chunk);
+  shape.file_bytes = chunk * static_cast<uint64_t>(n);
+  auto raw_write_or = DirectWriteSyncGBps(shape);
+  auto raw_read_or = raw_write_or.ok() ? DirectReadGBps(shape) : raw_write_or;
+  unlink(shape.path.c_str());
+  if (!raw_read_or.ok()) {
+    std::cerr << "tw-bench service: raw O_DIRECT reference: " << raw_read_or.status().message()
+              << "\n";
+  }
+  double raw_write = raw_write_or.value_or(0.0), raw_read = raw_read_or.value_or(0.0);
+  out.Figure("ref_odirect_write_fdatasync", raw_write, "GB/s");
+  out.Figure("ref_odirect_read", raw_read, "GB/s");
 
   // twd, phase A: DRAM large enough for the whole working set.
   std::string sock = run + "/twd.sock";
@@ -501,7 +464,7 @@ int RunServiceBench(const ServiceBenchOptions& o) {
                                        "--dram-capacity",
                                        StrCat(working >> 20, "MiB"),
                                        "--nvme-capacity",
-                                       StrCat((working * 2) >> 20, "MiB"),
+                                       StrCat((working * 4 + (uint64_t{1} << 30)) >> 20, "MiB"),
                                        "--metrics-address",
                                        "127.0.0.1:0",
                                        "--log-level",
@@ -532,25 +495,19 @@ int RunServiceBench(const ServiceBenchOptions& o) {
       std::cerr << "tw-bench service: put: " << put_s.status().message() << "\n";
       rc = 1;
     } else {
-      out.Compare("twd_put_disk", Gbps(chunk * n, *put_s), "GB/s", "ref_odirect_write_fdatasync",
-                  raw_write, 0.85, false, {{"chunks", n}, {"depth", o.depth}});
+      out.Compare("service_put_disk", Gbps(chunk * n, *put_s), "GB/s", raw_write, 0.85, false);
     }
     auto mem_s = PutChain(**c, mem, chunk, o.depth, client::Durability::kMemory);
     if (mem_s.ok()) {
       put_memory_gbps = Gbps(chunk * n, *mem_s);
-      out.Figure("twd_put_memory", put_memory_gbps, "GB/s", {{"depth", o.depth}});
+      out.Figure("service_put_memory", put_memory_gbps, "GB/s");
       GetChain(**c, mem, chunk, o.depth, 1);  // warm
       GetStats g = GetChain(**c, mem, chunk, o.depth, o.passes);
-      nlohmann::ordered_json extra = {{"served_dram", g.dram},
-                                      {"served_nvme", g.nvme},
-                                      {"misses", g.misses},
-                                      {"depth", o.depth}};
+      Warn("get from DRAM", g);
       double gbps = Gbps(g.bytes, g.seconds);
       get_dram_gbps = gbps;
-      out.Compare("twd_get_dram_vs_memcpy", gbps, "GB/s", "ref_memcpy", memcpy_gbps, 0.8, false,
-                  extra);
-      out.Compare("twd_get_dram_vs_unix_stream", gbps, "GB/s", "ref_unix_stream", stream_gbps, 1.3,
-                  false, extra);
+      out.Compare("service_get_dram", gbps, "GB/s", memcpy_gbps, 0.8, false);
+      out.Compare("service_get_dram_vs_unix_stream", gbps, "GB/s", stream_gbps, 1.3, false);
       // Concurrent clients, each with its own connection and arena.
       for (int clients : {1, 4, 16}) {
         // Connections (and their pre-faulted arenas) are set up before the clock starts.
@@ -577,9 +534,12 @@ int RunServiceBench(const ServiceBenchOptions& o) {
           });
         }
         for (auto& th : threads) th.join();
-        out.Figure(StrCat("twd_get_dram_clients_", clients),
-                   Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s",
-                   {{"clients", clients}, {"misses", misses.load()}, {"depth_per_client", 2}});
+        if (misses.load() != 0) {
+          std::cerr << "tw-bench service: " << misses.load() << " misses with " << clients
+                    << " clients\n";
+        }
+        out.Figure(StrCat("service_get_dram_clients_", clients),
+                   Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s");
       }
     }
     // Lookup of a 512-chunk chain (values of 4 KiB; every chunk stored).
@@ -593,8 +553,11 @@ int RunServiceBench(const ServiceBenchOptions& o) {
         lat.push_back(Seconds(t0, Clock::now()) * 1e6);
         if (r.ok()) prefix = r->prefix;
       }
-      out.Compare("twd_lookup_512_p50", Percentile(lat, 0.5), "us", "ref_unix_pingpong_p50", pp50,
-                  1.5, true, {{"p99_us", Percentile(lat, 0.99)}, {"prefix", prefix}});
+      if (prefix != lookup.keys.size()) {
+        std::cerr << "tw-bench service: lookup found " << prefix << " of 512 chunks\n";
+      }
+      out.Compare("service_lookup_512_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
+      out.Figure("service_lookup_512_p99", Percentile(lat, 0.99), "us");
     }
     (*c).reset();
     twd.Stop();
@@ -605,9 +568,8 @@ int RunServiceBench(const ServiceBenchOptions& o) {
       auto c2 = Connect(sock, chunk * o.depth, {ns_disk});
       if (c2.ok()) {
         GetStats g = GetChain(**c2, disk, chunk, o.depth, 1);
-        out.Compare("twd_get_nvme", Gbps(g.bytes, g.seconds), "GB/s", "ref_odirect_read", raw_read,
-                    0.85, false,
-                    {{"served_nvme", g.nvme}, {"served_dram", g.dram}, {"misses", g.misses}});
+        if (g.dram != 0 || g.misses != 0) Warn("get from NVMe", g);
+        out.Compare("service_get_nvme", Gbps(g.bytes, g.seconds), "GB/s", raw_read, 0.85, false);
       }
       twd.Stop();
     } else {
@@ -627,10 +589,10 @@ int RunServiceBench(const ServiceBenchOptions& o) {
         rsock, dir + "/redis.log");
     auto r = s.ok() ? RedisGbps(rsock, chunk, n, o.passes) : StatusOr<std::pair<double, double>>(s);
     if (r.ok()) {
-      out.Compare("twd_put_memory_vs_redis_set", put_memory_gbps, "GB/s", "redis_set", r->first, 5,
-                  false, {{"bytes_per_op", chunk}});
-      out.Compare("twd_get_dram_vs_redis_get", get_dram_gbps, "GB/s", "redis_get", r->second, 5,
-                  false, {{"bytes_per_op", chunk}});
+      out.Figure("redis_set", r->first, "GB/s");
+      out.Figure("redis_get", r->second, "GB/s");
+      out.Compare("service_put_memory_vs_redis_set", put_memory_gbps, "GB/s", r->first, 5, false);
+      out.Compare("service_get_dram_vs_redis_get", get_dram_gbps, "GB/s", r->second, 5, false);
     } else {
       std::cerr << "tw-bench service: redis: " << r.status().message() << "\n";
     }
@@ -640,15 +602,14 @@ int RunServiceBench(const ServiceBenchOptions& o) {
 #else
   std::cerr << "tw-bench service: built without hiredis: Redis comparison skipped\n";
 #endif
+  out.Print(o.json);
   cleanup();
   return rc;
 }
 
-}  // namespace tw::bench
+}  // namespace
 
-namespace tw::bench {
-
-void AddServiceCommand(CLI::App& app, int* exit_code) {
+Command AddServiceCommand(CLI::App& app) {
   auto o = std::make_shared<ServiceBenchOptions>();
   CLI::App* cmd = app.add_subcommand(
       "service",
@@ -670,14 +631,14 @@ void AddServiceCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--pings", o->pings, "reference ping-pong round trips")
       ->check(CLI::Range(1, 10000000));
   cmd->add_flag("--json", o->json, "one JSON object per line");
-  cmd->callback([o, exit_code] {
-    if (o->twd_path.empty()) {
-      std::error_code ec;
-      auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-      o->twd_path = (self.parent_path() / "twd").string();
-    }
-    *exit_code = RunServiceBench(*o);
-  });
+  return Command{cmd, [o] {
+                   if (o->twd_path.empty()) {
+                     std::error_code ec;
+                     auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+                     o->twd_path = (self.parent_path() / "twd").string();
+                   }
+                   return RunServiceBench(*o);
+                 }};
 }
 
 }  // namespace tw::bench
