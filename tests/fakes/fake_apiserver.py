@@ -1576,6 +1576,23 @@ class Handler(BaseHTTPRequestHandler):
         """A minimal OpenAPI: v3 lists every group-version, each declaring the fieldValidation
         and dryRun query parameters on PATCH/PUT/POST so kubectl lets the server validate."""
         store = self.store
+        if parts == ["openapi", "v2"]:
+            # An empty document (swagger, info, no paths) so that older kubectl releases, which
+            # read only v2, fall back to no client-side schema. Protobuf when asked for it
+            # (gnostic openapiv2.Document: 1 swagger, 2 info{1 title, 2 version}, 8 paths).
+            if "protobuf" in (self.headers.get("Accept") or ""):
+                def field(num, payload):
+                    return bytes([num << 3 | 2, len(payload)]) + payload
+                data = field(1, b"2.0") + field(2, field(1, b"Kubernetes") +
+                                                field(2, b"v1.32.0-fake")) + field(8, b"")
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            return self.send_json(200, {"swagger": "2.0", "info": {
+                "title": "Kubernetes", "version": "v1.32.0-fake"}, "paths": {}})
         if parts == ["openapi", "v3"]:
             paths = {}
             for g, vs in store.groups().items():
