@@ -274,6 +274,9 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
                             stderr=subprocess.STDOUT, env=ctx["env"])
     try:
         def reconciled():
+            if proc.poll() is not None:
+                raise Failure("tw-operator exited with status %d before reconciling" %
+                              proc.returncode)
             tw = fake.get("/apis/tokenwarehouse.io/v1alpha1/namespaces/%s/tokenwarehouses/%s" %
                           (tw_ns, tw_name))
             status = tw.get("status") or {}
