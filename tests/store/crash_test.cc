@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <random>
@@ -25,6 +26,12 @@ using testing::TestChunk;
 
 constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
 constexpr char kPath[] = "/dev/crash0";
+
+// TW_CRASH_SEED and TW_CRASH_CYCLES vary the runs (the `long` test uses them).
+uint64_t EnvOr(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::strtoull(v, nullptr, 10) : fallback;
+}
 
 struct Model {
   std::mutex mu;
@@ -116,8 +123,8 @@ TEST(CrashTest, RandomPowerCutsNeverLoseAcknowledgedChunks) {
   Model m;
   uint64_t next_id = 1;
   std::atomic<int> wrong{0};
-  std::mt19937_64 rng(12345);
-  const int cycles = 150;
+  std::mt19937_64 rng(EnvOr("TW_CRASH_SEED", 12345));
+  const int cycles = int(EnvOr("TW_CRASH_CYCLES", 150));
   for (int cycle = 0; cycle < cycles; ++cycle) {
     auto opened = Store::Open(CrashOptions(f));
     ASSERT_TRUE(opened.ok()) << "cycle " << cycle << ": " << opened.status().ToString();
@@ -163,8 +170,9 @@ TEST(CrashTest, FailedReadsAndWritesKeepTheStoreConsistent) {
   Model m;
   uint64_t next_id = 1;
   std::atomic<int> wrong{0};
-  std::mt19937_64 rng(777);
-  for (int cycle = 0; cycle < 40; ++cycle) {
+  std::mt19937_64 rng(EnvOr("TW_CRASH_SEED", 777));
+  const int cycles = int(EnvOr("TW_CRASH_CYCLES", 150)) / 4 + 2;
+  for (int cycle = 0; cycle < cycles; ++cycle) {
     auto opened = Store::Open(CrashOptions(f));
     ASSERT_TRUE(opened.ok()) << "cycle " << cycle << ": " << opened.status().ToString();
     std::unique_ptr<Store> store = std::move(*opened);

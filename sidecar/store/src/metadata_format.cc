@@ -126,7 +126,9 @@ void EncodeEntry(const SummaryEntry& e, uint8_t* out) {
   std::memcpy(out, e.key.bytes.data(), 32);
   std::memcpy(out + 32, e.ns.bytes.data(), 32);
   std::memcpy(out + 64, e.parent.bytes.data(), 32);
-  std::memcpy(out + 96, &e.offset, 8);
+  const uint32_t off_4k = uint32_t(e.offset / kBlock);
+  std::memcpy(out + 96, &off_4k, 4);
+  std::memcpy(out + 100, &e.region, 4);
   std::memcpy(out + 104, &e.seq, 8);
   std::memcpy(out + 112, &e.epoch, 8);
   std::memcpy(out + 120, &e.record_4k, 4);
@@ -138,7 +140,10 @@ SummaryEntry DecodeEntry(const uint8_t* in) {
   std::memcpy(e.key.bytes.data(), in, 32);
   std::memcpy(e.ns.bytes.data(), in + 32, 32);
   std::memcpy(e.parent.bytes.data(), in + 64, 32);
-  std::memcpy(&e.offset, in + 96, 8);
+  uint32_t off_4k;
+  std::memcpy(&off_4k, in + 96, 4);
+  e.offset = uint64_t(off_4k) * kBlock;
+  std::memcpy(&e.region, in + 100, 4);
   std::memcpy(&e.seq, in + 104, 8);
   std::memcpy(&e.epoch, in + 112, 8);
   std::memcpy(&e.record_4k, in + 120, 4);

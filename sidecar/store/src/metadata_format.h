@@ -65,7 +65,8 @@ struct SummaryEntry {
   Key key;
   Key ns;
   Key parent;
-  uint64_t offset = 0;      // logical byte offset of the record
+  uint64_t offset = 0;      // logical byte offset of the record (stored in 4 KiB units)
+  uint32_t region = 0;      // first region of the run the record was written into
   uint64_t seq = 0;         // record sequence number
   uint64_t epoch = 0;       // epoch of the region when the record was written
   uint32_t record_4k = 0;   // record length in 4 KiB units

@@ -16,6 +16,8 @@ namespace tw::store {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
+// Longest run a region may grow into (bounds the unit of reclaim).
+constexpr uint32_t kMaxRunRegions = 4;
 
 uint32_t MaxEntries(uint64_t region_size) {
   return uint32_t(std::clamp<uint64_t>(region_size / (32 * 1024), 16, 4096));
@@ -243,8 +245,7 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
         break;
       }
       for (const SummaryEntry& e : *es) {
-        uint32_t r = RegionOf(e.offset);
-        if (r < nr) journal[r].push_back(e);
+        if (e.region < nr) journal[e.region].push_back(e);
       }
       ++pos;
     }
@@ -273,6 +274,7 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
     }
     for (const SummaryEntry& e : cands) {
       max_seq = std::max(max_seq, e.seq);
+      if (e.region != r || e.offset < uint64_t(r) * sb_.region_size) continue;
       uint64_t start = e.offset - uint64_t(r) * sb_.region_size;
       uint64_t len = uint64_t(e.record_4k) * kBlock;
       if (e.epoch != eff[r] || e.seq <= e.epoch || len == 0) continue;
@@ -288,10 +290,7 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
     if (from_journal) needs_seal[r] = true;
   }
   // Rebuild region state from the winning records.
-  for (auto& [key, e] : best) {
-    uint32_t r = RegionOf(e.offset);
-    kept[r].push_back(e);
-  }
+  for (auto& [key, e] : best) kept[e.region].push_back(e);
   for (uint32_t r = 0; r < nr; ++r) {
     if (kept[r].empty()) continue;
     Region& R = regions_[r];
@@ -388,7 +387,7 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::Allocate(uint64_t length) {
   std::lock_guard<std::mutex> al(alloc_mu_);
   std::unique_lock<std::mutex> l(mu_);
   if (stop_) return CancelledError("store closing");
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  for (int attempt = 0; attempt < 2;) {
     if (open_ >= 0) {
       Region& R = regions_[size_t(open_)];
       if (R.reserved < sb_.max_entries && R.write_off + length <= uint64_t(R.span) * rs) {
@@ -406,9 +405,33 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::Allocate(uint64_t length) {
         }
         return a;
       }
+      // Extend the run over the free regions right after it, so the record need not waste
+      // the rest of this one.
+      const uint64_t beyond = R.write_off + length - uint64_t(R.span) * rs;
+      const uint32_t extra = uint32_t((beyond + rs - 1) / rs);
+      const uint32_t next = uint32_t(open_) + R.span;
+      bool extend = R.reserved < sb_.max_entries && R.span + extra <= kMaxRunRegions &&
+                    next + extra <= sb_.region_count;
+      for (uint32_t i = 0; extend && i < extra; ++i) {
+        extend = regions_[next + i].state == RState::kFree;
+      }
+      if (extend) {
+        const uint32_t head = uint32_t(open_);
+        const uint64_t epoch = R.epoch;
+        TW_RETURN_IF_ERROR(WriteMarkersLocked(next, extra, epoch, l));
+        Region& H = regions_[head];
+        for (uint32_t i = 0; i < extra; ++i) {
+          regions_[next + i] = Region{};
+          regions_[next + i].state = RState::kCont;
+          regions_[next + i].owner = head;
+        }
+        H.span += extra;
+        continue;  // allocate from the longer run
+      }
       CloseOpenLocked();
     }
     if (attempt == 1) break;
+    if (stop_) return CancelledError("store closing");
     uint32_t span = uint32_t((length + rs - 1) / rs);
     if (span > sb_.region_count) {
       return InvalidArgumentError(StrCat("record of ", length, " bytes exceeds the NVMe tier"));
@@ -422,17 +445,17 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::Allocate(uint64_t length) {
     }
     if (first < 0) return ResourceExhaustedError("nvme: no free region");
     TW_RETURN_IF_ERROR(OpenRegionLocked(uint32_t(first), span, l));
+    ++attempt;
   }
   return ResourceExhaustedError("nvme: record does not fit a fresh region");
 }
 
-Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
-                                    std::unique_lock<std::mutex>& l) {
-  uint64_t epoch = ++seq_;
-  for (uint32_t i = 0; i < span; ++i) regions_[first + i].state = RState::kOpen;
+Status NvmeEngine::WriteMarkersLocked(uint32_t first, uint32_t n, uint64_t epoch,
+                                      std::unique_lock<std::mutex>& l) {
+  for (uint32_t i = 0; i < n; ++i) regions_[first + i].state = RState::kOpen;
   l.unlock();
-  AlignedBuffer hb(uint64_t(span) * kBlock);
-  for (uint32_t i = 0; i < span; ++i) {
+  AlignedBuffer hb(uint64_t(n) * kBlock);
+  for (uint32_t i = 0; i < n; ++i) {
     RegionHeader h;
     h.state = RegionState::kOpen;
     h.region = first + i;
@@ -444,10 +467,16 @@ Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
   if (s.ok()) s = d0.Sync();
   l.lock();
   if (!s.ok()) {
-    for (uint32_t i = 0; i < span; ++i) regions_[first + i].state = RState::kFree;
+    for (uint32_t i = 0; i < n; ++i) regions_[first + i].state = RState::kFree;
     counters_.io_errors++;
-    return s;
   }
+  return s;
+}
+
+Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
+                                    std::unique_lock<std::mutex>& l) {
+  uint64_t epoch = ++seq_;
+  TW_RETURN_IF_ERROR(WriteMarkersLocked(first, span, epoch, l));
   Region& R = regions_[first];
   R = Region{};
   R.state = RState::kOpen;
@@ -578,9 +607,10 @@ void NvmeEngine::CommitterLoop() {
           Device& d0 = volume_->device(0);
           s = d0.Write(sb_.journal_off + uint64_t(journal_pos_) * kBlock, jb.data(), jb.size());
           if (s.ok()) s = d0.Sync();
-          // A failed journal write may have left some blocks: never reuse those positions
-          // under this journal base.
-          journal_pos_ += uint32_t(blocks);
+          // After a failure the next commit rewrites these positions: recovery reads
+          // consecutive blocks, so a hole would hide every later commit. A block the failed
+          // write left behind names records whose data was synced, so finding it is harmless.
+          if (s.ok()) journal_pos_ += uint32_t(blocks);
         }
         if (!s.ok()) TW_LOG(kWarn, "journal write failed", {{"error", s}});
         {
@@ -713,9 +743,17 @@ void NvmeEngine::ReleaseRegion(uint32_t region) {
   cv_.notify_all();
 }
 
+uint32_t NvmeEngine::HeadOf(uint64_t offset) const {
+  std::lock_guard<std::mutex> l(mu_);
+  uint32_t r = RegionOf(offset);
+  if (r < regions_.size() && regions_[r].state == RState::kCont) return regions_[r].owner;
+  return r;
+}
+
 void NvmeEngine::Touch(uint64_t offset) {
   std::lock_guard<std::mutex> l(mu_);
   uint32_t r = RegionOf(offset);
+  if (r < regions_.size() && regions_[r].state == RState::kCont) r = regions_[r].owner;
   if (r < regions_.size()) regions_[r].last_access = ++access_clock_;
 }
 

@@ -97,6 +97,9 @@ class NvmeEngine {
   Status Read(std::span<const VolumeIo> ios) { return volume_->Read(ios); }
 
   uint32_t RegionOf(uint64_t offset) const { return uint32_t(offset / sb_.region_size); }
+  // The first region of the run holding `offset` (a run is a region extended over the
+  // regions after it so that records need not stop at region boundaries).
+  uint32_t HeadOf(uint64_t offset) const;
   uint32_t region_count() const { return sb_.region_count; }
   uint64_t region_size() const { return sb_.region_size; }
   uint32_t free_regions() const;
@@ -148,6 +151,9 @@ class NvmeEngine {
   Status WriteCheckpoint();  // REQUIRES: committer thread or single-threaded
   Status SealRegion(uint32_t r, const std::vector<SummaryEntry>& entries, uint64_t epoch);
   Status OpenRegionLocked(uint32_t first, uint32_t span, std::unique_lock<std::mutex>& l);
+  // Writes "open" markers at `epoch` for regions [first, first + n). Unlocks `l` meanwhile.
+  Status WriteMarkersLocked(uint32_t first, uint32_t n, uint64_t epoch,
+                            std::unique_lock<std::mutex>& l);
   void CloseOpenLocked();
   void CommitterLoop();
   void Finish(std::vector<Pending>& batch, const Status& s);

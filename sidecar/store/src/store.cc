@@ -187,14 +187,14 @@ uint32_t StoreImpl::NsId(const Key& digest) {
 
 void StoreImpl::Pin(Entry& e) {
   e.pins++;
-  if (e.nvme_off != kNoNvme) region_pins_[nvme_->RegionOf(e.nvme_off)]++;
+  if (e.nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e.nvme_off)]++;
 }
 
 void StoreImpl::Unpin(const Key& key) {
   Entry* e = Find(key);
   if (!e) return;
   e->pins--;
-  if (e->nvme_off != kNoNvme) region_pins_[nvme_->RegionOf(e->nvme_off)]--;
+  if (e->nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e->nvme_off)]--;
   if (e->pins == 0) {
     if (e->doomed) RemoveEntry(key, false);
     cv_.notify_all();
@@ -425,7 +425,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   stats_.puts_by_result[size_t(result)]++;
   if (result != PutResult::kStored) {
     e->pins--;
-    if (e->nvme_off != kNoNvme) region_pins_[nvme_->RegionOf(e->nvme_off)]--;
+    if (e->nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e->nvme_off)]--;
     e->nvme_off = kNoNvme;
     RemoveEntry(info.key, false);
     return result;
@@ -484,13 +484,14 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
     e->nvme_off = a.offset;
     e->record_4k = uint32_t(a.length / 4096);
     e->header_len = uint32_t(layout.header_len);
-    region_pins_[nvme_->RegionOf(a.offset)] += e->pins;
+    region_pins_[nvme_->HeadOf(a.offset)] += e->pins;
   }
   SummaryEntry se;
   se.key = key;
   se.ns = info.namespace_digest;
   se.parent = info.parent;
   se.offset = a.offset;
+  se.region = a.region;
   se.seq = a.seq;
   se.epoch = a.epoch;
   se.record_4k = uint32_t(a.length / 4096);

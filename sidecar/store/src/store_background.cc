@@ -67,7 +67,7 @@ void StoreImpl::OnLost(const SummaryEntry& se) {
   if (stop_) return;
   Entry* e = Find(se.key);
   if (!e || e->nvme_off != se.offset) return;
-  region_pins_[nvme_->RegionOf(e->nvme_off)] -= e->pins;
+  region_pins_[nvme_->HeadOf(e->nvme_off)] -= e->pins;
   e->nvme_off = kNoNvme;
   if (e->dram != kNoDram) {
     e->dirty = true;
@@ -92,12 +92,12 @@ bool StoreImpl::ReclaimOne() {
       for (const SummaryEntry& se : *entries) keys.push_back(se.key);
     } else {
       for (auto& [k, e] : index_) {
-        if (e.nvme_off != kNoNvme && nvme_->RegionOf(e.nvme_off) == r) keys.push_back(k);
+        if (e.nvme_off != kNoNvme && nvme_->HeadOf(e.nvme_off) == r) keys.push_back(k);
       }
     }
     for (const Key& k : keys) {
       Entry* e = Find(k);
-      if (!e || e->nvme_off == kNoNvme || nvme_->RegionOf(e->nvme_off) != r) continue;
+      if (!e || e->nvme_off == kNoNvme || nvme_->HeadOf(e->nvme_off) != r) continue;
       if (e->dram != kNoDram) {
         // Still in DRAM: it loses its NVMe copy; one read since it was written earns it a
         // rewrite (reinsertion).

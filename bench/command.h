@@ -1,0 +1,18 @@
+// How tw-bench subcommands plug in: each source file (engine_bench.cc, later service_bench.cc)
+// registers its CLI11 subcommand and returns what to run when it was chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace tw::bench {
+
+struct Command {
+  CLI::App* app = nullptr;   // the registered subcommand
+  std::function<int()> run;  // runs it; returns the exit code
+};
+
+// `tw-bench engine`: the storage engine against raw O_DIRECT and memcpy.
+Command AddEngineCommand(CLI::App& parent);
+
+}  // namespace tw::bench
