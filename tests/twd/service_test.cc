@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "service_fixture.h"
 
@@ -474,6 +475,35 @@ TEST_F(ServiceTest, LiveSocketRefusedStaleSocketReplaced) {
   StartServer();
   TestClient c = Connect();
   EXPECT_TRUE(c.Hello({}, 0).ok());
+}
+
+TEST_F(ServiceTest, PipelinedRequestsUnderTheInflightCapAndHalfClose) {
+  config_.limits.max_inflight_per_client = 2;
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 1);
+  store_.get_delay = std::chrono::milliseconds(2);
+  pb::GetRequest g;
+  auto* item = g.add_items();
+  *item->mutable_ref() = Ref(keys[0], ns);
+  item->set_arena_length(96);
+  std::string burst;
+  for (uint64_t id = 100; id < 120; ++id) burst += protocol::EncodeRequest(Opcode::kGet, id, g);
+  ASSERT_TRUE(c.SendRaw(burst).ok());
+  // Half-close: twd still answers everything already sent.
+  ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+  std::set<uint64_t> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto r = c.ReadReply();
+    ASSERT_TRUE(r.ok()) << i << " " << r.status().ToString();
+    EXPECT_FALSE(r->header.flags & protocol::kFlagError);
+    ids.insert(r->header.request_id);
+  }
+  EXPECT_EQ(ids.size(), 20u);
+  EXPECT_EQ(*ids.begin(), 100u);
+  EXPECT_TRUE(c.WaitClosed());
+  store_.get_delay = std::chrono::milliseconds(0);
 }
 
 TEST_F(ServiceTest, MaxClients) {

@@ -43,6 +43,10 @@ struct Connection {
   std::vector<protocol::UniqueFd> fds;
   bool eof = false;
   std::atomic<uint32_t> inflight{0};
+  // Set by the reactor when it stops reading this connection for a reason only a worker's
+  // completion can lift (in-flight cap, or EOF with requests outstanding); the worker that
+  // finds it set wakes the reactor.
+  std::atomic<bool> waiting{false};
 
   std::mutex mu;
   std::string out;      // GUARDED_BY(mu)
@@ -188,7 +192,7 @@ struct Server::Impl {
               {"uid", cred.uid},
               {"gid", cred.gid},
               {"pid", cred.pid}});
-      const uint32_t max_clients = service->config().limits.max_clients;
+      const uint32_t max_clients = service->config()->limits.max_clients;
       if (!is_admin && service->connected_clients.load() > max_clients) {
         Fatal(c, Opcode::kInvalid, 0,
               ResourceExhaustedError(StrCat("twd serves at most ", max_clients, " clients")),
@@ -236,13 +240,20 @@ struct Server::Impl {
   // Decodes and dispatches frames while the connection may take more work. Returns false
   // when the connection was closed.
   bool Process(const std::shared_ptr<Connection>& c) {
-    const config::Config cfg = service->config();
+    const auto cfg_ptr = service->config();
+    const config::Config& cfg = *cfg_ptr;
     protocol::DecodeLimits dl;
     dl.max_body = static_cast<uint32_t>(
         std::min<uint64_t>(cfg.limits.max_frame_size, protocol::kAbsoluteMaxBody));
     Session& s = *c->session;
     while (!draining.load()) {
-      if (c->inflight.load() >= cfg.limits.max_inflight_per_client) break;
+      if (c->inflight.load() >= cfg.limits.max_inflight_per_client) {
+        // Publish the wait, then re-check: a completion in between either sees the flag or
+        // is seen here.
+        c->waiting.store(true);
+        if (c->inflight.load() >= cfg.limits.max_inflight_per_client) break;
+        c->waiting.store(false);
+      }
       if (c->PendingOut() > Server::kPauseOutputBytes) break;
       std::string_view avail(c->in.data() + c->in_off, c->in.size() - c->in_off);
       protocol::DecodedFrame d = protocol::DecodeFrame(avail, dl);
@@ -335,15 +346,13 @@ struct Server::Impl {
       const bool ok = Send(*c, frames);
       c->inflight.fetch_sub(1);
       inflight.fetch_sub(1);
-      // The reactor may have paused this connection, or must close it.
-      (void)ok;
-      Post(c->tag);
+      if (!ok || c->waiting.exchange(false)) Post(c->tag);
     });
   }
 
   // Flushes, reads and processes until nothing moves. Runs on the reactor thread.
   void Serve(const std::shared_ptr<Connection>& c) {
-    const size_t max_frame = service->config().limits.max_frame_size;
+    const size_t max_frame = service->config()->limits.max_frame_size;
     for (;;) {
       bool broken;
       {
@@ -365,9 +374,14 @@ struct Server::Impl {
       const bool got_bytes = c->in.size() != size_before;
       if (!Process(c)) return;
       const bool consumed = c->in_off != off_before || c->in.size() < size_before;
-      if (c->eof && c->inflight.load() == 0 && c->PendingOut() == 0) {
-        Close(c, "peer closed");
-        return;
+      if (c->eof) {
+        c->waiting.store(true);
+        // Replies still unsent go out first (a half-closed client still reads); the
+        // EPOLLOUT edge brings the reactor back when the socket drains.
+        if (c->inflight.load() == 0 && c->PendingOut() == 0) {
+          Close(c, "peer closed");
+          return;
+        }
       }
       if (!got_bytes && !consumed) return;
     }

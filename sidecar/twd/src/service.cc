@@ -70,25 +70,25 @@ Service::Service(const config::Config& config, store::Store* store)
 void Service::Reconfigure(const config::Config& config) {
   {
     std::lock_guard lock(mu_);
-    config_ = config;
+    config_ = std::make_shared<const config::Config>(config);
   }
   leases_.SetLimits(
       {config.leases.duration, config.leases.max_per_client, config.leases.max_bytes_per_client});
   ServiceMetrics::Get().SetMaxNamespaceLabels(config.metrics.max_namespace_labels);
 }
 
-config::Config Service::config() const {
+std::shared_ptr<const config::Config> Service::config() const {
   std::lock_guard lock(mu_);
   return config_;
 }
 
 StatusOr<std::string> Service::TenantOf(const PeerCredentials& peer) const {
-  std::lock_guard lock(mu_);
-  if (config_.tenants.empty()) return std::string();
-  for (const auto& t : config_.tenants) {
+  const auto cfg = config();
+  if (cfg->tenants.empty()) return std::string();
+  for (const auto& t : cfg->tenants) {
     if (std::find(t.uids.begin(), t.uids.end(), peer.uid) != t.uids.end()) return t.name;
   }
-  for (const auto& t : config_.tenants) {
+  for (const auto& t : cfg->tenants) {
     if (std::find(t.gids.begin(), t.gids.end(), peer.gid) != t.gids.end()) return t.name;
   }
   return PermissionDeniedError(
@@ -96,10 +96,10 @@ StatusOr<std::string> Service::TenantOf(const PeerCredentials& peer) const {
 }
 
 protocol::MessageLimits Service::Limits(const Session& session) const {
-  std::lock_guard lock(mu_);
+  const auto cfg = config();
   protocol::MessageLimits l;
-  l.max_batch = config_.limits.max_batch;
-  l.max_value_size = config_.limits.max_value_size;
+  l.max_batch = cfg->limits.max_batch;
+  l.max_value_size = cfg->limits.max_value_size;
   l.arena_size = session.arena.size();
   return l;
 }
@@ -166,7 +166,8 @@ StatusOr<DeclaredNamespace> Service::Declared(Session& session, const std::strin
 
 StatusOr<pb::HelloResponse> Service::Hello(Session& session, const pb::HelloRequest& request,
                                            std::vector<protocol::UniqueFd> fds) {
-  const config::Config cfg = config();
+  const auto cfg_ptr = config();
+  const config::Config& cfg = *cfg_ptr;
   const uint32_t lo = std::max(request.min_version(), protocol::kMinProtocolVersion);
   const uint32_t hi = std::min(request.max_version(), protocol::kMaxProtocolVersion);
   if (lo > hi) {
@@ -221,6 +222,7 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
       TW_RETURN_IF_ERROR(Declared(s, chain.namespace_digest()).status());
     }
   }
+  const bool multi_tenant = !config()->tenants.empty();
   pb::LookupResponse resp;
   uint64_t found = 0, missing = 0;
   for (const auto& item : r.items()) {
@@ -243,9 +245,11 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
       for (const auto& k : chain.keys()) keys.push_back(protocol::KeyFromBytes(k));
       ChainOut co;
       co.result = store_->Lookup(keys, r.take_lease());
-      // The deepest hit must be stored under the chain's namespace: a key of another
-      // namespace (another tenant's) reads as absent.
-      if (co.result.prefix > 0) {
+      // With tenants, the deepest hit must be stored under the chain's namespace: a key of
+      // another namespace (another tenant's) reads as absent, so lookups are no oracle for
+      // other tenants' prompts. (Without tenants every client may use every namespace.) A
+      // lease also needs the value size for the per-uid byte cap.
+      if (co.result.prefix > 0 && (multi_tenant || r.take_lease())) {
         auto meta = store_->Stat(keys[co.result.prefix - 1]);
         if (!meta ||
             meta->info.namespace_digest != protocol::KeyFromBytes(chain.namespace_digest())) {
@@ -414,7 +418,7 @@ StatusOr<pb::PutResponse> Service::Put(Session& s, const pb::PutRequest& r,
     TW_ASSIGN_OR_RETURN(auto d, Declared(s, item.ref().namespace_digest()));
     declared.push_back(std::move(d));
   }
-  const config::Durability default_durability = config().default_durability;
+  const config::Durability default_durability = config()->default_durability;
   pb::PutResponse resp;
   for (int i = 0; i < r.items_size(); ++i) {
     const pb::PutItem& item = r.items(i);

@@ -47,7 +47,8 @@ class Service {
   // Applies the run-time fields of `config`: tenants, limits, leases, default durability,
   // metrics label cap. (Store-level fields are the daemon's business.)
   void Reconfigure(const config::Config& config);
-  config::Config config() const;
+  // The running config: an immutable snapshot, cheap to take on every request.
+  std::shared_ptr<const config::Config> config() const;
 
   // The tenant a peer maps to: its uid's tenant, else its gid's, else "" when no tenants are
   // configured; PERMISSION_DENIED when tenants are configured and the peer matches none.
@@ -100,7 +101,7 @@ class Service {
   LeaseTable leases_;
 
   mutable std::mutex mu_;
-  config::Config config_;  // GUARDED_BY(mu_)
+  std::shared_ptr<const config::Config> config_;  // GUARDED_BY(mu_)
 
   std::mutex known_mu_;
   // Namespace fields seen in HELLO/DECLARE since start (admin listing and export).
