@@ -23,15 +23,25 @@ VALUE = 256 * 1024
 
 
 class ClientMixin:
+    """One server per class (starting twd costs up to a second); every test uses token ids
+    of its own, so tests never see each other's chunks."""
     kind = None
+    _salt = 0
 
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="twclient-py-")
-        self.server = Server(self.kind, self.tmp.name).start()
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="twclient-py-")
+        cls.server = Server(cls.kind, cls.tmp.name).start()
 
-    def tearDown(self):
-        self.server.stop()
-        self.tmp.cleanup()
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.tmp.cleanup()
+
+    def tokens(self, n):
+        ClientMixin._salt += 1
+        base = ClientMixin._salt * 100000
+        return list(range(base, base + n))
 
     def connect(self, arena=8 << 20):
         return tw.Client(self.server.socket, arena, namespaces=[NS], timeout=10)
@@ -60,7 +70,7 @@ class ClientMixin:
             c.ping()
 
     def test_put_lookup_get(self):
-        tokens = list(range(5 * CHUNK + 3))
+        tokens = self.tokens(5 * CHUNK + 3)
         with self.connect() as c:
             keys, results = self.store(c, tokens)
             self.assertEqual(results, ["stored"] * 5)
@@ -88,7 +98,7 @@ class ClientMixin:
             self.assertEqual(c.arena_view(VALUE, 1).tobytes(), bytes([2]))
 
     def test_misses_carry_reasons(self):
-        tokens = list(range(3 * CHUNK))
+        tokens = self.tokens(3 * CHUNK)
         with self.connect() as c:
             keys = tw.chunk_keys(NS, tokens)
             r = c.get(keys[0], arena_offset=0, arena_length=VALUE)
@@ -101,12 +111,13 @@ class ClientMixin:
 
     def test_wrong_key_is_refused(self):
         with self.connect() as c:
-            key = tw.chunk_keys(NS, list(range(CHUNK)))[0]
-            other = list(range(1, CHUNK + 1))
+            tokens = self.tokens(CHUNK + 1)
+            key = tw.chunk_keys(NS, tokens[:CHUNK])[0]
+            other = tokens[1:]
             self.assertEqual(c.put(key, c.namespace_digests[0], other, length=1024), "invalid")
 
     def test_exists_delete_stats(self):
-        tokens = list(range(2 * CHUNK))
+        tokens = self.tokens(2 * CHUNK)
         with self.connect() as c:
             keys, _ = self.store(c, tokens)
             self.assertNotIn("none", c.exists(keys))
@@ -119,7 +130,7 @@ class ClientMixin:
             self.assertIn("puts", s)
 
     def test_threads_share_a_client(self):
-        tokens = list(range(8 * CHUNK))
+        tokens = self.tokens(8 * CHUNK)
         with self.connect(16 << 20) as c:
             keys, _ = self.store(c, tokens)
             errors = []
@@ -165,7 +176,7 @@ class ClientTwdTest(ClientMixin, unittest.TestCase):
     kind = "twd"
 
     def test_disk_chunks_survive_restart(self):
-        tokens = list(range(4 * CHUNK))
+        tokens = self.tokens(4 * CHUNK)
         with self.connect() as c:
             keys, results = self.store(c, tokens, durability="disk", fill=b"\xab\xcd")
             self.assertEqual(results, ["stored"] * 4)

@@ -19,21 +19,37 @@ NAMESPACE = {
 
 
 class TwctlMixin:
+    """One server per class; every test uses a namespace of its own (its model name), so
+    tests never see each other's chunks."""
     kind = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_tmp = tempfile.TemporaryDirectory(prefix="twctl-server-")
+        cls.server = Server(cls.kind, cls.server_tmp.name).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.server_tmp.cleanup()
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="twctl-test-")
         self.dir = self.tmp.name
-        self.server = Server(self.kind, self.dir).start()
-        self.ns = self.write("ns.json", json.dumps(NAMESPACE))
+        self.ns = self.write("ns.json", json.dumps(dict(NAMESPACE, model=self.id())))
         self.tokens = self.write("tokens.txt", " ".join(str(t) for t in range(10)))
         self.value = os.path.join(self.dir, "value.bin")
         with open(self.value, "wb") as f:
             f.write(os.urandom(300000))
 
     def tearDown(self):
-        self.server.stop()
         self.tmp.cleanup()
+
+    def digest(self):
+        r = subprocess.run([binary("twctl"), "keys", "--namespace", self.ns, "--digest"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
 
     def write(self, name, text):
         path = os.path.join(self.dir, name)
@@ -106,11 +122,12 @@ class TwctlMixin:
             self.assertEqual(r.returncode, 0, r.stderr)
         r = self.twctl("namespaces", "--json", admin=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+        digest = self.digest()
         rows = [json.loads(line) for line in r.stdout.splitlines()]
+        rows = [row for row in rows if row["namespace_digest"] == digest]
         self.assertEqual(len(rows), 1)
-        digest = rows[0]["namespace_digest"]
         self.assertEqual(rows[0]["chunks"], 2)
-        r = self.twctl("export", admin=True)
+        r = self.twctl("export", "--namespace", digest, admin=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         chunks = {c["key"]: c for c in map(json.loads, r.stdout.splitlines())}
         self.assertEqual(set(chunks), set(keys))
