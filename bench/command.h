@@ -14,5 +14,8 @@ struct Command {
 
 // `tw-bench engine`: the storage engine against raw O_DIRECT and memcpy.
 Command AddEngineCommand(CLI::App& parent);
+// `tw-bench service`: twd (a separate process) against memcpy, Unix sockets, raw O_DIRECT
+// and redis-server (service_bench.cc).
+Command AddServiceCommand(CLI::App& parent);
 
 }  // namespace tw::bench

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::vector<tw::bench::Command> commands;
   commands.push_back(tw::bench::AddEngineCommand(app));
+  commands.push_back(tw::bench::AddServiceCommand(app));
   CLI11_PARSE(app, argc, argv);
   for (auto& c : commands) {
     if (c.app->parsed()) return c.run();
