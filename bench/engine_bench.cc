@@ -4,11 +4,14 @@
 // memcpy); then index memory per chunk and reopen time of a store of many small chunks.
 #include <sys/mman.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "command.h"
 #include "reference.h"
@@ -202,14 +205,24 @@ int RunEngine(const EngineOptions& o) {
     {
       auto s = OpenStore(store_path, cap, 0, o, *su);
       if (!s.ok()) return Fail(s.status());
+      // Filled by several threads: one thread waits out each write's device latency.
+      const uint32_t threads = 8;
+      std::atomic<uint32_t> failed{0};
+      std::vector<std::thread> ts;
       auto t = Clock::now();
-      for (uint32_t i = 0; i < o.reopen_chunks; ++i) {
-        if ((*s)->Put(MakePut(i, sb, 1, Durability::kMemory)) != store::PutResult::kStored) {
-          return Fail(InternalError("small put failed"));
-        }
+      for (uint32_t k = 0; k < threads; ++k) {
+        ts.emplace_back([&, k] {
+          for (uint32_t i = k; i < o.reopen_chunks; i += threads) {
+            if ((*s)->Put(MakePut(i, sb, 1, Durability::kMemory)) != store::PutResult::kStored) {
+              failed++;
+            }
+          }
+        });
       }
-      out.push_back(
-          {"engine.put_small_chunks", o.reopen_chunks / Since(t), "puts/s", std::nullopt});
+      for (auto& th : ts) th.join();
+      if (failed) return Fail(InternalError("small puts failed"));
+      out.push_back({"engine.put_small_chunks_8_threads", o.reopen_chunks / Since(t), "puts/s",
+                     std::nullopt});
       Status c = (*s)->Close(std::chrono::seconds(60));
       if (!c.ok()) return Fail(c);
     }

@@ -453,6 +453,34 @@ TEST(StoreTest, ConcurrentPutsAndGets) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+TEST(StoreTest, ReadsFromDramDuringWriteBackNeverSeeAChangingHeader) {
+  auto s = MustOpen(Options(std::make_shared<MemDeviceFactory>(), 32 * MiB, 128 * MiB));
+  std::vector<TestChunk> chunks;
+  for (int i = 0; i < 60; ++i) chunks.push_back(MakeChunk(i, {40 * KiB, 8 * KiB}));
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!done) {
+        for (auto& c : chunks) {
+          bool eq;
+          GetResult r = ReadAll(*s, c, &eq);
+          if (r.miss == MissReason::kNone && !eq) bad++;
+          if (r.miss == MissReason::kCorrupt) bad++;
+        }
+      }
+    });
+  }
+  for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
+  ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(s->Stats().dram.corrupt, 0u);
+  EXPECT_EQ(s->Stats().nvme.bytes_written, 60u * 48 * KiB);
+}
+
 TEST(StoreTest, DeadlineAndDelete) {
   auto s = MustOpen(Options(nullptr, 4 * MiB, 0));
   TestChunk c = MakeChunk(1, {1000});

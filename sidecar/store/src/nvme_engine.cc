@@ -508,6 +508,18 @@ Status NvmeEngine::Write(const Allocation& a, const void* buf) {
   return s;
 }
 
+Status NvmeEngine::Write(const Allocation& a, const void* header, uint64_t header_len,
+                         const void* rest) {
+  VolumeIo ios[2] = {{a.offset, header_len, const_cast<void*>(header)},
+                     {a.offset + header_len, a.length - header_len, const_cast<void*>(rest)}};
+  Status s = volume_->Write({ios, a.length > header_len ? 2u : 1u});
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    counters_.io_errors++;
+  }
+  return s;
+}
+
 Status NvmeEngine::Commit(const Allocation& a, const SummaryEntry& entry, bool wait) {
   std::shared_ptr<std::promise<Status>> done;
   std::future<Status> f;

@@ -86,6 +86,8 @@ class NvmeEngine {
   void Abort(const Allocation& a);
   // Writes the whole record (length bytes at a kIoAlign-aligned `buf`).
   Status Write(const Allocation& a, const void* buf);
+  // Writes the record from two aligned pieces: its header, and the rest.
+  Status Write(const Allocation& a, const void* header, uint64_t header_len, const void* rest);
   // Makes the written record findable after a crash. With `wait`, returns once its journal
   // entry and data are durable; without, returns at once (the commit happens in the
   // background). Every allocation ends in exactly one Commit() or Abort().

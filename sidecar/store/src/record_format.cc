@@ -100,7 +100,11 @@ void EncodeHeader(const ChunkInfo& info, const RecordLayout& layout, uint64_t se
 }
 
 void FinalizeHeader(const RecordLayout& layout, uint8_t* record) {
-  uint8_t* p = record + sizeof(FixedHeader);
+  FinalizeHeader(layout, record, record);
+}
+
+void FinalizeHeader(const RecordLayout& layout, const uint8_t* record, uint8_t* header) {
+  uint8_t* p = header + sizeof(FixedHeader);
   for (size_t i = 0; i < layout.segment_sizes.size(); ++i) {
     SegmentEntry e;
     std::memcpy(&e, p + i * sizeof e, sizeof e);
@@ -108,9 +112,9 @@ void FinalizeHeader(const RecordLayout& layout, uint8_t* record) {
     std::memcpy(p + i * sizeof e, &e, sizeof e);
   }
   FixedHeader f;
-  std::memcpy(&f, record, sizeof f);
-  f.header_crc = HeaderCrc(record, layout.header_len);
-  std::memcpy(record, &f, sizeof f);
+  std::memcpy(&f, header, sizeof f);
+  f.header_crc = HeaderCrc(header, layout.header_len);
+  std::memcpy(header, &f, sizeof f);
 }
 
 void SetHeaderSeq(uint8_t* header, uint64_t seq) {

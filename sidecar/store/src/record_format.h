@@ -55,6 +55,9 @@ void EncodeHeader(const ChunkInfo& info, const RecordLayout& layout, uint64_t se
 // Computes each segment's CRC32C from the record bytes at `record` (header + data in layout)
 // and stores them and the header CRC in the header.
 void FinalizeHeader(const RecordLayout& layout, uint8_t* record);
+// The same, into `header` (a copy of the record's header), leaving the record untouched: the
+// write-back of a chunk that readers may be reading from the DRAM arena.
+void FinalizeHeader(const RecordLayout& layout, const uint8_t* record, uint8_t* header);
 // Rewrites the sequence number (and header CRC) of an encoded header.
 void SetHeaderSeq(uint8_t* header, uint64_t seq);
 // Parses and verifies a header of `len` bytes (at least the header_len it names). DataLoss on

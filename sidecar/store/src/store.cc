@@ -410,7 +410,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   bool on_nvme = false;
   if (result == PutResult::kStored && (disk || !use_dram)) {
     FinalizeHeader(layout, rec);
-    auto a = WriteRecord(info.key, info, rec, layout, disk, req.deadline);
+    auto a = WriteRecord(info.key, info, rec, rec, layout, disk, req.deadline);
     if (!a.ok()) {
       result = a.status().code() == StatusCode::kResourceExhausted ||
                        a.status().code() == StatusCode::kDeadlineExceeded
@@ -449,8 +449,9 @@ PutResult StoreImpl::Put(const PutRequest& req) {
 }
 
 StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const ChunkInfo& info,
-                                                        uint8_t* record, const RecordLayout& layout,
-                                                        bool wait, Deadline deadline) {
+                                                        uint8_t* header, const uint8_t* record,
+                                                        const RecordLayout& layout, bool wait,
+                                                        Deadline deadline) {
   NvmeEngine::Allocation a;
   while (true) {
     auto r = nvme_->Allocate(layout.record_len);
@@ -466,8 +467,8 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
     if (now >= deadline || stop_) return DeadlineExceededError("no NVMe space before deadline");
     cv_.wait_until(l, std::min(deadline, now + std::chrono::milliseconds(20)));
   }
-  SetHeaderSeq(record, a.seq);
-  Status s = nvme_->Write(a, record);
+  SetHeaderSeq(header, a.seq);
+  Status s = nvme_->Write(a, header, layout.header_len, record + layout.header_len);
   if (!s.ok()) {
     nvme_->Abort(a);
     return s;

@@ -1,7 +1,9 @@
 // The Store's background work: write-back of memory-durability chunks, region reclaim,
 // lease expiry, and the clean close.
 #include <chrono>
+#include <cstring>
 
+#include "aligned_buffer.h"
 #include "store_impl.h"
 #include "tw/common/log.h"
 
@@ -37,9 +39,15 @@ void StoreImpl::WritebackLoop() {
     auto h = DecodeHeader(rec, header_len);
     RecordLayout layout;
     if (h.ok()) {
+      // Readers may be copying from the arena meanwhile: the arena's header stays as it is;
+      // the checksums and sequence number go into a copy that is written in its place.
       layout = ComputeLayout(h->header_len, h->info.segment_sizes);
-      FinalizeHeader(layout, rec);
-      a = WriteRecord(k, h->info, rec, layout, /*wait=*/false, Clock::now() + 2s);
+      AlignedBuffer header(layout.header_len, false);
+      if (header.data()) {
+        std::memcpy(header.data(), rec, layout.header_len);
+        FinalizeHeader(layout, rec, header.data());
+        a = WriteRecord(k, h->info, header.data(), rec, layout, /*wait=*/false, Clock::now() + 2s);
+      }
     }
     l.lock();
     wb_busy_ = false;
@@ -120,6 +128,24 @@ bool StoreImpl::ReclaimOne() {
   return false;
 }
 
+void StoreImpl::TrimDram() {
+  if (!dram_) return;
+  const double cap = double(dram_->capacity());
+  if (double(dram_->used()) <= opts_.dram.high_watermark * cap) return;
+  while (double(dram_->used()) > opts_.dram.low_watermark * cap) {
+    auto victim = dram_->PickVictim([&](uint32_t id) {
+      const Entry* e = Find(dram_objs_[id].key);
+      return e && e->pins == 0 && e->state == State::kReady && !e->dirty && !e->unwritten &&
+             e->nvme_off != kNoNvme;
+    });
+    if (!victim) return;
+    Entry* e = Find(dram_objs_[*victim].key);
+    FreeDram(*e);  // demoted: the chunk stays on NVMe
+    stats_.dram.evictions++;
+    cv_.notify_all();
+  }
+}
+
 void StoreImpl::ReclaimLoop() {
   while (true) {
     bool wanted;
@@ -128,6 +154,7 @@ void StoreImpl::ReclaimLoop() {
       work_cv_.wait_for(l, 20ms, [&] { return stop_ || reclaim_wanted_; });
       if (stop_) return;
       ExpireLeases();
+      TrimDram();
       wanted = reclaim_wanted_;
       reclaim_wanted_ = false;
     }

@@ -5,15 +5,6 @@
 #include "store_impl.h"
 
 namespace tw::store {
-namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   LookupResult r;
@@ -26,9 +17,7 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
       r.miss = AbsentReason(k);
       break;
     }
-    // A hit on chunk j is a hit on each of its ancestors: all of them are touched here.
     r.tiers.push_back(e->dram != kNoDram ? Tier::kDram : Tier::kNvme);
-    if (e->dram != kNoDram) dram_->Touch(e->dram);
     e->hit = true;
     if (take_lease) {
       Pin(*e);
@@ -36,6 +25,14 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
     }
   }
   r.prefix = r.tiers.size();
+  // A hit on chunk j is a hit on each of its ancestors. They are touched deepest first, so the
+  // ancestors end up the most recently used: under pressure, descendants go before the
+  // ancestors they cannot be reached without.
+  for (size_t i = r.prefix; i-- > 0;) {
+    Entry* e = Find(chain[i]);
+    if (e->dram != kNoDram) dram_->Touch(e->dram);
+    if (e->nvme_off != kNoNvme) nvme_->Touch(e->nvme_off);
+  }
   if (take_lease && !pinned.empty()) {
     r.lease = next_lease_++;
     leases_[r.lease] = Lease{Clock::now() + opts_.lease_duration, std::move(pinned)};
@@ -81,7 +78,7 @@ std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) {
   for (uint64_t s : m.info.segment_sizes) m.value_size += s;
   m.tier = p.tier;
   m.created_unix_ms = h->created_unix_ms;
-  m.last_access_unix_ms = NowMs();
+  m.last_access_unix_ms = m.created_unix_ms;  // last access is not tracked per chunk
   return m;
 }
 

@@ -118,17 +118,21 @@ class StoreImpl final : public Store {
   uint64_t QuotaFor(const Key& digest) const;
   ReadPlan PlanRead(Entry& e);
 
-  // Writes a whole record (header already encoded, CRCs final) to NVMe; sets the entry's
-  // NVMe location before committing. No lock held on entry.
+  // Writes a whole record to NVMe: `header` (final CRCs; its sequence number is set here)
+  // and the rest of the record at `record + header_len`. Sets the entry's NVMe location
+  // before committing. No lock held on entry.
   StatusOr<NvmeEngine::Allocation> WriteRecord(const Key& key, const ChunkInfo& info,
-                                               uint8_t* record, const RecordLayout& layout,
-                                               bool wait, Deadline deadline);
+                                               uint8_t* header, const uint8_t* record,
+                                               const RecordLayout& layout, bool wait,
+                                               Deadline deadline);
   // Reads header + requested ranges of an NVMe record into caller memory, verifying CRCs.
   MissReason ReadNvme(const Key& key, const ReadPlan& p, std::span<const ScatterEntry> ranges,
                       Deadline deadline, uint64_t* bytes);
   MissReason ReadDram(const ReadPlan& p, std::span<const ScatterEntry> ranges, uint64_t* bytes);
   StatusOr<RecordHeader> ReadHeader(const ReadPlan& p);
 
+  // Evicts clean DRAM chunks above dram.high_watermark down to dram.low_watermark.
+  void TrimDram();
   void WritebackLoop();
   void ReclaimLoop();
   bool ReclaimOne();
