@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tokenwarehouse/v1/client.pb.h"
 #include "tw/common/strings.h"
 #include "tw/protocol/fd_passing.h"
 
@@ -125,12 +126,15 @@ void Connection::ReadLoop() {
   limits.max_body = protocol::kAbsoluteMaxBody;
   limits.expect_response = true;
   Status end;
+  std::string fatal_message;
   while (true) {
     if (have == buf.size()) buf.resize(buf.size() * 2);
     ssize_t n = recv(fd_, buf.data() + have, buf.size() - have, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      end = n == 0 ? UnavailableError("twd closed the connection")
+      end = n == 0 ? UnavailableError(fatal_message.empty()
+                                          ? std::string("twd closed the connection")
+                                          : StrCat("twd closed the connection: ", fatal_message))
                    : ErrnoStatus(errno, "receive from twd");
       break;
     }
@@ -154,7 +158,15 @@ void Connection::ReadLoop() {
       {
         std::lock_guard<std::mutex> l(mu_);
         auto it = pending_.find(d.header.request_id);
-        if (it == pending_.end()) continue;  // a request we gave up on (send failed)
+        if (it == pending_.end()) {
+          // A request we gave up on (send failed), or a connection-level error (id 0): keep
+          // its message, it explains why twd is about to close.
+          if (f.error()) {
+            tokenwarehouse::v1::ErrorReply reply;
+            if (reply.ParseFromString(f.body)) fatal_message = reply.message();
+          }
+          continue;
+        }
         if (f.more()) {
           done = it->second;  // streamed: keep the entry
         } else {

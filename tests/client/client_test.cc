@@ -248,6 +248,15 @@ TEST_F(ClientTest, HangUpFailsPendingRequests) {
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
 }
 
+TEST_F(ClientTest, ConnectionLevelErrorIsReported) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.fatal_after = fake_.requests_seen.load();
+  Status s = c->Ping();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("too many clients"), std::string::npos) << s.ToString();
+}
+
 TEST_F(ClientTest, CloseCancelsWaitingRequests) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);

@@ -91,6 +91,11 @@ void FakeTwd::ServeConnection(int fd) {
       buf.erase(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(d.consumed));
       int seen = requests_seen++;
       if (hang_up_after >= 0 && seen >= hang_up_after) return;
+      if (fatal_after >= 0 && seen >= fatal_after) {
+        send(protocol::EncodeError(op, 0, ResourceExhaustedError("fake twd: too many clients"),
+                                   true));
+        return;
+      }
       if (garbage_after >= 0 && seen >= garbage_after) {
         send(std::string(40, '\x7f'));
         continue;

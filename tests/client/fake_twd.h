@@ -38,6 +38,7 @@ class FakeTwd {
   std::atomic<int> reverse_window{0};  // > 1: answer every N requests in reverse order
   std::atomic<int> garbage_after{-1};  // >= 0: after this many requests, send bad bytes
   std::atomic<int> hang_up_after{-1};  // >= 0: after this many requests, close
+  std::atomic<int> fatal_after{-1};    // >= 0: then a fatal error (request id 0), close
   std::atomic<int> requests_seen{0};
   std::atomic<uint64_t> last_arena_size{0};
 
