@@ -129,6 +129,25 @@ class ClientMixin:
             self.assertIn("tiers", s)
             self.assertIn("puts", s)
 
+    def test_tensor_parallel_lookup(self):
+        ranks = [dict(NS, parallel=f"tp={r}/2,pp=0/1") for r in range(2)]
+        tokens = self.tokens(3 * CHUNK)
+        with tw.Client(self.server.socket, 4 << 20, namespaces=ranks, timeout=10) as c:
+            keys = [tw.chunk_keys(ns, tokens) for ns in ranks]
+            self.assertNotEqual(keys[0][0], keys[1][0])
+            c.arena_view(0, 4096)[:] = b"\x01" * 4096
+            for rank, stored in ((0, 3), (1, 2)):
+                parent = c.namespace_digests[rank]
+                for j in range(stored):
+                    r = c.put(keys[rank][j], parent, tokens[j * CHUNK:(j + 1) * CHUNK],
+                              length=4096, namespace=rank)
+                    self.assertEqual(r, "stored")
+                    parent = keys[rank][j]
+            self.assertEqual(c.lookup(keys[0], namespace=0).prefix, 3)
+            both = c.lookup_ranks([(0, keys[0]), (1, keys[1])])
+            self.assertEqual(both.prefix, 2)
+            self.assertEqual(both.miss, "absent")
+
     def test_threads_share_a_client(self):
         tokens = self.tokens(8 * CHUNK)
         with self.connect(16 << 20) as c:
