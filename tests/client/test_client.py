@@ -2,6 +2,7 @@
 the real twd when it is built (including a restart that must keep disk-durable chunks)."""
 
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -128,6 +129,15 @@ class ClientMixin:
             s = c.stats()
             self.assertIn("tiers", s)
             self.assertIn("puts", s)
+
+    def test_c_example(self):
+        exe = os.path.join(os.environ.get("TW_BIN_DIR", ""), "tw-client-example")
+        if not os.path.exists(exe):
+            self.skipTest(f"{exe} is not built")
+        r = subprocess.run([exe, self.server.socket], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("identical", r.stdout)
 
     def test_tensor_parallel_lookup(self):
         ranks = [dict(NS, parallel=f"tp={r}/2,pp=0/1") for r in range(2)]
