@@ -110,10 +110,20 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
   DaemonOptions o;
   o.config_path = dir_ + "/twd.yaml";
   o.metrics_address = "127.0.0.1:0";
+  // The daemon owns (and at shutdown destroys) the store: count its closes out here.
+  struct CountingStore : FakeStore {
+    std::atomic<int>* closed = nullptr;
+    Status Close(std::chrono::nanoseconds grace) override {
+      closed->fetch_add(1);
+      return FakeStore::Close(grace);
+    }
+  };
+  std::atomic<int> closed{0};
   FakeStore* store = nullptr;
   StoreHooks hooks;
   hooks.open = [&](const config::Config&) -> StatusOr<std::unique_ptr<store::Store>> {
-    auto s = std::make_unique<FakeStore>();
+    auto s = std::make_unique<CountingStore>();
+    s->closed = &closed;
     store = s.get();
     return std::unique_ptr<store::Store>(std::move(s));
   };
@@ -155,7 +165,7 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
 
   ASSERT_TRUE((*d)->Shutdown().ok());
   EXPECT_FALSE((*d)->ready());
-  EXPECT_EQ(store->closes.load(), 1);
+  EXPECT_EQ(closed.load(), 1);
   EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
 }
 
