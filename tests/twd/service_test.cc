@@ -10,6 +10,8 @@
 #include <set>
 
 #include "service_fixture.h"
+#include "tw/common/metrics.h"
+#include "tw/twd/service_metrics.h"
 
 namespace tw::twd::testing {
 namespace {
@@ -504,6 +506,42 @@ TEST_F(ServiceTest, PipelinedRequestsUnderTheInflightCapAndHalfClose) {
   EXPECT_EQ(*ids.begin(), 100u);
   EXPECT_TRUE(c.WaitClosed());
   store_.get_delay = std::chrono::milliseconds(0);
+}
+
+TEST_F(ServiceTest, MetricsCountHitsMissesPutsAndBoundNamespaceLabels) {
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace("", 4, "tp=0/4,pp=0/1"), &ns);
+  std::vector<Key> keys = PutChain(c, ns, 1);
+  pb::GetRequest g;
+  for (const Key& k : {keys[0], Key{}}) {
+    auto* item = g.add_items();
+    *item->mutable_ref() = Ref(k, ns);
+    item->set_arena_length(96);
+    item->set_arena_offset(g.items_size() * 4096);
+  }
+  ASSERT_TRUE(c.Call<pb::GetResponse>(Opcode::kGet, g).ok());
+  const std::string label = ServiceMetrics::Get().NamespaceLabel(ns);
+  const std::string text = metrics::RenderText();
+  for (const std::string& want :
+       {"tokenwarehouse_get_hits_total{namespace=\"" + label + "\",tier=\"dram\"}",
+        "tokenwarehouse_get_misses_total{namespace=\"" + label + "\",reason=\"absent\"}",
+        "tokenwarehouse_puts_total{namespace=\"" + label + "\",result=\"stored\"}",
+        std::string("tokenwarehouse_tokens_served_total"),
+        std::string("tokenwarehouse_request_duration_seconds_count{op=\"get\"}"),
+        std::string("tokenwarehouse_connected_clients")}) {
+    EXPECT_NE(text.find(want), std::string::npos) << want;
+  }
+  // However many namespaces come by, at most max_namespace_labels get their own label.
+  std::set<std::string> labels;
+  for (int i = 0; i < 200; ++i) {
+    Key k;
+    k.bytes[0] = static_cast<uint8_t>(i);
+    k.bytes[1] = 0xee;
+    labels.insert(ServiceMetrics::Get().NamespaceLabel(k));
+  }
+  EXPECT_LE(labels.size(), config_.metrics.max_namespace_labels + 1);
+  EXPECT_TRUE(labels.contains("other"));
 }
 
 TEST_F(ServiceTest, MaxClients) {
