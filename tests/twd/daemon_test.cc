@@ -227,6 +227,10 @@ TEST_F(DaemonTest, SighupReloads) {
   ASSERT_TRUE(WaitFor(
       [&] { return ReadFile(dir_ + "/log").find("config reloaded") != std::string::npos; }));
   EXPECT_NE(ReadFile(dir_ + "/log").find("log_level=debug"), std::string::npos);
+  // A changed file is picked up without a signal (ConfigMap updates).
+  WriteConfig("log_level: info\n");
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadFile(dir_ + "/log").find("log_level=info") != std::string::npos; }));
   p.Signal(SIGTERM);
   EXPECT_EQ(p.Wait(), 0);
 }

@@ -1,5 +1,6 @@
 // twd's service over real Unix sockets, in-process, against a FakeStore: handshake, every
 // operation, key verification, tenancy, leases, deadlines and the admin socket.
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -542,6 +543,30 @@ TEST_F(ServiceTest, MetricsCountHitsMissesPutsAndBoundNamespaceLabels) {
   }
   EXPECT_LE(labels.size(), config_.metrics.max_namespace_labels + 1);
   EXPECT_TRUE(labels.contains("other"));
+}
+
+TEST_F(ServiceTest, SocketModeAndGroup) {
+  struct group* gr = ::getgrnam("nogroup");
+  if (gr == nullptr) GTEST_SKIP() << "needs a group named nogroup";
+  const gid_t gid = gr->gr_gid;
+  service_ = std::make_unique<Service>(config_, &store_);
+  ServerOptions o;
+  o.socket_path = config_.socket.path;
+  o.socket_mode = 0606;
+  o.socket_group = "nogroup";
+  auto s = Server::Start(o, service_.get());
+  if (!s.ok() && s.status().code() == StatusCode::kPermissionDenied) {
+    GTEST_SKIP() << "cannot chown to nogroup here: " << s.status().ToString();
+  }
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  server_ = std::move(*s);
+  struct stat st;
+  ASSERT_EQ(::stat(config_.socket.path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0606u);
+  EXPECT_EQ(st.st_gid, gid);
+  o.socket_path = dir_ + "/other.sock";
+  o.socket_group = "no-such-group-here";
+  EXPECT_EQ(Server::Start(o, service_.get()).status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(ServiceTest, MaxClients) {
