@@ -354,6 +354,47 @@ def json_patch(doc, ops):
     return doc
 
 
+def jsonpath_first(obj, path):
+    """The first value of a printer-column JSONPath: .a.b, .a[0].b, .a[?(@.k=="v")].b."""
+    cur = obj
+    for m in re.finditer(r"""\.([^.\[\]]+)|\[(\d+)\]|\[\?\(@\.([\w.-]+)\s*==\s*["']([^"']*)["']\)\]""",
+                         path):
+        if m.group(1) is not None:
+            cur = cur.get(m.group(1)) if isinstance(cur, dict) else None
+        elif m.group(2) is not None:
+            i = int(m.group(2))
+            cur = cur[i] if isinstance(cur, list) and i < len(cur) else None
+        else:
+            cur = next((x for x in cur if isinstance(x, dict) and
+                        str(get_path(x, m.group(3))) == m.group(4)), None) \
+                if isinstance(cur, list) else None
+        if cur is None:
+            return None
+    return cur
+
+
+def human_age(timestamp):
+    """Like kubectl's AGE: 45s, 3m20s, 12m, 5h10m, 20h, 3d."""
+    try:
+        t = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return timestamp
+    s = max(0, int((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()))
+    m, h = s // 60, s // 3600
+    if s < 120:
+        return "%ds" % s
+    if m < 10:
+        return "%dm%ds" % (m, s % 60) if s % 60 else "%dm" % m
+    if h < 3:
+        return "%dm" % m
+    if h < 8:
+        return "%dh%dm" % (h, m % 60) if m % 60 else "%dh" % h
+    if h < 48:
+        return "%dh" % h
+    return "%dd" % (h // 24)
+
+
 # Label selectors: a=b, a==b, a!=b, a in (x,y), a notin (x), a, !a.
 def parse_label_selector(sel):
     reqs = []
@@ -460,6 +501,19 @@ class ResourceType:
         self.categories = list(categories)
         self.schemas = schemas or {}  # version -> openAPIV3Schema
         self.printer_columns = printer_columns or {}  # version -> additionalPrinterColumns
+        self._body_schemas = {}
+
+    def body_schema(self, version):
+        """The version's schema without apiVersion, kind and metadata (checked elsewhere);
+        computed once. Pruning, defaulting and validation never modify it."""
+        if version not in self._body_schemas:
+            schema = copy.deepcopy(self.schemas.get(version) or {})
+            for k in ("apiVersion", "kind", "metadata"):
+                (schema.get("properties") or {}).pop(k, None)
+            if "required" in schema:
+                schema["required"] = [r for r in schema["required"] if r != "metadata"]
+            self._body_schemas[version] = schema
+        return self._body_schemas[version]
 
     @property
     def gk(self):
@@ -880,6 +934,8 @@ class Store:
         self.shutting_down = False
         self.live_watches = 0
         self.gc_wanted = False
+        self.uids = set()  # uids of the stored objects, for garbage collection
+        self.encoded = {}  # (gk, namespace, name, version, typed) -> (resourceVersion, JSON)
         self.ip_counter = 0
         for rt in builtin_types(with_service_monitor):
             self.add_type(rt)
@@ -922,6 +978,10 @@ class Store:
 
     def _record(self, etype, gk, obj, prev):
         self.events.append(Event(int(obj["metadata"]["resourceVersion"]), etype, gk, obj, prev))
+        if etype == "ADDED":
+            self.uids.add(obj["metadata"]["uid"])
+        elif etype == "DELETED":
+            self.uids.discard(obj["metadata"]["uid"])
         if len(self.events) > self.history:
             drop = len(self.events) - self.history // 2
             self.compacted_rv = self.events[drop - 1].rv
@@ -956,11 +1016,14 @@ class Store:
             obj = self.objects[rt.gk].get((ns, name))
             if obj is None:
                 raise not_found(rt, name)
-            return copy.deepcopy(obj)
+            return dict(obj)
+
+    # Stored objects are never modified in place (a write stores a new object), so reads hand
+    # out shallow copies: callers may set top-level keys, nothing deeper.
 
     def list(self, rt, ns, label_reqs, field_reqs):
         with self.lock:
-            items = [copy.deepcopy(o) for (ons, _), o in sorted(self.objects[rt.gk].items())
+            items = [dict(o) for (ons, _), o in sorted(self.objects[rt.gk].items())
                      if (ns is None or ons == ns)
                      and labels_match(label_reqs, o["metadata"].get("labels"))
                      and fields_match(field_reqs, o)]
@@ -999,8 +1062,7 @@ class Store:
             self.objects[rt.gk][key] = obj
             self._record("ADDED", rt.gk, copy.deepcopy(obj), None)
             self._after_write(rt, obj)
-            if md.get("ownerReferences"):
-                self.gc_wanted = True
+            self._want_gc_if_dangling(md)
             return copy.deepcopy(obj)
 
     def update(self, rt, old, new, dry_run=False):
@@ -1043,8 +1105,7 @@ class Store:
             self._record("MODIFIED", rt.gk, copy.deepcopy(new), old)
             self._after_write(rt, new)
             if md.get("ownerReferences") != omd.get("ownerReferences"):
-                self.gc_wanted = True
-                self.cond.notify_all()
+                self._want_gc_if_dangling(md)
             return copy.deepcopy(new)
 
     @staticmethod
@@ -1177,9 +1238,11 @@ class Store:
 
     # ---- garbage collection (run by the GC thread)
 
-    def _all_uids(self):
-        return {o["metadata"]["uid"]: (gk, key) for gk, objs in self.objects.items()
-                for key, o in objs.items()}
+    def _want_gc_if_dangling(self, md):
+        """An object written with a reference to a missing owner is collected too."""
+        if any(r.get("uid") not in self.uids for r in md.get("ownerReferences") or []):
+            self.gc_wanted = True
+            self.cond.notify_all()
 
     def _dependents(self, uid):
         return [(gk, key) for gk, objs in self.objects.items() for key, o in objs.items()
@@ -1201,7 +1264,7 @@ class Store:
         """One garbage-collector pass; returns True if it changed anything."""
         with self.lock:
             self.gc_wanted = False
-            uids = self._all_uids()
+            uids = self.uids
             changed = False
             for gk, objs in list(self.objects.items()):
                 for key, o in list(objs.items()):
@@ -1337,6 +1400,12 @@ class Handler(BaseHTTPRequestHandler):
     admin = None
     options = None
 
+    def setup(self):
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add 40 ms to every request on a kept-alive connection.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, fmt, *args):
         if self.options.verbose:
             sys.stderr.write("fake-apiserver: %s\n" % (fmt % args))
@@ -1377,6 +1446,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def send_error_status(self, err):
+        if self.options.verbose:
+            sys.stderr.write("fake-apiserver: %s %s -> %d %s: %s\n" % (
+                self.command, self.path, err.code, err.reason, err.message))
         self.send_json(err.code, err.status(), err.headers)
 
     def do_GET(self):
@@ -1679,8 +1751,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def resource(self, req, verb):
         if verb == "get":
-            obj = self.store.get(req.rt, req.ns, req.name)
-            return self.send_json(200, self.out(req, obj))
+            obj = self.out(req, self.store.get(req.rt, req.ns, req.name))
+            if self.wants_table(req):
+                return self.send_json(200, self.table(req, [obj], obj["metadata"]))
+            return self.send_json(200, obj)
         if verb == "list":
             return self.do_list(req)
         if verb == "watch":
@@ -1750,7 +1824,6 @@ class Handler(BaseHTTPRequestHandler):
             items, rv = store.list(req.rt, req.ns, labels, fields)
         if not send:
             return items
-        start = 0
         if cont:
             rv = token["rv"]
             after = tuple(token["after"])
@@ -1763,12 +1836,72 @@ class Handler(BaseHTTPRequestHandler):
             md["continue"] = base64.urlsafe_b64encode(json.dumps({
                 "rv": rv, "after": [last.get("namespace", ""), last["name"]]}).encode()).decode()
             md["remainingItemCount"] = len(items) - limit
-            items = items[start:limit]
+            items = items[:limit]
         typed = req.rt.custom
-        return self.send_json(200, {"kind": req.rt.kind + "List",
-                                    "apiVersion": req.rt.api_version(req.version),
-                                    "metadata": md,
-                                    "items": [self.out(req, o, typed) for o in items]})
+        if self.wants_table(req):
+            return self.send_json(200, self.table(req, [self.out(req, o) for o in items], md))
+        # Items are encoded once per resourceVersion: lists of many objects, polled often,
+        # would otherwise spend the server's time in json.dumps.
+        head = json.dumps({"kind": req.rt.kind + "List",
+                           "apiVersion": req.rt.api_version(req.version), "metadata": md})
+        data = b"%s,\"items\":[%s]}" % (head[:-1].encode(), b",".join(
+            self.encoded(req, o, typed) for o in items))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return None
+
+    def encoded(self, req, obj, typed):
+        cache = self.store.encoded
+        md = obj["metadata"]
+        key = (req.rt.gk, md.get("namespace", ""), md["name"], req.version, typed)
+        hit = cache.get(key)
+        if hit and hit[0] == md["resourceVersion"]:
+            return hit[1]
+        if len(cache) > 200000:
+            cache.clear()
+        data = json.dumps(self.out(req, obj, typed)).encode()
+        cache[key] = (md["resourceVersion"], data)
+        return data
+
+    # ---- Table output (kubectl get) for custom resources with printer columns
+
+    def wants_table(self, req):
+        return bool(req.rt.printer_columns.get(req.version)) and \
+            "as=Table" in (self.headers.get("Accept") or "")
+
+    def table(self, req, objs, md, with_columns=True):
+        cols = req.rt.printer_columns[req.version]
+        include = req.q("includeObject", "Metadata")
+        rows = []
+        for o in objs:
+            cells = [o["metadata"]["name"]]
+            for c in cols:
+                v = jsonpath_first(o, c.get("jsonPath", ""))
+                if c.get("type") == "date" and isinstance(v, str):
+                    v = human_age(v)
+                cells.append(v)
+            row = {"cells": cells}
+            if include == "Object":
+                row["object"] = o
+            elif include == "Metadata":
+                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                 "metadata": o["metadata"]}
+            rows.append(row)
+        table = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                 "metadata": {k: v for k, v in md.items()
+                              if k in ("resourceVersion", "continue", "remainingItemCount")},
+                 "rows": rows}
+        if with_columns:
+            table["columnDefinitions"] = [
+                {"name": "Name", "type": "string", "format": "name", "priority": 0,
+                 "description": "Name must be unique within a namespace."}] + [
+                {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
+                 "description": c.get("description", ""), "priority": c.get("priority", 0)}
+                for c in cols]
+        return table
 
     def parse_body(self, apply=False):
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
@@ -1843,11 +1976,7 @@ class Handler(BaseHTTPRequestHandler):
                                    "true"))
         warnings = []
         if rt.custom:
-            schema = copy.deepcopy(rt.schemas.get(req.version) or {})
-            for k in ("apiVersion", "kind", "metadata"):
-                (schema.get("properties") or {}).pop(k, None)
-            if "required" in schema:
-                schema["required"] = [r for r in schema["required"] if r != "metadata"]
+            schema = rt.body_schema(req.version)
             body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
             unknown = []
             body = schema_prune(schema, body, [], unknown)
@@ -2069,9 +2198,15 @@ class Handler(BaseHTTPRequestHandler):
                                       o["metadata"].get("namespace", "") == req.ns) and \
                 labels_match(labels, o["metadata"].get("labels")) and fields_match(fields, o)
 
+        as_table = self.wants_table(req)
+        first_table = [True]
+
         def typed(o):
-            o = copy.deepcopy(o)
-            o["apiVersion"], o["kind"] = api_version, rt.kind
+            o = dict(o, apiVersion=api_version, kind=rt.kind)
+            if as_table:
+                # Like the real server: column definitions only in the first event.
+                o = self.table(req, [o], {}, with_columns=first_table[0])
+                first_table[0] = False
             return o
 
         with store.lock:
@@ -2205,8 +2340,10 @@ def main(argv=None):
                     help="do not serve monitoring.coreos.com/v1 ServiceMonitor")
     ap.add_argument("--namespace", action="append", default=["default", "kube-system"],
                     help="namespaces that exist at start")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="log every request to stderr (also: TW_FAKE_APISERVER_VERBOSE=1)")
     opts = ap.parse_args(argv)
+    opts.verbose = opts.verbose or bool(os.environ.get("TW_FAKE_APISERVER_VERBOSE"))
 
     store = Store(opts.history, not opts.no_servicemonitor)
     ns_rt = store.by_gk[("", "namespaces")]

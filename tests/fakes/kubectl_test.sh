@@ -121,6 +121,15 @@ print(eval("doc" + sys.argv[2]))
 EOF
 }
 
+# POST of a JSON body to the fake's admin API.
+admin_post() {
+  "$PY" - "$URL$1" "$2" << 'EOF'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST")
+urllib.request.urlopen(req, timeout=10).read()
+EOF
+}
+
 # wait_until DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_until() {
   local what="$1"
@@ -171,6 +180,16 @@ out="$("${K[@]}" get tw -l test=kubectl -o jsonpath='{.items[*].metadata.name}')
   fail "generation of a new object is not 1"
 [[ -n "$("${K[@]}" get tw tw1 -o jsonpath='{.metadata.uid}')" ]] || fail "no uid"
 log "ok: apply --server-side of TokenWarehouses, get, get tw, -l, -o jsonpath"
+
+# 2b. Printer columns (the fake answers kubectl's Table request): a status set through the
+# admin API shows in the PHASE column.
+admin_post /fake/set-status '{"apiVersion": "tokenwarehouse.io/v1alpha1",
+  "kind": "TokenWarehouse", "namespace": "default", "name": "tw1",
+  "status": {"phase": "Progressing", "readyNodes": 1, "desiredNodes": 2}}'
+out="$("${K[@]}" get tw tw1)"
+[[ "$(echo "$out" | head -n 1)" == "NAME "*"PHASE"*"AGE" &&
+  "$(echo "$out" | tail -n 1)" == "tw1 "*"Progressing"* ]] || fail "printer columns: $out"
+log "ok: printer columns"
 
 # 3. Validation by the CRD's schema: a bad enum value is refused (422).
 if out="$(tw_manifest tw3 1GiB Sometimes | "${K[@]}" apply --server-side -f - 2>&1)"; then

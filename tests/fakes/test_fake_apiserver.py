@@ -425,6 +425,25 @@ class CustomResourceTest(FakeApiServerTest):
         code, got, _ = self.call("GET", path + "/st/status")
         self.assertEqual(got["status"]["phase"], "Gone")
 
+    def test_table_output_with_printer_columns(self):
+        path = WIDGETS % self.ns
+        self.create(path, widget("t1", size=4))
+        self.call("POST", "/fake/set-status", {"apiVersion": "fake.example.io/v1",
+                                               "kind": "Widget", "namespace": self.ns,
+                                               "name": "t1", "status": {"phase": "Ready"}})
+        accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+        code, table, _ = self.call("GET", path, headers=accept)
+        self.assertEqual((code, table["kind"]), (200, "Table"))
+        self.assertEqual([c["name"] for c in table["columnDefinitions"]],
+                         ["Name", "Size", "Phase", "Age"])
+        self.assertEqual(table["rows"][0]["cells"][:3], ["t1", 4, "Ready"])
+        self.assertRegex(table["rows"][0]["cells"][3], r"^[0-9]+s$")
+        self.assertEqual(table["rows"][0]["object"]["kind"], "PartialObjectMetadata")
+        code, table, _ = self.call("GET", path + "/t1", headers=accept)
+        self.assertEqual(table["rows"][0]["cells"][0], "t1")
+        code, plain, _ = self.call("GET", path)
+        self.assertEqual(plain["kind"], "WidgetList")
+
     def test_crd_created_through_the_api(self):
         with open(os.path.join(HERE, "testdata", "widgets.fake.example.io.yaml")) as fh:
             crd = fake_apiserver.yaml_load_all(fh.read())[0]
@@ -818,6 +837,18 @@ second: doc
             "d": [{"name": "n1", "v": True}, ["nested"]], "e": "line 1\nline 2\n",
             "f": "folded text", "g": None, "h": 0.5, "i": {}})
         self.assertEqual(docs[1], {"second": "doc"})
+
+    def test_jsonpath_and_age(self):
+        obj = {"status": {"conditions": [{"type": "A", "status": "False"},
+                                         {"type": "Ready", "status": "True"}]},
+               "spec": {"items": [{"name": "x"}]}}
+        jp = fake_apiserver.jsonpath_first
+        self.assertEqual(jp(obj, '.status.conditions[?(@.type=="Ready")].status'), "True")
+        self.assertEqual(jp(obj, ".spec.items[0].name"), "x")
+        self.assertIsNone(jp(obj, ".spec.items[3].name"))
+        self.assertIsNone(jp(obj, ".status.missing"))
+        self.assertEqual(fake_apiserver.human_age("not a time"), "not a time")
+        self.assertEqual(fake_apiserver.human_age("2000-01-01T00:00:00Z")[-1], "d")
 
     def test_repository_crds_parse(self):
         crd_dir = os.path.join(SOURCE_DIR, "crds")
