@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import string
@@ -932,7 +933,7 @@ class Store:
         self.expire_epoch = 0  # bumped to send 410 ERROR events to every live watch
         self.drop_abrupt = False
         self.shutting_down = False
-        self.live_watches = 0
+        self.live_watches = {}  # id -> {"path", "user_agent"} of each open watch
         self.gc_wanted = False
         self.uids = set()  # uids of the stored objects, for garbage collection
         self.encoded = {}  # (gk, namespace, name, version, typed) -> (resourceVersion, JSON)
@@ -1530,7 +1531,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, obj)
         if what == "watches":
             with store.lock:
-                return self.send_json(200, {"live": store.live_watches,
+                return self.send_json(200, {"live": len(store.live_watches),
+                                            "watches": list(store.live_watches.values()),
                                             "resourceVersion": str(store.rv)})
         if what == "objects":
             with store.lock:
@@ -2225,7 +2227,9 @@ class Handler(BaseHTTPRequestHandler):
             while seq > store.events_base and store.events[seq - 1 - store.events_base].rv > cursor:
                 seq -= 1
             epoch, expire = store.watch_epoch, store.expire_epoch
-            store.live_watches += 1
+            watch_id = object()
+            store.live_watches[watch_id] = {"path": self.path,
+                                            "user_agent": self.headers.get("User-Agent", "")}
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -2245,10 +2249,13 @@ class Handler(BaseHTTPRequestHandler):
                            not store.shutting_down):
                         wake = min(deadline, next_bookmark if bookmarks else deadline)
                         left = wake - time.monotonic()
-                        if left <= 0:
+                        if left <= 0 or self.client_gone():
                             break
-                        store.cond.wait(left)
-                    if store.watch_epoch != epoch or store.shutting_down:
+                        # Wake at least every second to notice a client that went away.
+                        store.cond.wait(min(left, 1.0))
+                    if self.client_gone():
+                        end, abrupt = True, True
+                    elif store.watch_epoch != epoch or store.shutting_down:
                         end, abrupt = True, store.drop_abrupt
                     elif store.expire_epoch != expire or seq < store.events_base:
                         out.append({"type": "ERROR", "object": expired(
@@ -2288,7 +2295,15 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             with store.lock:
-                store.live_watches -= 1
+                del store.live_watches[watch_id]
+
+    def client_gone(self):
+        """True once the client closed its side (a watch client sends nothing more)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def write_events(self, events):
         for ev in events:

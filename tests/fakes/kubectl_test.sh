@@ -215,7 +215,10 @@ log "ok: field-manager conflict, --force-conflicts, generation"
 # 5. get -w sees a change made by another client.
 "${K[@]}" get tw -w --output-watch-events > "$WORK/watch.out" 2> "$WORK/watch.err" &
 BG_PIDS+=($!)
-watch_started() { [[ "$(admin_get /fake/watches "['live']")" -ge 1 ]]; }
+watch_started() {
+  [[ "$(admin_get /fake/watches "['watches'] and sum(1 for w in doc['watches'] if
+    'tokenwarehouses' in w['path'] and w['user_agent'].startswith('kubectl'))")" -ge 1 ]]
+}
 wait_until "kubectl get -w to start watching" watch_started
 tw_manifest tw2 3GiB | "${K[@]}" apply --server-side -f - > /dev/null || fail "apply tw2 change"
 watch_saw_change() { grep -q "MODIFIED.*tw2" "$WORK/watch.out"; }

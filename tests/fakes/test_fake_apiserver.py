@@ -645,6 +645,18 @@ class WatchTest(FakeApiServerTest):
         self.assertEqual(w.status, 200)
         w.close()
 
+    def test_watch_list_and_client_disconnect(self):
+        path = CMS % self.ns + "?watch=true&labelSelector=mine%3D" + self.ns
+        w = self.srv.watch(path)
+
+        def mine():
+            return [x for x in self.call("GET", "/fake/watches")[1]["watches"]
+                    if x["path"] == path]
+        poll(lambda: len(mine()) == 1, "the watch to be listed")
+        self.assertEqual(mine()[0]["user_agent"], "fake-test-watch/1.0")
+        w.close()
+        poll(lambda: not mine(), "the server to notice the client went away")
+
     def test_drop_watches(self):
         for abrupt in (False, True):
             w = self.watch(CMS % self.ns + "?watch=true")
