@@ -7,9 +7,11 @@
 # Stage 1 installs the toolchain with scripts/bootstrap.sh and builds the release preset.
 # Stage 2 is debian:bookworm-slim with only the shared libraries the two binaries load
 # (docker/runtime-packages.sh derives the list from ldd), plus the RDMA providers that libibverbs
-# loads at run time. It runs as uid/gid 65532, never as root. tw-operator's DaemonSet adds the
-# one capability twd may need (IPC_LOCK, to pin the DRAM arena) and mounts the socket
-# directory, the NVMe paths and the config; nothing in the image needs to be writable.
+# loads at run time. It runs as uid/gid 65532, never as root, with the supplementary group
+# disk (gid 6), which owns NVMe block devices on Debian, Ubuntu and RHEL. tw-operator's
+# DaemonSet adds the one capability twd may need (IPC_LOCK, to pin the DRAM arena) and mounts
+# the socket directory, the NVMe paths and the config; nothing in the image needs to be
+# writable.
 
 FROM debian:bookworm-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
@@ -35,7 +37,7 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && groupadd --system --gid 65532 tokenwarehouse \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin tokenwarehouse
+      --shell /usr/sbin/nologin --groups disk tokenwarehouse
 COPY --from=build /out/bin/twd /out/bin/twctl /usr/local/bin/
 LABEL org.opencontainers.image.title="twd" \
       org.opencontainers.image.description="Token Warehouse per-node KV-cache service and twctl"
