@@ -29,9 +29,6 @@ IMAGES = {
     "operator.Dockerfile": {"targets": {"tw-operator"}, "binaries": {"tw-operator"}},
 }
 
-# Targets whose module may still be a placeholder: target -> folder of its CMakeLists.txt.
-PENDING_OWNERS = {"twd": "sidecar/twd", "tw-operator": "operator"}
-
 
 class Failure(Exception):
     pass
@@ -126,17 +123,10 @@ def check(name, spec, patterns, targets):
     if named != spec["targets"]:
         raise Failure("%s: builds targets %s, want %s" % (name, sorted(named),
                                                           sorted(spec["targets"])))
-    for target in sorted(named - targets):
-        # A module that defines no executable yet (a placeholder, or only its libraries so
-        # far) has not landed its binary: note it. One that defines others has renamed it.
-        owner = os.path.join(SOURCE_DIR, PENDING_OWNERS.get(target, ""), "CMakeLists.txt")
-        if target in PENDING_OWNERS and os.path.exists(owner) and \
-                "add_executable" not in open(owner).read():
-            print("note: %s: target %s is not written yet (%s defines no executable)" %
-                  (name, target, os.path.relpath(owner, SOURCE_DIR)))
-            continue
+    undefined = named - targets
+    if undefined:
         raise Failure("%s: --target %s: no add_executable() of that name in the tree" %
-                      (name, target))
+                      (name, " ".join(sorted(undefined))))
     for i, lines in enumerate(stage_lines):
         earlier = {alias for alias, _ in stages[:i] if alias}
         for word, arg in lines:
