@@ -45,7 +45,9 @@ class YamlError(ValueError):
     pass
 
 
-_YAML_KEY = re.compile(r"""^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s'"#\-?:,\[\]{}][^#]*?|-[^\s#][^#]*?)\s*:(?:\s+|$)(.*)$""")
+_YAML_KEY = re.compile(
+    r"""^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s'"#\-?:,\[\]{}][^#]*?|-[^\s#][^#]*?)"""
+    r"""\s*:(?:\s+|$)(.*)$""")
 
 
 def _yaml_strip_comment(s):
@@ -202,7 +204,8 @@ class _YamlDoc:
         if rest:
             return _yaml_flow(rest)
         nind, nt = self._next()
-        if nind is not None and (nind > ind or (nind == ind and (nt == "-" or nt.startswith("- ")))):
+        dash = nt is not None and (nt == "-" or nt.startswith("- "))
+        if nind is not None and (nind > ind or (nind == ind and dash)):
             return self.node(ind if nind == ind else ind + 1)
         return None
 
@@ -358,8 +361,8 @@ def json_patch(doc, ops):
 def jsonpath_first(obj, path):
     """The first value of a printer-column JSONPath: .a.b, .a[0].b, .a[?(@.k=="v")].b."""
     cur = obj
-    for m in re.finditer(r"""\.([^.\[\]]+)|\[(\d+)\]|\[\?\(@\.([\w.-]+)\s*==\s*["']([^"']*)["']\)\]""",
-                         path):
+    for m in re.finditer(r"""\.([^.\[\]]+)|\[(\d+)\]|"""
+                         r"""\[\?\(@\.([\w.-]+)\s*==\s*["']([^"']*)["']\)\]""", path):
         if m.group(1) is not None:
             cur = cur.get(m.group(1)) if isinstance(cur, dict) else None
         elif m.group(2) is not None:
@@ -1139,8 +1142,7 @@ class Store:
                 raise conflict(rt, name, "Precondition failed: ResourceVersion in precondition:"
                                " %s, ResourceVersion in object meta: %s" % (
                                    pre["resourceVersion"], md["resourceVersion"]))
-            if propagation is None:
-                propagation = "Background" if rt.custom or rt.group == "apps" else "Background"
+            propagation = propagation or "Background"
             finalizers = list(md.get("finalizers") or [])
             if propagation == "Foreground" and "foregroundDeletion" not in finalizers:
                 if self._dependents(md["uid"]):
@@ -1191,7 +1193,8 @@ class Store:
             spec = obj.setdefault("spec", {})
             if "clusterIP" not in spec:
                 self.ip_counter += 1
-                spec["clusterIP"] = "10.96.%d.%d" % (self.ip_counter // 250, self.ip_counter % 250 + 2)
+                n = self.ip_counter
+                spec["clusterIP"] = "10.96.%d.%d" % (n // 250, n % 250 + 2)
             spec.setdefault("type", "ClusterIP")
         elif rt.gk == ("", "secrets"):
             sd = obj.pop("stringData", None)
@@ -1385,7 +1388,7 @@ class Request:
         return v[-1] if v else default
 
 
-def parse_resource_path(store, parts):
+def parse_resource_path(parts):
     """parts: path segments after /api or /apis. Returns (group, version, rest) or None."""
     if parts and parts[0] == "api":
         return ("", parts[1], parts[2:]) if len(parts) >= 2 else None
@@ -1555,7 +1558,7 @@ class Handler(BaseHTTPRequestHandler):
     def api(self, url, parts, query):
         store = self.store
         target = self.path
-        gv = parse_resource_path(store, parts)
+        gv = parse_resource_path(parts)
         req = None
         verb = self.command.lower()
         if gv and gv[2]:
@@ -1601,7 +1604,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
                                         "serverAddressByClientCIDRs": [{
                                             "clientCIDR": "0.0.0.0/0",
-                                            "serverAddress": "%s:%d" % self.server.server_address[:2]}]})
+                                            "serverAddress":
+                                                "%s:%d" % self.server.server_address[:2]}]})
         if url.path == "/apis":
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 self.group_doc(g, vs) for g, vs in store.groups().items() if g]})
@@ -1701,8 +1705,9 @@ class Handler(BaseHTTPRequestHandler):
                 "patch": dict(op, **{"x-kubernetes-action": "patch"}),
                 "get": dict(op, **{"x-kubernetes-action": "get"}),
                 "delete": dict(op, **{"x-kubernetes-action": "delete"})}
-            name = "%s.%s.%s" % (".".join(reversed(rt.group.split("."))) if rt.group else "io.k8s.api.core",
-                                 version, rt.kind)
+            prefix_name = ".".join(reversed(rt.group.split("."))) if rt.group \
+                else "io.k8s.api.core"
+            name = "%s.%s.%s" % (prefix_name, version, rt.kind)
             schema = copy.deepcopy(rt.schemas.get(version)) if rt.custom else {
                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}
             schema = schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -1962,7 +1967,8 @@ class Handler(BaseHTTPRequestHandler):
         elif rt.group == "rbac.authorization.k8s.io":
             if "/" in name or "%" in name or name in (".", ".."):
                 errs.append(FieldError("FieldValueInvalid", "metadata.name",
-                                       "Invalid value: %s: may not contain '/' or '%%'" % _fmt(name)))
+                                       "Invalid value: %s: may not contain '/' or '%%'" %
+                                       _fmt(name)))
         elif len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
             errs.append(FieldError("FieldValueInvalid", "metadata.name", "Invalid value: %s: a "
                                    "lowercase RFC 1123 subdomain must consist of lower case "
@@ -2057,7 +2063,8 @@ class Handler(BaseHTTPRequestHandler):
                     rv = None
             elif is_apply:
                 new, rv = self.apply_patch(req, old, self.check_kind(req, body), mgr, sub)
-            elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            elif ctype in ("application/merge-patch+json",
+                           "application/strategic-merge-patch+json"):
                 if not isinstance(body, dict):
                     raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
                 rv = (body.get("metadata") or {}).get("resourceVersion")
