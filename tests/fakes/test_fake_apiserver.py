@@ -547,6 +547,68 @@ class DeletionTest(FakeApiServerTest):
         self.assertEqual([o["metadata"]["name"] for o in lst["items"]], ["keep"])
 
 
+class MoreCrudTest(FakeApiServerTest):
+    def test_dry_run_stores_nothing(self):
+        path = CMS % self.ns
+        code, body, _ = self.call("POST", path + "?dryRun=All", cm("dry"))
+        self.assertEqual(code, 201)
+        self.assertEqual(self.call("GET", path + "/dry")[0], 404)
+        self.create(path, cm("wet", {"a": "1"}))
+        code, body, _ = self.call("PATCH", path + "/wet?dryRun=All", {"data": {"a": "2"}},
+                                  "application/merge-patch+json")
+        self.assertEqual((code, body["data"]["a"]), (200, "2"))
+        self.assertEqual(self.call("GET", path + "/wet")[1]["data"]["a"], "1")
+        self.assertEqual(self.call("DELETE", path + "/wet?dryRun=All")[0], 200)
+        self.assertEqual(self.call("GET", path + "/wet")[0], 200)
+
+    def test_namespace_deletion_deletes_its_objects(self):
+        self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": self.ns + "-x"}})
+        path = CMS % (self.ns + "-x")
+        self.create(path, cm("inside"))
+        self.assertEqual(self.call("DELETE", "/api/v1/namespaces/" + self.ns + "-x")[0], 200)
+        self.assertEqual(self.call("GET", path + "/inside")[0], 404)
+
+    def test_cluster_scoped_kinds(self):
+        path = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+        body = self.create(path, {"apiVersion": "rbac.authorization.k8s.io/v1",
+                                  "kind": "ClusterRole",
+                                  "metadata": {"name": "system:" + self.ns},
+                                  "rules": [{"apiGroups": [""], "resources": ["pods"],
+                                             "verbs": ["get"]}]})
+        self.assertNotIn("namespace", body["metadata"])
+        self.assertEqual(self.call("GET", path + "/system:" + self.ns)[0], 200)
+        self.assertEqual(self.call("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                   + self.ns + "/clusterroles")[0], 404)
+
+
+class HistoryTest(unittest.TestCase):
+    """A server that keeps only a few events: a slow watcher falls behind and gets 410."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--history", "10", "--no-servicemonitor")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_history_overflow_expires_old_resource_versions(self):
+        path = CMS % "default"
+        first = self.srv.call("POST", path, cm("h0"))[1]
+        for i in range(1, 30):
+            self.assertEqual(self.srv.call("POST", path, cm("h%d" % i))[0], 201)
+        w = self.srv.watch(path + "?watch=true&resourceVersion=" +
+                           first["metadata"]["resourceVersion"])
+        self.assertEqual((w.status, w.body["reason"]), (410, "Expired"))
+        code, lst, _ = self.srv.call("GET", path)
+        self.assertEqual(len(lst["items"]), 30)
+
+    def test_without_servicemonitor(self):
+        code, body, _ = self.srv.call("GET", "/apis")
+        self.assertNotIn("monitoring.coreos.com", [g["name"] for g in body["groups"]])
+
+
 class WatchTest(FakeApiServerTest):
     def test_added_modified_deleted_in_order(self):
         path = CMS % self.ns
