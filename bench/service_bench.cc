@@ -542,6 +542,16 @@ int RunServiceBench(const ServiceBenchOptions& o) {
                    Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s");
       }
     }
+    // Round trip through twd with an empty request: the floor under every operation.
+    {
+      std::vector<double> lat;
+      for (int i = 0; i < o.lookups; ++i) {
+        auto t0 = Clock::now();
+        if (!(*c)->Ping().ok()) break;
+        lat.push_back(Seconds(t0, Clock::now()) * 1e6);
+      }
+      out.Compare("service_ping_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
+    }
     // Lookup of a 512-chunk chain (values of 4 KiB; every chunk stored).
     auto lk = PutChain(**c, lookup, 4096, o.depth, client::Durability::kMemory);
     if (lk.ok()) {

@@ -124,7 +124,8 @@ Future<std::vector<LookupReply>> Client::LookupAsync(
     for (const LookupChain& chain : item) {
       pb::KeyChain* c = it->add_chains();
       c->set_namespace_digest(wire::KeyBytes(chain.namespace_digest));
-      for (const Key& k : chain.keys) c->add_keys(wire::KeyBytes(k));
+      c->mutable_keys()->Reserve(static_cast<int>(chain.keys.size()));
+      for (const Key& k : chain.keys) c->add_keys()->assign(k.View());
     }
   }
   req.set_take_lease(take_lease);
