@@ -11,7 +11,8 @@ checks what can be checked without one:
   - every COPY source exists in the tree and is not excluded by .dockerignore, every
     COPY --from names an earlier stage, every --target names a CMake target of the tree;
   - the twd image carries twctl;
-  - .dockerignore keeps build folders and .git out of the context.
+  - .dockerignore keeps build folders and .git out of the context;
+  - docker/runtime-packages.sh maps a binary's libraries to Debian packages.
 Exits 0 when all hold, 1 with the reason otherwise.
 """
 
@@ -19,6 +20,8 @@ import fnmatch
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 SOURCE_DIR = os.environ.get(
@@ -182,8 +185,27 @@ def check(name, spec, patterns, targets):
           (name, len(stages), BASE, users[-1], argv[0]))
 
 
+def check_runtime_packages():
+    """docker/runtime-packages.sh maps a binary's shared libraries to Debian packages (the
+    runtime stages install exactly those): try it on curl, which bootstrap.sh installs."""
+    curl = shutil.which("curl")
+    if curl is None or shutil.which("dpkg-query") is None:
+        print("note: no curl or dpkg-query here: runtime-packages.sh not exercised")
+        return
+    script = os.path.join(SOURCE_DIR, "docker", "runtime-packages.sh")
+    proc = subprocess.run(["bash", script, curl], capture_output=True, text=True, timeout=60)
+    packages = proc.stdout.split()
+    if proc.returncode != 0 or not {"libc6", "libcurl4"} <= set(packages):
+        raise Failure("runtime-packages.sh %s: rc %d, packages %s, stderr %s" %
+                      (curl, proc.returncode, packages, proc.stderr.strip()))
+    if packages != sorted(set(packages)):
+        raise Failure("runtime-packages.sh must print each package once, sorted: %s" % packages)
+    print("ok: docker/runtime-packages.sh maps curl's libraries to %d packages" % len(packages))
+
+
 def main():
     try:
+        check_runtime_packages()
         patterns = dockerignore_patterns()
         for must in (".git", "build"):
             if not ignored(must, patterns):
