@@ -317,6 +317,15 @@ struct Server::Impl {
         }
         continue;
       }
+      if (service->CanRunInline(h.opcode, **parsed)) {
+        // Pure in-memory work (ping, a lookup without lease or tenant checks): answering on
+        // the reactor saves the hand-off to a worker, which dominates a small request.
+        if (!Send(*c, service->Handle(s, h, **parsed, Service::Clock::now()))) {
+          Close(c, "write failed");
+          return false;
+        }
+        continue;
+      }
       Dispatch(c, h, std::shared_ptr<google::protobuf::MessageLite>(std::move(*parsed)));
     }
     // Compact the input buffer.

@@ -392,6 +392,13 @@ StatusOr<pb::GetResponse> Service::GetChunks(Session& s, const pb::GetRequest& r
   return resp;
 }
 
+bool Service::CanRunInline(protocol::Opcode op,
+                           const google::protobuf::MessageLite& request) const {
+  if (op == Opcode::kPing) return true;
+  if (op != Opcode::kLookup) return false;
+  return !static_cast<const pb::LookupRequest&>(request).take_lease() && config()->tenants.empty();
+}
+
 void Service::OnPutQueued(const pb::PutRequest& request) {
   std::lock_guard lock(pending_mu_);
   for (const auto& item : request.items()) {

@@ -68,6 +68,11 @@ class Service {
                                   const google::protobuf::MessageLite& request,
                                   Clock::time_point received);
 
+  // True for requests that touch only memory — PING, and LOOKUP when it needs no chunk
+  // header (no tenants configured, no lease asked) — so the Server may run them on its
+  // reactor thread instead of a worker.
+  bool CanRunInline(protocol::Opcode op, const google::protobuf::MessageLite& request) const;
+
   // Called on the reactor thread when a PUT is read, before it is queued, and by the worker
   // when it is done: lets a chunk's put see its parent's put in flight.
   void OnPutQueued(const pb::PutRequest& request);
