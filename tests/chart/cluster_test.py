@@ -12,7 +12,8 @@
   4. When tw-operator is built, it runs against the fake with the flags the chart's Deployment
      passes, once for a cluster-wide and once for a namespace-scoped install: the example
      TokenWarehouse must be reconciled (status.observedGeneration, an owned DaemonSet and
-     ConfigMap), /healthz and /readyz must answer on the health address, and deleting the
+     ConfigMap), re-applying the release with a changed example spec must be followed,
+     /healthz and /readyz must answer on the health address, and deleting the
      TokenWarehouse must run the finalizer. Every request the fake recorded from the operator
      must be allowed by the chart's RBAC in the namespace it went to (nothing missing), and
      every granted pair must have been used or be marked "unobserved" in
@@ -242,9 +243,10 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
         return
     fake = ctx["fake"]
     helm = ctx["helms"][max(ctx["helms"])]
-    _, out, _ = run([helm, "template", release, CHART_DIR, "--namespace", RELEASE_NS,
-                     "--set", "example.enabled=true", "--set", "example.name=" + tw_name,
-                     "--set", "example.spec.metrics.serviceMonitor.enabled=true"] + values)
+    template = [helm, "template", release, CHART_DIR, "--namespace", RELEASE_NS,
+                "--set", "example.enabled=true", "--set", "example.name=" + tw_name,
+                "--set", "example.spec.metrics.serviceMonitor.enabled=true"] + values
+    _, out, _ = run(template)
     kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=out)
     objects = chartlib.parse_manifests(ctx["kubectl"], out)
     dep = [o for o in objects if o["kind"] == "Deployment"][0]
@@ -292,6 +294,21 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
         log("ok: %s mode: tw-operator reconciled %s/%s: phase %s, conditions %s" %
             (mode, tw_ns, tw_name, tw["status"].get("phase"),
              [(c["type"], c["status"]) for c in tw["status"].get("conditions", [])]))
+        # An upgrade of the release that changes the example's spec: the operator must
+        # follow (new generation observed, the twd config re-rendered).
+        _, out2, _ = run(template + ["--set", "example.spec.tiers.dram.capacity=12GiB"])
+        kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=out2)
+
+        def updated():
+            current = reconciled()
+            if not current or current["metadata"]["generation"] == tw["metadata"]["generation"]:
+                return None
+            cm = fake.get("/api/v1/namespaces/%s/configmaps/%s-twd-config" % (tw_ns, tw_name))
+            return "12GiB" in json.dumps(cm.get("data", {})) and current
+        tw = wait_for("the operator to follow a spec change of %s/%s" % (tw_ns, tw_name),
+                      updated, timeout=90)
+        log("ok: %s mode: a changed spec was reconciled (generation %d observed, twd config "
+            "re-rendered)" % (mode, tw["metadata"]["generation"]))
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen("http://127.0.0.1:%d%s" % (health, path),
                                         timeout=5) as r:
