@@ -6,21 +6,42 @@
 #   docker/runtime-packages.sh build/release/bin/twd build/release/bin/twctl
 set -euo pipefail
 
-owner() {
-  # bookworm's merged /usr: dpkg may know a library under /lib or under /usr/lib.
-  local path="$1" real
-  real="$(readlink -f "$path")"
-  for candidate in "$path" "$real" "${path#/usr}" "${real#/usr}" "/usr$path" "/usr$real"; do
-    if dpkg-query -S "$candidate" 2>/dev/null | head -n1 | cut -d: -f1; then
-      return 0
-    fi
-  done
-  echo "runtime-packages: no Debian package owns $path" >&2
-  return 1
-}
-
-for bin in "$@"; do
+mapfile -t libs < <(for bin in "$@"; do
   ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }'
-done | sort -u | while read -r lib; do
-  owner "$lib"
-done | sort -u
+done | sort -u)
+[ ${#libs[@]} -gt 0 ] || exit 0
+
+# bookworm's merged /usr: dpkg may know a library under /lib or under /usr/lib, and by its
+# symlink or its real name. Ask about every spelling at once (dpkg-query is slow to start).
+declare -A real
+candidates=()
+for lib in "${libs[@]}"; do
+  real[$lib]="$(readlink -f "$lib")"
+  for c in "$lib" "${real[$lib]}" "${lib#/usr}" "${real[$lib]#/usr}" "/usr$lib" "/usr${real[$lib]}"; do
+    candidates+=("$c")
+  done
+done
+declare -A owner
+while IFS= read -r line; do
+  # "libfoo1:amd64: /usr/lib/x86_64-linux-gnu/libfoo.so.1" (diversions and lists not expected)
+  path="${line##*: }"
+  pkg="${line%%: *}"
+  owner[$path]="${pkg%%:*}"
+done < <(dpkg-query -S "${candidates[@]}" 2>/dev/null || true)
+
+status=0
+packages=()
+for lib in "${libs[@]}"; do
+  found=""
+  for c in "$lib" "${real[$lib]}" "${lib#/usr}" "${real[$lib]#/usr}" "/usr$lib" "/usr${real[$lib]}"; do
+    if [ -n "${owner[$c]:-}" ]; then found="${owner[$c]}"; break; fi
+  done
+  if [ -z "$found" ]; then
+    echo "runtime-packages: no Debian package owns $lib" >&2
+    status=1
+  else
+    packages+=("$found")
+  fi
+done
+printf '%s\n' "${packages[@]}" | sort -u
+exit $status
