@@ -348,7 +348,21 @@ struct Server::Impl {
     c->inflight.fetch_add(1);
     inflight.fetch_add(1);
     workers->Submit([this, c, h, request, received] {
-      std::vector<std::string> frames = service->Handle(*c->session, h, *request, received);
+      // Streamed frames go out as they fill; past kPauseOutputBytes unsent the worker waits
+      // for the client to read, and gives up when the connection or the server goes away.
+      auto emit = [this, &c](std::string frame) {
+        if (!Send(*c, {std::move(frame)})) return false;
+        while (c->PendingOut() > Server::kPauseOutputBytes) {
+          {
+            std::lock_guard lock(c->mu);
+            if (c->closed || c->broken) return false;
+          }
+          if (stop.load() || draining.load()) return false;
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return true;
+      };
+      std::vector<std::string> frames = service->Handle(*c->session, h, *request, received, emit);
       if (h.opcode == Opcode::kPut) {
         service->OnPutDone(static_cast<const pb::PutRequest&>(*request));
       }

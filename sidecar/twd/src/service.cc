@@ -572,7 +572,8 @@ pb::NamespacesResponse Service::Namespaces() {
   return resp;
 }
 
-std::vector<std::string> Service::Export(uint64_t request_id, const pb::ExportRequest& r) {
+std::vector<std::string> Service::Export(uint64_t request_id, const pb::ExportRequest& r,
+                                         const Emit& emit) {
   constexpr int kPerFrame = 1024;
   std::map<Key, Namespace> known;
   {
@@ -581,12 +582,27 @@ std::vector<std::string> Service::Export(uint64_t request_id, const pb::ExportRe
   }
   const bool filter = !r.namespace_digest().empty();
   const Key want = filter ? protocol::KeyFromBytes(r.namespace_digest()) : Key{};
-  std::vector<pb::ExportResponse> pages(1);
+  std::vector<std::string> frames;
+  pb::ExportResponse page;
   uint64_t count = 0;
+  bool stopped = false;
   store_->Export([&](const store::ChunkMeta& m) {
     if (filter && m.info.namespace_digest != want) return true;
-    if (pages.back().chunks_size() >= kPerFrame) pages.emplace_back();
-    pb::ExportedChunk* c = pages.back().add_chunks();
+    if (page.chunks_size() >= kPerFrame) {
+      // A full page goes out now (streamed) or is kept (no emitter); more follow.
+      std::string frame =
+          protocol::EncodeReply(Opcode::kAdminExport, request_id, page, protocol::kFlagMore);
+      page.Clear();
+      if (emit) {
+        if (!emit(std::move(frame))) {
+          stopped = true;
+          return false;
+        }
+      } else {
+        frames.push_back(std::move(frame));
+      }
+    }
+    pb::ExportedChunk* c = page.add_chunks();
     c->set_key(std::string(m.info.key.View()));
     c->set_parent(std::string(m.info.parent.View()));
     c->set_namespace_digest(std::string(m.info.namespace_digest.View()));
@@ -603,18 +619,14 @@ std::vector<std::string> Service::Export(uint64_t request_id, const pb::ExportRe
     ++count;
     return r.max_chunks() == 0 || count < r.max_chunks();
   });
-  std::vector<std::string> frames;
-  for (size_t i = 0; i < pages.size(); ++i) {
-    frames.push_back(
-        protocol::EncodeReply(Opcode::kAdminExport, request_id, pages[i],
-                              i + 1 < pages.size() ? uint32_t{protocol::kFlagMore} : 0u));
-  }
+  if (stopped) return {};  // the connection is gone
+  frames.push_back(protocol::EncodeReply(Opcode::kAdminExport, request_id, page));
   return frames;
 }
 
 std::vector<std::string> Service::Handle(Session& session, const protocol::FrameHeader& header,
                                          const google::protobuf::MessageLite& request,
-                                         Clock::time_point received) {
+                                         Clock::time_point received, const Emit& emit) {
   const Opcode op = header.opcode;
   const uint64_t id = header.request_id;
   auto reply = [&](const auto& status_or) -> std::vector<std::string> {
@@ -698,7 +710,7 @@ std::vector<std::string> Service::Handle(Session& session, const protocol::Frame
       break;
     }
     case Opcode::kAdminExport:
-      out = Export(id, static_cast<const pb::ExportRequest&>(request));
+      out = Export(id, static_cast<const pb::ExportRequest&>(request), emit);
       break;
     case Opcode::kAdminStats: {
       pb::AdminStatsResponse resp;

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -62,11 +63,16 @@ class Service {
   StatusOr<pb::HelloResponse> Hello(Session& session, const pb::HelloRequest& request,
                                     std::vector<protocol::UniqueFd> fds);
 
-  // Runs one request (not HELLO) and returns the reply frames (several for a streamed
-  // export). A request that fails as a whole becomes an error frame.
+  // Sends one frame of a streamed reply before the request is done; false when the
+  // connection is gone (the request then stops early).
+  using Emit = std::function<bool(std::string frame)>;
+
+  // Runs one request (not HELLO) and returns the reply frames. A streamed reply (export)
+  // hands all frames but the last to `emit` as they fill, when given; without it they are
+  // all returned. A request that fails as a whole becomes an error frame.
   std::vector<std::string> Handle(Session& session, const protocol::FrameHeader& header,
                                   const google::protobuf::MessageLite& request,
-                                  Clock::time_point received);
+                                  Clock::time_point received, const Emit& emit = nullptr);
 
   // True for requests that touch only memory — PING, and LOOKUP when it needs no chunk
   // header (no tenants configured, no lease asked) — so the Server may run them on its
@@ -100,7 +106,8 @@ class Service {
   StatusOr<pb::DeleteResponse> Delete(Session& s, const pb::DeleteRequest& r);
   pb::StatsResponse Stats(Session* s);
   pb::NamespacesResponse Namespaces();
-  std::vector<std::string> Export(uint64_t request_id, const pb::ExportRequest& r);
+  std::vector<std::string> Export(uint64_t request_id, const pb::ExportRequest& r,
+                                  const Emit& emit);
 
   store::Store* const store_;
   LeaseTable leases_;
