@@ -143,7 +143,7 @@ struct KubeClient::Impl {
     web::http::http_request req{web::http::method(std::string(method))};
     req.set_request_uri(web::uri(path));
     req.headers().add("Accept", "application/json");
-    req.headers().add("User-Agent", "tw-operator/0.1");
+    req.headers().add("User-Agent", config.user_agent);
     std::string t = BearerToken();
     if (!t.empty()) req.headers().add("Authorization", "Bearer " + t);
     return req;

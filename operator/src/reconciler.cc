@@ -78,15 +78,17 @@ std::vector<Json> Reconciler::PodsOf(const std::string& ns, const std::string& n
 }
 
 std::vector<std::string> Reconciler::ConflictedKeys() const {
-  std::vector<std::string> out;
-  for (const auto& tw : caches_.tokenwarehouses->List()) {
-    for (const auto& c : tw->value("status", json::object()).value("conditions", json::array())) {
-      if (c.value("type", "") == "ConfigValid" && c.value("reason", "") == "NvmePathConflict") {
-        out.push_back(Informer::KeyOf(*tw));
-      }
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::vector<std::string>(conflicted_.begin(), conflicted_.end());
+}
+
+void Reconciler::NoteConflict(const std::string& key, bool conflicted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (conflicted) {
+    conflicted_.insert(key);
+  } else {
+    conflicted_.erase(key);
   }
-  return out;
 }
 
 std::string Reconciler::FindNvmeConflict(const Json& tw, const TokenWarehouseSpec& spec) const {
@@ -115,16 +117,23 @@ std::string Reconciler::FindNvmeConflict(const Json& tw, const TokenWarehouseSpe
 }
 
 Status Reconciler::EnsureFinalizer(Json& tw) {
-  if (HasFinalizer(tw)) return OkStatus();
-  json finalizers = Meta(tw).value("finalizers", json::array());
-  finalizers.push_back(kFinalizer);
-  json patch = {
-      {"metadata",
-       {{"finalizers", finalizers}, {"resourceVersion", Meta(tw).value("resourceVersion", "")}}}};
-  TW_ASSIGN_OR_RETURN(Json updated,
-                      client_->MergePatch(kinds::kTokenWarehouse, Meta(tw).value("namespace", ""),
-                                          Meta(tw).value("name", ""), patch));
-  tw = std::move(updated);
+  const std::string ns = Meta(tw).value("namespace", "");
+  const std::string name = Meta(tw).value("name", "");
+  for (int attempt = 0; !HasFinalizer(tw); ++attempt) {
+    json finalizers = Meta(tw).value("finalizers", json::array());
+    finalizers.push_back(kFinalizer);
+    json patch = {
+        {"metadata",
+         {{"finalizers", finalizers}, {"resourceVersion", Meta(tw).value("resourceVersion", "")}}}};
+    auto updated = client_->MergePatch(kinds::kTokenWarehouse, ns, name, patch);
+    if (updated.ok()) {
+      tw = std::move(*updated);
+      break;
+    }
+    // The cache was behind: re-read and try again (a few times, then requeue).
+    if (!IsConflict(updated.status()) || attempt >= 3) return updated.status();
+    TW_ASSIGN_OR_RETURN(tw, client_->Get(kinds::kTokenWarehouse, ns, name));
+  }
   return OkStatus();
 }
 
@@ -213,9 +222,15 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
   if (parts.size() != 2) return InvalidArgumentError(StrCat("bad key \"", key, "\""));
   const std::string ns(parts[0]), name(parts[1]);
   ObjectPtr cached = caches_.tokenwarehouses->Get(ns, name);
-  if (cached == nullptr) return ReconcileResult{};  // gone: owner references clean the rest
+  if (cached == nullptr) {
+    NoteConflict(key, false);
+    return ReconcileResult{};  // gone: owner references clean the rest
+  }
   Json tw = *cached;
-  if (!Meta(tw).value("deletionTimestamp", "").empty()) return Finalize(tw);
+  if (!Meta(tw).value("deletionTimestamp", "").empty()) {
+    NoteConflict(key, false);
+    return Finalize(tw);
+  }
   TW_RETURN_IF_ERROR(EnsureFinalizer(tw));
 
   StatusInputs in;
@@ -239,6 +254,7 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
       in.invalid_reason = "NvmePathConflict";
       in.invalid_message = conflict;
     }
+    NoteConflict(key, !conflict.empty());
     in.max_unavailable = spec->max_unavailable;
     in.dram_per_node = spec->has_dram ? spec->dram_capacity : 0;
     for (const auto& d : spec->nvme_devices) in.nvme_per_node += d.capacity;

@@ -58,6 +58,7 @@ FakeCluster::FakeCluster(std::vector<std::string> extra_args) {
   server_ = StrCat("http://127.0.0.1:", port);
   KubeConfig cfg;
   cfg.server = server_;
+  cfg.user_agent = "fake-cluster-test/1";  // kept apart from the operator's requests
   auto client = KubeClient::Create(cfg);
   if (!client.ok()) {
     ADD_FAILURE() << client.status().ToString();
@@ -169,8 +170,18 @@ std::vector<std::pair<std::string, std::string>> FakeCluster::VerbsUsedBy(
   std::vector<std::pair<std::string, std::string>> out;
   auto resp = client_->Do("GET", "/fake/requests?user_agent=" + UrlEncode(agent));
   if (!resp.ok() || resp->status != 200) return out;
-  for (const auto& r : json::parse(resp->body)["requests"]) {
-    std::pair<std::string, std::string> p{r.value("verb", ""), r.value("resource", "")};
+  json list = json::parse(resp->body);
+  for (const auto& r : list["requests"]) {
+    // "plural[.group][/subresource]", as RBAC rules and docs/operator.md spell it.
+    std::string resource = r.value("resource", "");
+    std::string group = r.value("group", "");
+    if (!group.empty()) {
+      auto slash = resource.find('/');
+      resource = slash == std::string::npos
+                     ? resource + "." + group
+                     : resource.substr(0, slash) + "." + group + resource.substr(slash);
+    }
+    std::pair<std::string, std::string> p{r.value("verb", ""), resource};
     if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
   }
   return out;

@@ -51,7 +51,8 @@ class FakeCluster {
                 const std::string& ip);
   // POST /fake/<what> with `body`.
   Status Admin(const std::string& what, const json& body = json::object());
-  // Every (verb, resource) the fake served to clients whose user agent contains `agent`.
+  // Every (verb, "plural[.group][/sub]") the fake served to clients whose user agent
+  // contains `agent`.
   std::vector<std::pair<std::string, std::string>> VerbsUsedBy(const std::string& agent);
 
  private:

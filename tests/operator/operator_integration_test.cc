@@ -1,4 +1,7 @@
 // An in-process tw-operator against the fake API server: the controller contract end to end.
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "fake_cluster.h"
@@ -305,6 +308,98 @@ TEST_F(OperatorTest, ExamplesApplyAndBecomeValid) {
     EXPECT_TRUE(Eventually([&] {
       return GetOrNull(kinds::kDaemonSet, ns, name + "-twd").is_object();
     })) << file;
+  }
+}
+
+// The (verb, resource) pairs docs/operator.md lists between its rbac markers.
+std::set<std::pair<std::string, std::string>> DocumentedRbac() {
+  std::ifstream in(std::string(TW_SOURCE_DIR) + "/docs/operator.md");
+  std::set<std::pair<std::string, std::string>> out;
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line.find("rbac:begin") != std::string::npos) inside = true;
+    if (line.find("rbac:end") != std::string::npos) inside = false;
+    std::istringstream words(line);
+    std::string verb, resource;
+    if (inside && (words >> verb >> resource) && verb.find('`') == std::string::npos &&
+        verb.find('<') == std::string::npos) {
+      out.insert({verb, resource});
+    }
+  }
+  return out;
+}
+
+TEST_F(OperatorTest, UsesOnlyTheDocumentedRbac) {
+  OperatorOptions options = cluster_.Options();
+  options.leader_elect = true;
+  options.leader_election.lease_duration = std::chrono::milliseconds(2000);
+  options.leader_election.renew_deadline = std::chrono::milliseconds(1500);
+  options.leader_election.retry_period = std::chrono::milliseconds(200);
+  auto op = Operator::Create(options);
+  ASSERT_TRUE(op.ok());
+  op_ = std::move(*op);
+  ASSERT_TRUE(op_->Start().ok());
+  ASSERT_TRUE(Eventually([&] { return op_->IsLeader(); }));
+  json spec = DramSpec();
+  spec["metrics"] = {{"serviceMonitor", {{"enabled", true}}}};
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "pool", spec).ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return GetOrNull(kinds::kServiceMonitor, "default", "pool-twd").is_object(); }));
+  ASSERT_TRUE(cluster_.client().Delete(kinds::kConfigMap, "default", "pool-twd-config").ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return GetOrNull(kinds::kConfigMap, "default", "pool-twd-config").is_object(); }));
+  ASSERT_TRUE(cluster_.client().Delete(kinds::kTokenWarehouse, "default", "pool").ok());
+  ASSERT_TRUE(Eventually([&] { return Tw("pool").is_null(); }));
+  EXPECT_TRUE(GetOrNull(kinds::kServiceMonitor, "default", "pool-twd").is_null());
+
+  auto documented = DocumentedRbac();
+  ASSERT_GT(documented.size(), 20u) << "docs/operator.md lost its rbac block";
+  auto used = cluster_.VerbsUsedBy("tw-operator/");
+  ASSERT_FALSE(used.empty());
+  for (const auto& pair : used) {
+    EXPECT_TRUE(documented.count(pair))
+        << pair.first << " " << pair.second << " is used but not in docs/operator.md";
+  }
+  for (const auto& must : std::vector<std::pair<std::string, std::string>>{
+           {"patch", "daemonsets.apps"},
+           {"update", "tokenwarehouses.tokenwarehouse.io/status"},
+           {"watch", "pods"},
+           {"update", "leases.coordination.k8s.io"}}) {
+    EXPECT_NE(std::find(used.begin(), used.end(), must), used.end()) << must.second;
+  }
+}
+
+TEST_F(OperatorTest, ServesHealthReadyAndMetrics) {
+  OperatorOptions options = cluster_.Options();
+  options.metrics_address = "127.0.0.1:0";
+  options.health_address = "127.0.0.1:0";
+  auto op = Operator::Create(options);
+  ASSERT_TRUE(op.ok());
+  op_ = std::move(*op);
+  ASSERT_TRUE(op_->Start().ok());
+  ASSERT_GT(op_->metrics_port(), 0);
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "pool", DramSpec()).ok());
+  ASSERT_TRUE(Eventually([&] { return ObservedGeneration("pool") == 1; }));
+  KubeConfig local;
+  local.server = "http://127.0.0.1:" + std::to_string(op_->metrics_port());
+  auto http = KubeClient::Create(local);
+  ASSERT_TRUE(http.ok());
+  auto get = [&](const std::string& path) {
+    auto r = (*http)->Do("GET", path);
+    return r.ok() ? *r : HttpResponse{};
+  };
+  EXPECT_EQ(get("/healthz").status, 200);
+  EXPECT_TRUE(Eventually([&] { return get("/readyz").status == 200; }));
+  HttpResponse metrics = get("/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  for (const char* name :
+       {"tokenwarehouse_operator_reconcile_total", "tokenwarehouse_operator_reconcile_errors_total",
+        "tokenwarehouse_operator_reconcile_duration_seconds",
+        "tokenwarehouse_operator_workqueue_depth", "tokenwarehouse_operator_workqueue_adds_total",
+        "tokenwarehouse_operator_workqueue_retries_total",
+        "tokenwarehouse_operator_leader_status"}) {
+    EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
   }
 }
 

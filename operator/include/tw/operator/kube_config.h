@@ -29,6 +29,8 @@ struct KubeConfig {
   bool insecure_skip_tls_verify = false;
   // The context's default namespace ("" when none is given).
   std::string default_namespace;
+  // User-Agent header of every request.
+  std::string user_agent = "tw-operator/0.1";
 };
 
 // Reads a kubeconfig file and resolves its current context (or `context` when not empty).

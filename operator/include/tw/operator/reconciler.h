@@ -23,7 +23,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "tw/operator/informer.h"
@@ -55,6 +57,7 @@ class Reconciler {
 
   // Keys of TokenWarehouses whose status says they were refused for an NVMe path conflict
   // (re-checked when another TokenWarehouse changes or goes).
+  // O(number of such keys): called on every TokenWarehouse event.
   std::vector<std::string> ConflictedKeys() const;
 
   uint64_t applies() const { return applies_.load(); }
@@ -72,6 +75,10 @@ class Reconciler {
   KubeClient* client_;
   Caches caches_;
   RenderOptions options_;
+  void NoteConflict(const std::string& key, bool conflicted);
+
+  mutable std::mutex mu_;
+  std::set<std::string> conflicted_;  // guarded by mu_
   std::atomic<uint64_t> applies_{0};
   std::atomic<uint64_t> status_writes_{0};
 };
