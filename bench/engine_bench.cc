@@ -231,6 +231,7 @@ int RunEngine(const EngineOptions& o) {
     if (!s.ok()) return Fail(s.status());
     out.push_back({"engine.reopen_clean", Since(t), "s", std::nullopt});
     store::StoreStats st = (*s)->Stats();
+    out.push_back({"engine.reopen_clean_chunks", double(st.nvme.chunks), "chunks", std::nullopt});
     out.push_back({"engine.index_bytes_per_chunk",
                    double(st.index_bytes) / double(std::max<uint64_t>(st.nvme.chunks, 1)), "B",
                    std::nullopt});

@@ -281,7 +281,9 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
       uint32_t span = uint32_t((start + len + sb_.region_size - 1) / sb_.region_size);
       bool ok = r + span <= nr;
       for (uint32_t i = 1; ok && i < span; ++i) {
-        ok = hdr[r + i].state == RegionState::kOpen && hdr[r + i].epoch == e.epoch;
+        // A region the record covers must still be as it was when the record was written:
+        // opened before it (at an epoch older than the record) and not reused since.
+        ok = hdr[r + i].state == RegionState::kOpen && hdr[r + i].epoch < e.seq;
       }
       if (!ok) continue;
       auto [it, inserted] = best.try_emplace(e.key, e);
@@ -332,12 +334,9 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
 Status NvmeEngine::SealRegion(uint32_t r, const std::vector<SummaryEntry>& entries,
                               uint64_t epoch) {
   if (entries.size() > sb_.max_entries) return InternalError("region summary overflow");
-  Device& d0 = volume_->device(0);
   uint64_t len = AlignUp(std::max<uint64_t>(entries.size(), 1) * kEntryBytes, kBlock);
   AlignedBuffer buf(len);
   for (size_t i = 0; i < entries.size(); ++i) EncodeEntry(entries[i], buf.data() + i * kEntryBytes);
-  TW_RETURN_IF_ERROR(d0.Write(sb_.dense_off + uint64_t(r) * dense_bytes_, buf.data(), len));
-  TW_RETURN_IF_ERROR(d0.Sync());
   RegionHeader h;
   h.state = RegionState::kSealed;
   h.region = r;
@@ -346,7 +345,12 @@ Status NvmeEngine::SealRegion(uint32_t r, const std::vector<SummaryEntry>& entri
   h.entries_crc = Crc32c(buf.data(), entries.size() * kEntryBytes);
   AlignedBuffer hb(kBlock);
   EncodeRegionHeader(h, sb_.store_id, hb.data());
-  TW_RETURN_IF_ERROR(d0.Write(sb_.header_off + uint64_t(r) * kBlock, hb.data(), kBlock));
+  // Summary and header in one batch and one sync: if only the header lands, its entries CRC
+  // fails and recovery falls back to the journal, which is restarted only after this.
+  IoRequest ios[2] = {{true, sb_.dense_off + uint64_t(r) * dense_bytes_, len, buf.data()},
+                      {true, sb_.header_off + uint64_t(r) * kBlock, kBlock, hb.data()}};
+  Device& d0 = volume_->device(0);
+  TW_RETURN_IF_ERROR(d0.Submit(ios));
   return d0.Sync();
 }
 
@@ -405,20 +409,23 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::Allocate(uint64_t length) {
         }
         return a;
       }
-      // Extend the run over the free regions right after it, so the record need not waste
-      // the rest of this one.
+      // Extend the run over the free regions right after it when closing it would waste a
+      // sizeable tail (large records); small records just start a new region.
+      const uint64_t tail = uint64_t(R.span) * rs - R.write_off;
       const uint64_t beyond = R.write_off + length - uint64_t(R.span) * rs;
       const uint32_t extra = uint32_t((beyond + rs - 1) / rs);
       const uint32_t next = uint32_t(open_) + R.span;
-      bool extend = R.reserved < sb_.max_entries && R.span + extra <= kMaxRunRegions &&
-                    next + extra <= sb_.region_count;
+      bool extend = tail >= rs / 8 && R.reserved < sb_.max_entries &&
+                    R.span + extra <= kMaxRunRegions && next + extra <= sb_.region_count;
+      bool prepared = true;
       for (uint32_t i = 0; extend && i < extra; ++i) {
-        extend = regions_[next + i].state == RState::kFree;
+        extend = Usable(regions_[next + i].state);
+        prepared = prepared && regions_[next + i].state == RState::kPrepared;
       }
       if (extend) {
         const uint32_t head = uint32_t(open_);
         const uint64_t epoch = R.epoch;
-        TW_RETURN_IF_ERROR(WriteMarkersLocked(next, extra, epoch, l));
+        if (!prepared) TW_RETURN_IF_ERROR(WriteMarkersLocked(next, extra, epoch, l));
         Region& H = regions_[head];
         for (uint32_t i = 0; i < extra; ++i) {
           regions_[next + i] = Region{};
@@ -436,11 +443,14 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::Allocate(uint64_t length) {
     if (span > sb_.region_count) {
       return InvalidArgumentError(StrCat("record of ", length, " bytes exceeds the NVMe tier"));
     }
-    // First fit of `span` consecutive free regions.
+    // A prepared region if one will do, else first fit of `span` consecutive free regions.
     int64_t first = -1;
+    for (uint32_t r = 0; span == 1 && r < sb_.region_count && first < 0; ++r) {
+      if (regions_[r].state == RState::kPrepared) first = r;
+    }
     for (uint32_t r = 0; r + span <= sb_.region_count && first < 0; ++r) {
       bool ok = true;
-      for (uint32_t i = 0; i < span && ok; ++i) ok = regions_[r + i].state == RState::kFree;
+      for (uint32_t i = 0; i < span && ok; ++i) ok = Usable(regions_[r + i].state);
       if (ok) first = r;
     }
     if (first < 0) return ResourceExhaustedError("nvme: no free region");
@@ -475,8 +485,13 @@ Status NvmeEngine::WriteMarkersLocked(uint32_t first, uint32_t n, uint64_t epoch
 
 Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
                                     std::unique_lock<std::mutex>& l) {
-  uint64_t epoch = ++seq_;
-  TW_RETURN_IF_ERROR(WriteMarkersLocked(first, span, epoch, l));
+  uint64_t epoch;
+  if (span == 1 && regions_[first].state == RState::kPrepared) {
+    epoch = regions_[first].epoch;
+  } else {
+    epoch = ++seq_;
+    TW_RETURN_IF_ERROR(WriteMarkersLocked(first, span, epoch, l));
+  }
   Region& R = regions_[first];
   R = Region{};
   R.state = RState::kOpen;
@@ -490,6 +505,22 @@ Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
   }
   open_ = first;
   journal_order_.push_back(first);
+  return OkStatus();
+}
+
+Status NvmeEngine::PrepareRegions(uint32_t want) {
+  std::unique_lock<std::mutex> l(mu_);
+  uint32_t have = 0;
+  for (const Region& r : regions_) have += r.state == RState::kPrepared;
+  for (uint32_t r = 0; r < regions_.size() && have < want && !stop_; ++r) {
+    if (regions_[r].state != RState::kFree) continue;
+    const uint64_t epoch = ++seq_;
+    TW_RETURN_IF_ERROR(WriteMarkersLocked(r, 1, epoch, l));
+    regions_[r] = Region{};
+    regions_[r].state = RState::kPrepared;
+    regions_[r].epoch = epoch;
+    ++have;
+  }
   return OkStatus();
 }
 
@@ -577,17 +608,7 @@ void NvmeEngine::CommitterLoop() {
     std::vector<Pending> batch;
     batch.swap(pending_);
     l.unlock();
-    if (!batch.empty()) {
-      // The data of every record in the batch must be durable before any journal entry
-      // names it.
-      Status s = volume_->Sync();
-      if (!s.ok()) {
-        TW_LOG(kWarn, "nvme data sync failed", {{"error", s}});
-        Finish(batch, s);
-      } else {
-        for (Pending& p : batch) held_[p.region].push_back(std::move(p));
-      }
-    }
+    for (Pending& p : batch) held_[p.region].push_back(std::move(p));
     // The journal holds the records of one region at a time (the oldest unsealed one).
     while (true) {
       l.lock();
@@ -617,8 +638,12 @@ void NvmeEngine::CommitterLoop() {
                                jb.data() + b * kBlock);
           }
           Device& d0 = volume_->device(0);
+          // One sync of every device makes the records' data and their journal entries
+          // durable together; the puts are acknowledged after it. A crash before it may
+          // leave an entry whose data is torn: reads check every CRC, so such a record is a
+          // `corrupt` miss, never bytes.
           s = d0.Write(sb_.journal_off + uint64_t(journal_pos_) * kBlock, jb.data(), jb.size());
-          if (s.ok()) s = d0.Sync();
+          if (s.ok()) s = volume_->Sync();
           // After a failure the next commit rewrites these positions: recovery reads
           // consecutive blocks, so a hole would hide every later commit. A block the failed
           // write left behind names records whose data was synced, so finding it is harmless.
@@ -704,7 +729,7 @@ Status NvmeEngine::Close() {
 uint32_t NvmeEngine::free_regions() const {
   std::lock_guard<std::mutex> l(mu_);
   uint32_t n = 0;
-  for (const Region& r : regions_) n += r.state == RState::kFree;
+  for (const Region& r : regions_) n += Usable(r.state);
   return n;
 }
 
@@ -773,7 +798,7 @@ NvmeEngine::Counters NvmeEngine::counters() const {
   std::lock_guard<std::mutex> l(mu_);
   Counters c = counters_;
   c.regions = regions_.size();
-  for (const Region& r : regions_) c.free_regions += r.state == RState::kFree;
+  for (const Region& r : regions_) c.free_regions += Usable(r.state);
   c.region_size = sb_.region_size;
   c.capacity = uint64_t(sb_.region_count) * sb_.region_size;
   c.bytes_read = volume_->bytes_read();

@@ -111,6 +111,10 @@ class NvmeEngine {
   StatusOr<std::vector<SummaryEntry>> RegionEntries(uint32_t region);
   // The region (and the regions a multi-region record of it covers) become free.
   void ReleaseRegion(uint32_t region);
+  // Writes "open" headers at fresh epochs to free regions ahead of need (up to `want` such
+  // regions), so opening a region on the put path costs no I/O. Called by a background
+  // thread.
+  Status PrepareRegions(uint32_t want);
   // Notes a read of the record at `offset` (LRU reclaim order).
   void Touch(uint64_t offset);
 
@@ -123,12 +127,14 @@ class NvmeEngine {
 
  private:
   enum class RState : uint8_t {
-    kFree = 0,     // available; gets a fresh epoch when opened
-    kOpen = 1,     // taking allocations
-    kClosing = 2,  // full; waiting for its records' commits, then sealed
-    kSealed = 3,   // holds records; may be reclaimed
-    kCont = 4,     // covered by a multi-region record of `owner`
+    kFree = 0,      // available; gets a fresh epoch when opened
+    kOpen = 1,      // taking allocations
+    kClosing = 2,   // full; waiting for its records' commits, then sealed
+    kSealed = 3,    // holds records; may be reclaimed
+    kCont = 4,      // covered by a multi-region record of `owner`
+    kPrepared = 5,  // free, and its header already says "open" at `epoch`: opens without I/O
   };
+  static bool Usable(RState s) { return s == RState::kFree || s == RState::kPrepared; }
   struct Region {
     RState state = RState::kFree;
     uint64_t epoch = 0;

@@ -401,15 +401,33 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   if (!rec) {
     result = PutResult::kBusy;
   } else {
-    EncodeHeader(info, layout, 0, NowMs(), {}, rec);
-    for (const ScatterEntry& s : req.data) {
-      if (s.length)
-        std::memcpy(rec + layout.segment_offsets[s.segment] + s.offset, s.addr, s.length);
+    const bool to_nvme_now = disk || !use_dram;
+    std::vector<uint32_t> crcs;
+    if (to_nvme_now) {
+      // Copy segment by segment and checksum each while it is still in cache.
+      std::vector<const ScatterEntry*> order;
+      for (const ScatterEntry& s : req.data) order.push_back(&s);
+      std::sort(order.begin(), order.end(), [](const ScatterEntry* a, const ScatterEntry* b) {
+        return a->segment != b->segment ? a->segment < b->segment : a->offset < b->offset;
+      });
+      crcs.assign(info.segment_sizes.size(), 0);
+      for (const ScatterEntry* s : order) {
+        uint8_t* dst = rec + layout.segment_offsets[s->segment] + s->offset;
+        if (s->length == 0) continue;
+        std::memcpy(dst, s->addr, s->length);
+        crcs[s->segment] = Crc32c(dst, s->length, crcs[s->segment]);
+      }
+    } else {
+      for (const ScatterEntry& s : req.data) {
+        if (s.length) {
+          std::memcpy(rec + layout.segment_offsets[s.segment] + s.offset, s.addr, s.length);
+        }
+      }
     }
+    EncodeHeader(info, layout, 0, NowMs(), crcs, rec);
   }
   bool on_nvme = false;
   if (result == PutResult::kStored && (disk || !use_dram)) {
-    FinalizeHeader(layout, rec);
     auto a = WriteRecord(info.key, info, rec, rec, layout, disk, req.deadline);
     if (!a.ok()) {
       result = a.status().code() == StatusCode::kResourceExhausted ||

@@ -165,7 +165,10 @@ void StoreImpl::ReclaimLoop() {
     const uint32_t stop_at =
         std::max<uint32_t>(start_below + 1, uint32_t(total * (1.0 - opts_.nvme.low_watermark)));
     uint32_t free = nvme_->free_regions();
-    if (free >= start_below && !wanted) continue;
+    if (free >= start_below && !wanted) {
+      nvme_->PrepareRegions(2).IgnoreError();  // a failure shows again on the put path
+      continue;
+    }
     while (free < stop_at || wanted) {
       wanted = false;
       if (!ReclaimOne()) break;
