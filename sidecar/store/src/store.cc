@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "aligned_buffer.h"
+#include "fast_copy.h"
 #include "store_impl.h"
 #include "tw/common/crc32c.h"
 #include "tw/common/log.h"
@@ -419,9 +420,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
       }
     } else {
       for (const ScatterEntry& s : req.data) {
-        if (s.length) {
-          std::memcpy(rec + layout.segment_offsets[s.segment] + s.offset, s.addr, s.length);
-        }
+        CopyLarge(rec + layout.segment_offsets[s.segment] + s.offset, s.addr, s.length);
       }
     }
     EncodeHeader(info, layout, 0, NowMs(), crcs, rec);
@@ -607,7 +606,7 @@ MissReason StoreImpl::ReadDram(const ReadPlan& p, std::span<const ScatterEntry> 
   RecordLayout l = ComputeLayout(h->header_len, h->info.segment_sizes);
   if (!InBounds(l, ranges)) return MissReason::kIoError;
   for (const ScatterEntry& r : ranges) {
-    std::memcpy(r.addr, p.dram + l.segment_offsets[r.segment] + r.offset, r.length);
+    CopyLarge(r.addr, p.dram + l.segment_offsets[r.segment] + r.offset, r.length);
     *bytes += r.length;
   }
   return MissReason::kNone;
@@ -672,7 +671,7 @@ MissReason StoreImpl::ReadNvme(const Key& key, const ReadPlan& p,
   for (size_t i = 0; i < ranges.size(); ++i) {
     const ScatterEntry& r = ranges[i];
     if (r.length && direct[r.segment] != int(i)) {
-      std::memcpy(r.addr, bounce.data() + bounce_at[r.segment] + r.offset, r.length);
+      CopyLarge(r.addr, bounce.data() + bounce_at[r.segment] + r.offset, r.length);
     }
     *bytes += r.length;
   }
