@@ -8,13 +8,14 @@ namespace tw::bench {
 void Print(const std::vector<Result>& results, bool json) {
   if (json) {
     for (const Result& r : results) {
-      nlohmann::json j;
+      nlohmann::ordered_json j;
       j["name"] = r.name;
       j["value"] = r.value;
       j["unit"] = r.unit;
-      j["reference"] = r.reference ? nlohmann::json(*r.reference) : nlohmann::json(nullptr);
-      j["ratio"] = r.reference && *r.reference > 0 ? nlohmann::json(r.value / *r.reference)
-                                                   : nlohmann::json(nullptr);
+      j["reference"] =
+          r.reference ? nlohmann::ordered_json(*r.reference) : nlohmann::ordered_json(nullptr);
+      j["ratio"] = r.reference && *r.reference > 0 ? nlohmann::ordered_json(r.value / *r.reference)
+                                                   : nlohmann::ordered_json(nullptr);
       std::printf("%s\n", j.dump().c_str());
     }
     return;
