@@ -276,6 +276,15 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
     TW_RETURN_IF_ERROR(
         ApplyIfChanged(kinds::kConfigMap, caches_.config_maps, RenderPeersConfigMap(tw, peers)));
     TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kService, caches_.services, RenderService(tw, *spec)));
+    ObjectPtr cached_ds = caches_.daemon_sets->Get(ns, DaemonSetName(name));
+    bool had_service_monitor =
+        cached_ds != nullptr && Meta(*cached_ds)
+                                        .value("annotations", json::object())
+                                        .value(kAnnotationServiceMonitor, "") == "true";
+    if (had_service_monitor && !spec->service_monitor) {
+      Status gone = client_->Delete(kinds::kServiceMonitor, ns, ServiceName(name));
+      if (!gone.ok() && gone.code() != StatusCode::kNotFound) return gone;
+    }
     Json ds = RenderDaemonSet(tw, *spec, options_);
     in.template_hash = ds["spec"]["template"]["metadata"]["annotations"][kAnnotationTemplateHash];
     TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kDaemonSet, caches_.daemon_sets, ds));

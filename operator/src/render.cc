@@ -259,6 +259,7 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
                 {{"type", "RollingUpdate"},
                  {"rollingUpdate", {{"maxUnavailable", spec.max_unavailable}}}}},
                {"template", pod_template}}}};
+  if (spec.service_monitor) ds["metadata"]["annotations"][kAnnotationServiceMonitor] = "true";
   StampAppliedHash(ds);
   return ds;
 }

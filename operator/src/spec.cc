@@ -305,7 +305,7 @@ MemoryNeeds ComputeMemoryNeeds(const TokenWarehouseSpec& spec) {
                    spec.nvme_region_size * paths;
   }
   uint64_t base = m.dram_arena + m.index + m.io_buffers;
-  m.margin = 256 * kMiB + base / 20;
+  m.margin = RoundUp(256 * kMiB + base / 20, kMiB);
   m.total = RoundUp(base + m.margin, kMiB);
   return m;
 }

@@ -370,6 +370,38 @@ TEST_F(OperatorTest, UsesOnlyTheDocumentedRbac) {
   }
 }
 
+TEST_F(OperatorTest, ServiceMonitorFollowsTheSpec) {
+  StartOperator();
+  json spec = DramSpec();
+  spec["metrics"] = {{"serviceMonitor", {{"enabled", true}, {"labels", {{"release", "prom"}}}}}};
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "pool", spec).ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return GetOrNull(kinds::kServiceMonitor, "default", "pool-twd").is_object(); }));
+  json sm = GetOrNull(kinds::kServiceMonitor, "default", "pool-twd");
+  EXPECT_EQ(sm["metadata"]["labels"]["release"], "prom");
+  EXPECT_EQ(sm["spec"]["endpoints"][0]["port"], "metrics");
+  spec["metrics"]["serviceMonitor"]["enabled"] = false;
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "pool", spec).ok());
+  EXPECT_TRUE(Eventually(
+      [&] { return GetOrNull(kinds::kServiceMonitor, "default", "pool-twd").is_null(); }));
+}
+
+TEST_F(OperatorTest, WatchesOnlyItsNamespace) {
+  OperatorOptions options = cluster_.Options();
+  options.watch_namespace = "inference";
+  auto op = Operator::Create(options);
+  ASSERT_TRUE(op.ok());
+  op_ = std::move(*op);
+  ASSERT_TRUE(op_->Start().ok());
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "elsewhere", DramSpec()).ok());
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("inference", "mine", DramSpec()).ok());
+  ASSERT_TRUE(Eventually(
+      [&] { return GetOrNull(kinds::kDaemonSet, "inference", "mine-twd").is_object(); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(GetOrNull(kinds::kDaemonSet, "default", "elsewhere-twd").is_null());
+  EXPECT_FALSE(Tw("elsewhere").value("status", json::object()).contains("observedGeneration"));
+}
+
 TEST_F(OperatorTest, ServesHealthReadyAndMetrics) {
   OperatorOptions options = cluster_.Options();
   options.metrics_address = "127.0.0.1:0";

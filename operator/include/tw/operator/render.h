@@ -27,6 +27,8 @@ inline constexpr char kManagedByValue[] = "tw-operator";
 inline constexpr char kAnnotationAppliedHash[] = "tokenwarehouse.io/applied-hash";
 inline constexpr char kAnnotationTemplateHash[] = "tokenwarehouse.io/template-hash";
 inline constexpr char kAnnotationConfigHash[] = "tokenwarehouse.io/config-hash";
+// On the DaemonSet: "true" while a ServiceMonitor is applied, so turning it off deletes it.
+inline constexpr char kAnnotationServiceMonitor[] = "tokenwarehouse.io/service-monitor";
 
 struct RenderOptions {
   // Image used when spec.image is empty.
