@@ -9,9 +9,11 @@
 
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "service_fixture.h"
 #include "tw/common/metrics.h"
+#include "tw/common/strings.h"
 #include "tw/twd/service_metrics.h"
 
 namespace tw::twd::testing {
@@ -567,6 +569,40 @@ TEST_F(ServiceTest, SocketModeAndGroup) {
   o.socket_path = dir_ + "/other.sock";
   o.socket_group = "no-such-group-here";
   EXPECT_EQ(Server::Start(o, service_.get()).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ServiceTest, ConcurrentClientsEachReadTheirOwnBytes) {
+  StartServer();
+  constexpr int kClients = 8, kChunks = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> verified{0};
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&, t] {
+      Key ns;
+      TestClient c = Ready(TestNamespace("", 4, StrCat("tp=", t, "/8,pp=0/1")), &ns);
+      std::vector<Key> keys = PutChain(c, ns, kChunks, static_cast<uint8_t>(t * 31));
+      for (int round = 0; round < 5; ++round) {
+        std::memset(c.arena() + 100000, 0, 96 * kChunks);
+        pb::GetRequest g;
+        for (int j = 0; j < kChunks; ++j) {
+          auto* item = g.add_items();
+          *item->mutable_ref() = Ref(keys[j], ns);
+          item->set_arena_offset(100000 + 96 * j);
+          item->set_arena_length(96);
+        }
+        auto r = c.Call<pb::GetResponse>(Opcode::kGet, g);
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        for (int j = 0; j < kChunks; ++j) {
+          ASSERT_EQ(r->results(j).miss(), pb::MISS_REASON_NONE);
+          ASSERT_TRUE(Check(c, 100000 + 96 * j, 96, static_cast<uint8_t>(t * 31 + j)));
+        }
+        verified.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(verified.load(), kClients * 5);
+  EXPECT_EQ(store_.chunks(), static_cast<size_t>(kClients * kChunks));
 }
 
 TEST_F(ServiceTest, MaxClients) {
