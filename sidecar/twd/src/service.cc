@@ -148,7 +148,9 @@ Status Service::Declare(Session& session,
   }
   std::lock_guard lock(known_mu_);
   for (const auto& [k, d] : checked) {
-    known_namespaces_.emplace(k, d.fields);
+    // Bounded: clients that declare ever new namespaces must not grow twd without limit.
+    // Past the cap the admin listing simply lacks the fields of the newest ones.
+    if (known_namespaces_.size() < kMaxKnownNamespaces) known_namespaces_.emplace(k, d.fields);
     digests->Add(std::string(k.View()));
   }
   return OkStatus();

@@ -116,7 +116,9 @@ class Service {
   std::shared_ptr<const config::Config> config_;  // GUARDED_BY(mu_)
 
   std::mutex known_mu_;
-  // Namespace fields seen in HELLO/DECLARE since start (admin listing and export).
+  static constexpr size_t kMaxKnownNamespaces = 65536;
+  // Namespace fields seen in HELLO/DECLARE since start (admin listing and export), at most
+  // kMaxKnownNamespaces of them.
   std::map<Key, Namespace> known_namespaces_;  // GUARDED_BY(known_mu_)
 
   std::mutex pending_mu_;
