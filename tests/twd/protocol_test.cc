@@ -68,6 +68,12 @@ TEST(FrameTest, UnknownOpcodeFlagsAndDirection) {
   EXPECT_EQ(DecodeFrame(EncodeFrame(h, ""), client).state, DecodeState::kFrame);
 }
 
+TEST(FrameTest, FlagsToString) {
+  EXPECT_EQ(FlagsToString(0), "");
+  EXPECT_EQ(FlagsToString(kFlagResponse | kFlagMore), "response|more");
+  EXPECT_EQ(FlagsToString(kFlagError | (1u << 9)), "error|0x200");
+}
+
 TEST(FrameTest, OversizeBodyFailsBeforeItArrives) {
   FrameHeader h = Header(Opcode::kPut);
   std::string f = EncodeFrame(h, "");

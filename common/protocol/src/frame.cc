@@ -84,6 +84,19 @@ bool IsAdminOpcode(Opcode op) {
   return static_cast<uint16_t>(op) >= static_cast<uint16_t>(Opcode::kAdminNamespaces);
 }
 
+std::string FlagsToString(uint32_t flags) {
+  std::string out;
+  auto add = [&](std::string_view name) {
+    if (!out.empty()) out += '|';
+    out += name;
+  };
+  if (flags & kFlagResponse) add("response");
+  if (flags & kFlagError) add("error");
+  if (flags & kFlagMore) add("more");
+  if (flags & ~kKnownFlags) add(fmt::format("0x{:x}", flags & ~kKnownFlags));
+  return out;
+}
+
 std::string_view ToString(DecodeState s) {
   switch (s) {
     case DecodeState::kNeedMore:

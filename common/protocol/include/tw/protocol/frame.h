@@ -64,6 +64,8 @@ enum FrameFlags : uint32_t {
   kFlagMore = 1u << 2,      // a streamed reply continues in further frames (admin export)
 };
 inline constexpr uint32_t kKnownFlags = kFlagResponse | kFlagError | kFlagMore;
+// "response|error", "" for none; unknown bits as "0x..".
+std::string FlagsToString(uint32_t flags);
 
 struct FrameHeader {
   uint32_t magic = kMagic;
