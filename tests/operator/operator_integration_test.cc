@@ -218,7 +218,8 @@ TEST_F(OperatorTest, ReadinessPeersAndStatusFromPods) {
   ASSERT_TRUE(Eventually([&] {
     json tw = Tw("pool");
     return tw.is_object() && tw["status"].value("readyNodes", -1) == 1 &&
-           tw["status"].value("desiredNodes", -1) == 2;
+           tw["status"].value("desiredNodes", -1) == 2 &&
+           tw["status"].value("updatedNodes", -1) == 2;
   }));
   json tw = Tw("pool");
   // The rollout is done (both pods run the current template) but one is not ready.
