@@ -93,10 +93,16 @@ TEST(OperatorScaleTest, ThousandTokenWarehousesWithBoundedMemory) {
       "%llu reconciles\n",
       rss_start / 1048576.0, rss_round1 / 1048576.0, rss_round2 / 1048576.0,
       static_cast<unsigned long long>((*op)->reconciles()));
-  // Caches of 1,000 objects and their 4,000 children: tens of MiB, not hundreds.
-  EXPECT_LT(rss_round1 - rss_start, uint64_t{256} << 20);
+  // Caches of 1,000 objects and their 4,000 children: tens of MiB, not hundreds. AddressSanitizer
+  // keeps freed memory in quarantine and adds redzones, so its bounds are looser.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr uint64_t kFirstRound = uint64_t{1} << 30, kSecondRound = uint64_t{256} << 20;
+#else
+  constexpr uint64_t kFirstRound = uint64_t{256} << 20, kSecondRound = uint64_t{64} << 20;
+#endif
+  EXPECT_LT(rss_round1 - rss_start, kFirstRound);
   // Round two replaces objects; it must not keep the old ones around.
-  EXPECT_LT(rss_round2, rss_round1 + (uint64_t{64} << 20));
+  EXPECT_LT(rss_round2, rss_round1 + kSecondRound);
   (*op)->Stop();
 }
 
