@@ -52,7 +52,8 @@ std::vector<uint64_t> RandomSizes(std::mt19937_64& rng) {
 StoreOptions CrashOptions(std::shared_ptr<FaultDeviceFactory> f) {
   StoreOptions o;
   o.dram.capacity = 1 * MiB;
-  o.nvme.paths.push_back({kPath, 512 * MiB});
+  // Every crash leaves a partly filled region behind: room for all cycles without reclaim.
+  o.nvme.paths.push_back({kPath, 256 * MiB + EnvOr("TW_CRASH_CYCLES", 150) * 2 * MiB});
   o.nvme.region_size = 1 * MiB;
   o.nvme.stripe_unit = 128 * KiB;
   o.device_factory = std::move(f);
