@@ -282,7 +282,11 @@ void Operator::Resync() {
                           [this] { return stopping_.load(); });
     }
     if (stopping_) break;
-    for (const auto& tw : tw_informer_->List()) queue_->Add(Informer::KeyOf(*tw));
+    for (const auto& tw : tw_informer_->List()) {
+      std::string key = Informer::KeyOf(*tw);
+      reconciler_->ForceApplyNextPass(key);
+      queue_->Add(key);
+    }
   }
 }
 

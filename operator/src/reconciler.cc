@@ -184,10 +184,16 @@ StatusOr<ReconcileResult> Reconciler::Finalize(const Json& tw) {
   return ReconcileResult{};
 }
 
-Status Reconciler::ApplyIfChanged(const ResourceType& type, Informer* cache, Json desired) {
+void Reconciler::ForceApplyNextPass(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  force_apply_.insert(key);
+}
+
+Status Reconciler::ApplyIfChanged(const ResourceType& type, Informer* cache, Json desired,
+                                  bool force) {
   const std::string ns = Meta(desired).value("namespace", "");
   const std::string name = Meta(desired).value("name", "");
-  if (cache != nullptr) {
+  if (cache != nullptr && !force) {
     ObjectPtr cached = cache->Get(ns, name);
     if (cached != nullptr && AppliedHash(*cached) == AppliedHash(desired) &&
         Meta(*cached).value("deletionTimestamp", "").empty()) {
@@ -262,9 +268,14 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
   }
 
   std::vector<Json> pods = PodsOf(ns, name);
+  bool force = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    force = force_apply_.erase(key) > 0;
+  }
   if (in.config_valid) {
     TW_RETURN_IF_ERROR(
-        ApplyIfChanged(kinds::kConfigMap, caches_.config_maps, RenderConfigMap(tw, *spec)));
+        ApplyIfChanged(kinds::kConfigMap, caches_.config_maps, RenderConfigMap(tw, *spec), force));
     std::vector<Peer> peers;
     for (const auto& pod : pods) {
       std::string ip = pod.value("status", json::object()).value("podIP", "");
@@ -273,9 +284,10 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
         peers.push_back({node, ip, spec->federation_port});
       }
     }
+    TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kConfigMap, caches_.config_maps,
+                                      RenderPeersConfigMap(tw, peers), force));
     TW_RETURN_IF_ERROR(
-        ApplyIfChanged(kinds::kConfigMap, caches_.config_maps, RenderPeersConfigMap(tw, peers)));
-    TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kService, caches_.services, RenderService(tw, *spec)));
+        ApplyIfChanged(kinds::kService, caches_.services, RenderService(tw, *spec), force));
     ObjectPtr cached_ds = caches_.daemon_sets->Get(ns, DaemonSetName(name));
     bool had_service_monitor =
         cached_ds != nullptr && Meta(*cached_ds)
@@ -287,9 +299,10 @@ StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
     }
     Json ds = RenderDaemonSet(tw, *spec, options_);
     in.template_hash = ds["spec"]["template"]["metadata"]["annotations"][kAnnotationTemplateHash];
-    TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kDaemonSet, caches_.daemon_sets, ds));
+    TW_RETURN_IF_ERROR(ApplyIfChanged(kinds::kDaemonSet, caches_.daemon_sets, ds, force));
     if (spec->service_monitor) {
-      Status sm = ApplyIfChanged(kinds::kServiceMonitor, nullptr, RenderServiceMonitor(tw, *spec));
+      Status sm =
+          ApplyIfChanged(kinds::kServiceMonitor, nullptr, RenderServiceMonitor(tw, *spec), force);
       if (sm.code() == StatusCode::kNotFound) {
         TW_LOG(kWarn, "ServiceMonitor kind not served (is the Prometheus operator installed?)",
                {{"tokenwarehouse", key}});

@@ -403,6 +403,33 @@ TEST_F(OperatorTest, WatchesOnlyItsNamespace) {
   EXPECT_FALSE(Tw("elsewhere").value("status", json::object()).contains("observedGeneration"));
 }
 
+TEST_F(OperatorTest, ResyncUndoesEditsByHand) {
+  OperatorOptions options = cluster_.Options();
+  options.resync_period = std::chrono::seconds(1);
+  auto op = Operator::Create(options);
+  ASSERT_TRUE(op.ok());
+  op_ = std::move(*op);
+  ASSERT_TRUE(op_->Start().ok());
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "pool", DramSpec()).ok());
+  ASSERT_TRUE(
+      Eventually([&] { return GetOrNull(kinds::kDaemonSet, "default", "pool-twd").is_object(); }));
+  auto max_unavailable = [&] {
+    json ds = GetOrNull(kinds::kDaemonSet, "default", "pool-twd");
+    return ds.is_object() ? ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]
+                          : json();
+  };
+  ASSERT_EQ(max_unavailable(), 1);
+  // Someone edits a field the operator owns; the applied-hash annotation stays.
+  ASSERT_TRUE(
+      cluster_.client()
+          .MergePatch(
+              kinds::kDaemonSet, "default", "pool-twd",
+              {{"spec", {{"updateStrategy", {{"rollingUpdate", {{"maxUnavailable", 7}}}}}}}})
+          .ok());
+  ASSERT_EQ(max_unavailable(), 7);
+  EXPECT_TRUE(Eventually([&] { return max_unavailable() == 1; }));
+}
+
 TEST_F(OperatorTest, ServesHealthReadyAndMetrics) {
   OperatorOptions options = cluster_.Options();
   options.metrics_address = "127.0.0.1:0";

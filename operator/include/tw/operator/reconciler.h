@@ -10,8 +10,9 @@
 //     TokenWarehouse already uses on the same nodes) gets ConfigValid=False and its children
 //     are left as they were — no error, no retry loop: the next spec change brings it back;
 //  4. server-side applies (field manager tw-operator, force) every child whose cached copy
-//     does not carry the desired applied-hash: twd ConfigMap, headless Service, DaemonSet,
-//     peers ConfigMap (ready pods), optional ServiceMonitor;
+//     does not carry the desired applied-hash (every child after ForceApplyNextPass()): twd
+//     ConfigMap, headless Service, DaemonSet, peers ConfigMap (ready pods), optional
+//     ServiceMonitor;
 //  5. writes .status through /status when it differs from the cached one (PUT with the
 //     resourceVersion; 409 → re-read and retry, at most 5 times).
 //
@@ -60,6 +61,10 @@ class Reconciler {
   // O(number of such keys): called on every TokenWarehouse event.
   std::vector<std::string> ConflictedKeys() const;
 
+  // The next pass over `key` applies every child even when its applied-hash matches, which
+  // undoes edits made by hand (the periodic resync marks every key).
+  void ForceApplyNextPass(const std::string& key);
+
   uint64_t applies() const { return applies_.load(); }
   uint64_t status_writes() const { return status_writes_.load(); }
 
@@ -68,7 +73,7 @@ class Reconciler {
   Status EnsureFinalizer(Json& tw);
   // Why `tw` must be refused because of an older TokenWarehouse, or "".
   std::string FindNvmeConflict(const Json& tw, const TokenWarehouseSpec& spec) const;
-  Status ApplyIfChanged(const ResourceType& type, Informer* cache, Json desired);
+  Status ApplyIfChanged(const ResourceType& type, Informer* cache, Json desired, bool force);
   std::vector<Json> PodsOf(const std::string& ns, const std::string& name) const;
   Status WriteStatus(const Json& tw, const Json& status);
 
@@ -78,7 +83,8 @@ class Reconciler {
   void NoteConflict(const std::string& key, bool conflicted);
 
   mutable std::mutex mu_;
-  std::set<std::string> conflicted_;  // guarded by mu_
+  std::set<std::string> conflicted_;   // guarded by mu_
+  std::set<std::string> force_apply_;  // guarded by mu_
   std::atomic<uint64_t> applies_{0};
   std::atomic<uint64_t> status_writes_{0};
 };
