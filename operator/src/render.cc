@@ -170,16 +170,20 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
   volumes.push_back({{"name", "admin-socket"}, {"emptyDir", json::object()}});
   mounts.push_back({{"name", "admin-socket"}, {"mountPath", kAdminSocketDir}});
   bool block_device = false;
+  // Paths the kubelet creates owned by root that twd (the image's non-root user) must own.
+  json chown_paths = json::array({kSocketDir});
   for (const auto& d : spec.nvme_devices) {
     std::string vol = "nvme-" + d.name;
     if (!d.claim_name.empty()) {
       volumes.push_back({{"name", vol}, {"persistentVolumeClaim", {{"claimName", d.claim_name}}}});
       mounts.push_back({{"name", vol}, {"mountPath", StrCat(kDataDir, "/", d.name)}});
+      chown_paths.push_back(StrCat(kDataDir, "/", d.name));
     } else {
       volumes.push_back(
           {{"name", vol}, {"hostPath", {{"path", d.host_path}, {"type", d.host_path_type}}}});
       mounts.push_back({{"name", vol}, {"mountPath", DevicePathInPod(d)}});
       block_device |= d.host_path_type == "BlockDevice";
+      if (d.host_path_type != "BlockDevice") chown_paths.push_back(DevicePathInPod(d));
     }
   }
 
@@ -222,8 +226,27 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
     container["volumeMounts"].push_back({{"name", "hugepages"}, {"mountPath", "/dev/hugepages"}});
   }
 
+  // The socket directory and FileOrCreate data files appear owned by root; twd runs as the
+  // image's non-root user. A short init container (root, CAP_CHOWN only) hands them over, so
+  // nothing has to be prepared on the nodes by hand.
+  json command = json::array({"chown", StrCat(kTwdUid, ":", kTwdUid)});
+  for (const auto& p : chown_paths) command.push_back(p);
+  json init = {
+      {"name", "prepare-paths"},
+      {"image", container["image"]},
+      {"imagePullPolicy", spec.image_pull_policy},
+      {"command", command},
+      {"securityContext",
+       {{"runAsUser", 0},
+        {"runAsNonRoot", false},
+        {"allowPrivilegeEscalation", false},
+        {"capabilities", {{"drop", json::array({"ALL"})}, {"add", json::array({"CHOWN"})}}}}},
+      {"volumeMounts", mounts},
+  };
+
   double grace_s = std::chrono::duration<double>(spec.shutdown_grace).count();
   json pod_spec = {
+      {"initContainers", json::array({init})},
       {"containers", json::array({container})},
       {"volumes", volumes},
       {"terminationGracePeriodSeconds", static_cast<int64_t>(std::ceil(grace_s)) + 10},

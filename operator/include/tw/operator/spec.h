@@ -115,6 +115,8 @@ inline constexpr char kPeersFile[] = "peers.json";
 inline constexpr char kSocketDir[] = "/run/tokenwarehouse";
 inline constexpr char kAdminSocketDir[] = "/run/tokenwarehouse-admin";
 inline constexpr char kDataDir[] = "/var/lib/tokenwarehouse";
+// uid and gid twd runs as in its image (docker/twd.Dockerfile).
+inline constexpr int kTwdUid = 65532;
 
 // The path twd uses for NVMe device `d` inside the container.
 std::string DevicePathInPod(const NvmeDeviceSpec& d);
