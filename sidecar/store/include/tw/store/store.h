@@ -70,19 +70,19 @@ std::string_view ToString(PutResult r);
 
 // One byte range of one segment ↔ caller memory.
 struct ScatterEntry {
-  uint32_t segment = 0;    // segment index
-  uint64_t offset = 0;     // byte offset within the segment
-  uint64_t length = 0;     // bytes
-  void* addr = nullptr;    // caller memory: the source of a put, the destination of a get
+  uint32_t segment = 0;  // segment index
+  uint64_t offset = 0;   // byte offset within the segment
+  uint64_t length = 0;   // bytes
+  void* addr = nullptr;  // caller memory: the source of a put, the destination of a get
 };
 
 // Everything about a chunk except its value bytes.
 struct ChunkInfo {
-  Key key;                            // k_j
-  Key namespace_digest;               // ns
-  Key parent;                         // k_{j-1} (== namespace_digest for the first chunk)
-  std::string extra;                  // the chunk's extra bytes
-  std::vector<uint32_t> tokens;       // the chunk's token ids
+  Key key;                              // k_j
+  Key namespace_digest;                 // ns
+  Key parent;                           // k_{j-1} (== namespace_digest for the first chunk)
+  std::string extra;                    // the chunk's extra bytes
+  std::vector<uint32_t> tokens;         // the chunk's token ids
   std::vector<uint64_t> segment_sizes;  // the value's segment sizes in bytes
 };
 
@@ -95,19 +95,19 @@ struct PutRequest {
 };
 
 struct GetResult {
-  Tier tier = Tier::kNone;                    // where it was served from
-  MissReason miss = MissReason::kNone;        // kNone on a hit
-  uint64_t bytes = 0;                         // bytes copied to the caller
+  Tier tier = Tier::kNone;              // where it was served from
+  MissReason miss = MissReason::kNone;  // kNone on a hit
+  uint64_t bytes = 0;                   // bytes copied to the caller
 };
 
 // A read lease: keeps chunks from being reclaimed until it expires or is released.
 using LeaseId = uint64_t;
 
 struct LookupResult {
-  size_t prefix = 0;              // number of leading keys of the chain that are stored
-  std::vector<Tier> tiers;        // tier of each of the first `prefix` chunks
+  size_t prefix = 0;                    // number of leading keys of the chain that are stored
+  std::vector<Tier> tiers;              // tier of each of the first `prefix` chunks
   MissReason miss = MissReason::kNone;  // why chain[prefix] is not stored (if prefix < size)
-  LeaseId lease = 0;              // 0 when no lease was asked for or nothing was found
+  LeaseId lease = 0;                    // 0 when no lease was asked for or nothing was found
 };
 
 // Metadata of a stored chunk (Stat/Export).
@@ -134,18 +134,18 @@ struct TierStats {
   uint64_t bytes_written = 0;         // bytes written into this tier
   uint64_t evictions = 0;             // chunks evicted (DRAM: demoted or dropped)
   uint64_t io_errors = 0;
-  uint64_t corrupt = 0;               // records that failed a checksum
-  uint64_t used_bytes = 0;            // gauge
-  uint64_t capacity_bytes = 0;        // gauge
-  uint64_t chunks = 0;                // gauge
+  uint64_t corrupt = 0;         // records that failed a checksum
+  uint64_t used_bytes = 0;      // gauge
+  uint64_t capacity_bytes = 0;  // gauge
+  uint64_t chunks = 0;          // gauge
 };
 
 struct StoreStats {
   TierStats dram;
   TierStats nvme;
-  uint64_t puts_by_result[6] = {};    // indexed by PutResult
-  uint64_t dropped_unwritten = 0;     // memory-durability chunks dropped before write-back
-  uint64_t index_bytes = 0;           // DRAM used by the index (gauge)
+  uint64_t puts_by_result[6] = {};  // indexed by PutResult
+  uint64_t dropped_unwritten = 0;   // memory-durability chunks dropped before write-back
+  uint64_t index_bytes = 0;         // DRAM used by the index (gauge)
 };
 
 // What Open() needs. Built from tw::config::Config by FromConfig().
