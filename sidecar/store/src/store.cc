@@ -54,40 +54,6 @@ bool InBounds(const RecordLayout& l, std::span<const ScatterEntry> ranges) {
 
 }  // namespace
 
-std::string_view ToString(Tier t) {
-  switch (t) {
-    case Tier::kNone:
-      return "none";
-    case Tier::kDram:
-      return "dram";
-    case Tier::kNvme:
-      return "nvme";
-  }
-  return "unknown";
-}
-
-std::string_view ToString(MissReason r) {
-  switch (r) {
-    case MissReason::kNone:
-      return "none";
-    case MissReason::kAbsent:
-      return "absent";
-    case MissReason::kEvicted:
-      return "evicted";
-    case MissReason::kCorrupt:
-      return "corrupt";
-    case MissReason::kQuota:
-      return "quota";
-    case MissReason::kDeadline:
-      return "deadline";
-    case MissReason::kIoError:
-      return "io_error";
-    case MissReason::kPeerUnreachable:
-      return "peer_unreachable";
-  }
-  return "unknown";
-}
-
 std::string_view ToString(PutResult r) {
   switch (r) {
     case PutResult::kStored:

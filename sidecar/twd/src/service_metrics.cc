@@ -4,40 +4,11 @@
 
 namespace tw::twd {
 
-std::string_view TierName(store::Tier t) {
-  switch (t) {
-    case store::Tier::kNone:
-      return "none";
-    case store::Tier::kDram:
-      return "dram";
-    case store::Tier::kNvme:
-      return "nvme";
-  }
-  return "unknown";
-}
+std::string_view TierName(store::Tier t) { return ToString(t); }
 
-std::string_view MissName(store::MissReason r) {
-  switch (r) {
-    case store::MissReason::kNone:
-      return "none";
-    case store::MissReason::kAbsent:
-      return "absent";
-    case store::MissReason::kEvicted:
-      return "evicted";
-    case store::MissReason::kCorrupt:
-      return "corrupt";
-    case store::MissReason::kQuota:
-      return "quota";
-    case store::MissReason::kDeadline:
-      return "deadline";
-    case store::MissReason::kIoError:
-      return "io_error";
-    case store::MissReason::kPeerUnreachable:
-      return "peer_unreachable";
-  }
-  return "unknown";
-}
+std::string_view MissName(store::MissReason r) { return ToString(r); }
 
+// Not store::ToString: tw_service does not link the engine (its tests run over a fake store).
 std::string_view PutName(store::PutResult r) {
   switch (r) {
     case store::PutResult::kStored:

@@ -13,30 +13,14 @@
 #include <string_view>
 #include <vector>
 
+#include "tw/common/cache_types.h"
 #include "tw/common/keys.h"
 
 namespace tw::client {
 
-// Where a chunk is stored / was served from.
-enum class Tier : uint8_t {
-  kNone = 0,  // not stored
-  kDram = 1,  // twd's DRAM tier
-  kNvme = 2,  // NVMe only
-};
-std::string_view ToString(Tier t);
-
-// Why a chunk was not served.
-enum class MissReason : uint8_t {
-  kNone = 0,             // a hit
-  kAbsent = 1,           // never stored, removed, or not visible to this tenant
-  kEvicted = 2,          // recently evicted
-  kCorrupt = 3,          // stored bytes failed their checksum
-  kQuota = 4,            // the namespace is over its quota
-  kDeadline = 5,         // could not be served before the deadline
-  kIoError = 6,          // the device failed the read
-  kPeerUnreachable = 7,  // a peer holding it did not answer
-};
-std::string_view ToString(MissReason r);
+using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::Tier;
+using ::tw::ToString;
 
 // What a put did.
 enum class PutResult : uint8_t {

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "tw/common/cache_types.h"
 #include "tw/common/config.h"
 #include "tw/common/keys.h"
 #include "tw/common/status.h"
@@ -36,26 +37,9 @@ namespace tw::store {
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;  // Deadline::max() = none
 using config::Durability;
-
-enum class Tier : uint8_t {
-  kNone = 0,  // not stored
-  kDram = 1,  // in the DRAM tier (possibly also on NVMe)
-  kNvme = 2,  // on NVMe only
-};
-std::string_view ToString(Tier t);
-
-// Why a chunk could not be served. Every miss carries one.
-enum class MissReason : uint8_t {
-  kNone = 0,             // not a miss
-  kAbsent = 1,           // never stored, or removed long ago
-  kEvicted = 2,          // recently evicted (still in the ghost set)
-  kCorrupt = 3,          // stored bytes failed their checksum; the entry was dropped
-  kQuota = 4,            // the namespace is over its quota
-  kDeadline = 5,         // could not be served before the deadline
-  kIoError = 6,          // the device failed the read
-  kPeerUnreachable = 7,  // a peer holding it did not answer (mesh, second wave)
-};
-std::string_view ToString(MissReason r);
+using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::Tier;
+using ::tw::ToString;
 
 // What a put did. Every put answers one.
 enum class PutResult : uint8_t {

@@ -1,0 +1,39 @@
+#include "tw/common/cache_types.h"
+
+namespace tw {
+
+std::string_view ToString(Tier t) {
+  switch (t) {
+    case Tier::kNone:
+      return "none";
+    case Tier::kDram:
+      return "dram";
+    case Tier::kNvme:
+      return "nvme";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(MissReason r) {
+  switch (r) {
+    case MissReason::kNone:
+      return "none";
+    case MissReason::kAbsent:
+      return "absent";
+    case MissReason::kEvicted:
+      return "evicted";
+    case MissReason::kCorrupt:
+      return "corrupt";
+    case MissReason::kQuota:
+      return "quota";
+    case MissReason::kDeadline:
+      return "deadline";
+    case MissReason::kIoError:
+      return "io_error";
+    case MissReason::kPeerUnreachable:
+      return "peer_unreachable";
+  }
+  return "unknown";
+}
+
+}  // namespace tw
