@@ -4,9 +4,6 @@
 // lock.
 #include "tw/twd/daemon.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,6 +12,7 @@
 #include "fake_store.h"
 #include "process.h"
 #include "service_fixture.h"
+#include "testing/http_get.h"
 #include "tw/common/log.h"
 #include "tw/twd/options.h"
 
@@ -23,26 +21,7 @@ namespace {
 
 using protocol::Opcode;
 
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {0, ""};
-  }
-  std::string req = "GET " + path + " HTTP/1.0\r\nHost: x\r\n\r\n";
-  [[maybe_unused]] ssize_t w = ::write(fd, req.data(), req.size());
-  std::string resp;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0) resp.append(buf, n);
-  ::close(fd);
-  if (resp.size() < 12) return {0, resp};
-  return {std::atoi(resp.substr(9, 3).c_str()), resp};
-}
+using tw::testing::HttpGet;
 
 class DaemonTest : public ::testing::Test {
  protected:
