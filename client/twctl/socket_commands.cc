@@ -55,6 +55,14 @@ std::string DefaultSocket() {
   return env != nullptr && *env != '\0' ? env : kDefaultSocket;
 }
 
+// --namespace, --tokens, --extras: a token sequence under a namespace (lookup, put).
+void AddTokenSequenceOptions(CLI::App* cmd, SocketOptions* o) {
+  cmd->add_option("--namespace", o->namespace_file, "JSON file with the nine namespace fields")
+      ->required();
+  cmd->add_option("--tokens", o->tokens_file, "file of whitespace-separated token ids")->required();
+  cmd->add_option("--extras", o->extras_file, "one hex line of extra bytes per chunk");
+}
+
 void AddSocketOption(CLI::App* cmd, SocketOptions* o) {
   o->socket = DefaultSocket();
   cmd->add_option(
@@ -321,11 +329,7 @@ void RegisterSocketCommands(CLI::App& app, int* exit_code) {
         "Show how much of a token sequence is cached: the longest stored prefix of "
         "its chunk keys, the tier of each chunk, and why the next one is missing");
     AddSocketOption(cmd, o.get());
-    cmd->add_option("--namespace", o->namespace_file, "JSON file with the nine namespace fields")
-        ->required();
-    cmd->add_option("--tokens", o->tokens_file, "file of whitespace-separated token ids")
-        ->required();
-    cmd->add_option("--extras", o->extras_file, "one hex line of extra bytes per chunk");
+    AddTokenSequenceOptions(cmd, o.get());
     cmd->callback([o, exit_code] { *exit_code = RunLookup(*o); });
   }
   {
@@ -335,11 +339,7 @@ void RegisterSocketCommands(CLI::App& app, int* exit_code) {
         "Store FILE as the value of the last full chunk of a token sequence (its parent "
         "derived from the chunks before it) and print the chunk's key");
     AddSocketOption(cmd, o.get());
-    cmd->add_option("--namespace", o->namespace_file, "JSON file with the nine namespace fields")
-        ->required();
-    cmd->add_option("--tokens", o->tokens_file, "file of whitespace-separated token ids")
-        ->required();
-    cmd->add_option("--extras", o->extras_file, "one hex line of extra bytes per chunk");
+    AddTokenSequenceOptions(cmd, o.get());
     cmd->add_option("--file", o->value_file, "the value bytes")->required();
     cmd->add_option("--durability", o->durability, "memory (default) or disk")
         ->check(CLI::IsMember({"memory", "disk"}));
