@@ -4,26 +4,6 @@
 
 namespace tw::client {
 
-std::string_view ToString(PutResult r) {
-  switch (r) {
-    case PutResult::kStored:
-      return "stored";
-    case PutResult::kExists:
-      return "exists";
-    case PutResult::kRejectedAdmission:
-      return "rejected_admission";
-    case PutResult::kQuota:
-      return "quota";
-    case PutResult::kBusy:
-      return "busy";
-    case PutResult::kIoError:
-      return "io_error";
-    case PutResult::kInvalid:
-      return "invalid";
-  }
-  return "unknown";
-}
-
 std::string_view ToString(Durability d) {
   switch (d) {
     case Durability::kMemory:

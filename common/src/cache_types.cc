@@ -36,4 +36,24 @@ std::string_view ToString(MissReason r) {
   return "unknown";
 }
 
+std::string_view ToString(PutResult r) {
+  switch (r) {
+    case PutResult::kStored:
+      return "stored";
+    case PutResult::kExists:
+      return "exists";
+    case PutResult::kRejectedAdmission:
+      return "rejected_admission";
+    case PutResult::kQuota:
+      return "quota";
+    case PutResult::kBusy:
+      return "busy";
+    case PutResult::kIoError:
+      return "io_error";
+    case PutResult::kInvalid:
+      return "invalid";
+  }
+  return "unknown";
+}
+
 }  // namespace tw

@@ -108,10 +108,10 @@ TEST(StoreTest, ScatterMustCoverEveryByteOnce) {
   TestChunk c = MakeChunk(1, {100, 200});
   PutRequest r = c.Request(Durability::kMemory);
   r.data.pop_back();
-  EXPECT_EQ(s->Put(r), PutResult::kIoError);
+  EXPECT_EQ(s->Put(r), PutResult::kInvalid);
   r = c.Request(Durability::kMemory);
   r.data.push_back(r.data[0]);
-  EXPECT_EQ(s->Put(r), PutResult::kIoError);
+  EXPECT_EQ(s->Put(r), PutResult::kInvalid);
   // Two halves of segment 1 in reverse order are fine.
   r = c.Request(Durability::kMemory);
   uint8_t* p = static_cast<uint8_t*>(r.data[1].addr);

@@ -54,24 +54,6 @@ bool InBounds(const RecordLayout& l, std::span<const ScatterEntry> ranges) {
 
 }  // namespace
 
-std::string_view ToString(PutResult r) {
-  switch (r) {
-    case PutResult::kStored:
-      return "stored";
-    case PutResult::kExists:
-      return "exists";
-    case PutResult::kRejectedAdmission:
-      return "rejected_admission";
-    case PutResult::kQuota:
-      return "quota";
-    case PutResult::kBusy:
-      return "busy";
-    case PutResult::kIoError:
-      return "io_error";
-  }
-  return "unknown";
-}
-
 StoreOptions StoreOptions::FromConfig(const config::Config& c) {
   StoreOptions o;
   o.dram = c.dram;
@@ -298,7 +280,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   if (info.segment_sizes.size() > (1u << 16) || !CoversExactly(info.segment_sizes, req.data)) {
     TW_LOG(kWarn, "put: scatter list does not cover the segments exactly once",
            {{"key", info.key.Hex()}});
-    return answer(PutResult::kIoError);
+    return answer(PutResult::kInvalid);
   }
   const RecordLayout layout = ComputeLayout(info);
   const uint64_t len = layout.record_len;

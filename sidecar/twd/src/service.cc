@@ -37,6 +37,8 @@ pb::PutResult ToProto(store::PutResult r) {
       return pb::PUT_RESULT_BUSY;
     case store::PutResult::kIoError:
       return pb::PUT_RESULT_IO_ERROR;
+    case store::PutResult::kInvalid:
+      return pb::PUT_RESULT_INVALID;
   }
   return pb::PUT_RESULT_IO_ERROR;
 }
@@ -540,7 +542,7 @@ pb::StatsResponse Service::Stats(Session* s) {
   pb::StatsResponse resp;
   FillTier(st.dram, store::Tier::kDram, resp.add_tiers());
   FillTier(st.nvme, store::Tier::kNvme, resp.add_tiers());
-  for (int i = 0; i < 6; ++i) {
+  for (size_t i = 0; i < kPutResultCount; ++i) {
     (*resp.mutable_puts())[std::string(PutName(static_cast<store::PutResult>(i)))] =
         st.puts_by_result[i];
   }

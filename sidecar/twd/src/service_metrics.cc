@@ -8,24 +8,7 @@ std::string_view TierName(store::Tier t) { return ToString(t); }
 
 std::string_view MissName(store::MissReason r) { return ToString(r); }
 
-// Not store::ToString: tw_service does not link the engine (its tests run over a fake store).
-std::string_view PutName(store::PutResult r) {
-  switch (r) {
-    case store::PutResult::kStored:
-      return "stored";
-    case store::PutResult::kExists:
-      return "exists";
-    case store::PutResult::kRejectedAdmission:
-      return "rejected_admission";
-    case store::PutResult::kQuota:
-      return "quota";
-    case store::PutResult::kBusy:
-      return "busy";
-    case store::PutResult::kIoError:
-      return "io_error";
-  }
-  return "unknown";
-}
+std::string_view PutName(store::PutResult r) { return ToString(r); }
 
 ServiceMetrics& ServiceMetrics::Get() {
   static ServiceMetrics* m = new ServiceMetrics();  // never destroyed, like the registry

@@ -19,20 +19,9 @@
 namespace tw::client {
 
 using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::PutResult;
 using ::tw::Tier;
 using ::tw::ToString;
-
-// What a put did.
-enum class PutResult : uint8_t {
-  kStored = 0,             // stored with the requested durability
-  kExists = 1,             // already stored: written once
-  kRejectedAdmission = 2,  // the admission policy declined it
-  kQuota = 3,              // the namespace is over its quota
-  kBusy = 4,               // no space or bandwidth before the deadline; retry later
-  kIoError = 5,            // the device failed the write
-  kInvalid = 6,            // refused: key/parent/tokens/ranges wrong (see message)
-};
-std::string_view ToString(PutResult r);
 
 // Durability a put asks for.
 enum class Durability : uint8_t {

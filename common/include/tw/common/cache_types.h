@@ -1,9 +1,10 @@
 // Result vocabulary shared by the storage engine, twd and the client library: where a chunk
-// lives and why a chunk was not served. One definition, so the engine's answers, the metric
-// labels and the client API can never disagree. The numbering is also the wire's
+// lives, why a chunk was not served, and what a put did. One definition, so the engine's answers,
+// the metric labels and the client API can never disagree. The numbering is also the wire's
 // (proto/tokenwarehouse/v1/client.proto) and the C ABI's (tw_client.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -32,5 +33,20 @@ enum class MissReason : uint8_t {
 // "none", "absent", "evicted", "corrupt", "quota", "deadline", "io_error",
 // "peer_unreachable" (also the `reason` metric label).
 std::string_view ToString(MissReason r);
+
+// What a put did. Every put answers one.
+enum class PutResult : uint8_t {
+  kStored = 0,             // stored with the requested durability
+  kExists = 1,             // the key was already stored (or being stored): written once
+  kRejectedAdmission = 2,  // the admission policy declined it
+  kQuota = 3,              // the namespace is over its quota and nothing could be evicted
+  kBusy = 4,               // no space or bandwidth before the deadline; retry later
+  kIoError = 5,            // the device failed the write
+  kInvalid = 6,            // refused: key, parent, tokens or scatter list wrong
+};
+inline constexpr size_t kPutResultCount = 7;
+// "stored", "exists", "rejected_admission", "quota", "busy", "io_error", "invalid" (also the
+// `result` metric label).
+std::string_view ToString(PutResult r);
 
 }  // namespace tw

@@ -38,19 +38,9 @@ using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;  // Deadline::max() = none
 using config::Durability;
 using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::PutResult;
 using ::tw::Tier;
 using ::tw::ToString;
-
-// What a put did. Every put answers one.
-enum class PutResult : uint8_t {
-  kStored = 0,             // stored with the requested durability
-  kExists = 1,             // the key was already stored (or being stored): written once
-  kRejectedAdmission = 2,  // the admission policy declined it
-  kQuota = 3,              // the namespace is over its quota and nothing could be evicted
-  kBusy = 4,               // no space or bandwidth before the deadline; retry later
-  kIoError = 5,            // the device failed the write
-};
-std::string_view ToString(PutResult r);
 
 // One byte range of one segment ↔ caller memory.
 struct ScatterEntry {
@@ -127,9 +117,9 @@ struct TierStats {
 struct StoreStats {
   TierStats dram;
   TierStats nvme;
-  uint64_t puts_by_result[6] = {};  // indexed by PutResult
-  uint64_t dropped_unwritten = 0;   // memory-durability chunks dropped before write-back
-  uint64_t index_bytes = 0;         // DRAM used by the index (gauge)
+  uint64_t puts_by_result[kPutResultCount] = {};  // indexed by PutResult
+  uint64_t dropped_unwritten = 0;  // memory-durability chunks dropped before write-back
+  uint64_t index_bytes = 0;        // DRAM used by the index (gauge)
 };
 
 // What Open() needs. Built from tw::config::Config by FromConfig().
