@@ -125,7 +125,6 @@ StatusOr<DeclaredNamespace> Service::CheckNamespace(Session& session, const pb::
   d.chunk_tokens = ChunkTokens(ns).value_or(0);
   d.fields = std::move(ns);
   *digest = NamespaceDigest(d.fields);
-  d.label = ServiceMetrics::Get().NamespaceLabel(*digest);
   return d;
 }
 
@@ -377,7 +376,7 @@ StatusOr<pb::GetResponse> Service::GetChunks(Session& s, const pb::GetRequest& r
     }
     if (p.miss != store::MissReason::kNone) {
       out->set_miss(ToProto(p.miss));
-      ServiceMetrics::Get().GetMiss(p.miss, p.declared.label);
+      ServiceMetrics::Get().GetMiss(p.miss, p.ns);
       continue;
     }
     const store::LeaseId lease =
@@ -388,9 +387,9 @@ StatusOr<pb::GetResponse> Service::GetChunks(Session& s, const pb::GetRequest& r
     out->set_bytes(g.bytes);
     if (g.miss == store::MissReason::kNone) {
       for (uint64_t sz : p.segment_sizes) out->add_segment_sizes(sz);
-      ServiceMetrics::Get().GetHit(g.tier, p.declared.label, g.bytes, p.declared.chunk_tokens);
+      ServiceMetrics::Get().GetHit(g.tier, p.ns, g.bytes, p.declared.chunk_tokens);
     } else {
-      ServiceMetrics::Get().GetMiss(g.miss, p.declared.label);
+      ServiceMetrics::Get().GetMiss(g.miss, p.ns);
     }
   }
   return resp;
@@ -440,7 +439,7 @@ StatusOr<pb::PutResponse> Service::Put(Session& s, const pb::PutRequest& r,
     auto invalid = [&](std::string msg) {
       out->set_result(pb::PUT_RESULT_INVALID);
       out->set_message(std::move(msg));
-      ServiceMetrics::Get().PutResult("invalid", declared[i].label, 0);
+      ServiceMetrics::Get().PutResult("invalid", ns, 0);
       TW_LOG(kWarn, "put rejected",
              {{"session", s.id}, {"uid", s.peer.uid}, {"key", key.Hex()}, {"why", out->message()}});
     };
@@ -479,7 +478,7 @@ StatusOr<pb::PutResponse> Service::Put(Session& s, const pb::PutRequest& r,
     }
     if (Clock::now() >= deadline) {
       out->set_result(pb::PUT_RESULT_BUSY);
-      ServiceMetrics::Get().PutResult("busy", declared[i].label, 0);
+      ServiceMetrics::Get().PutResult("busy", ns, 0);
       continue;
     }
     store::PutRequest req;
@@ -500,7 +499,7 @@ StatusOr<pb::PutResponse> Service::Put(Session& s, const pb::PutRequest& r,
     req.deadline = deadline;
     const store::PutResult result = store_->Put(req);
     out->set_result(ToProto(result));
-    ServiceMetrics::Get().PutResult(PutName(result), declared[i].label, bytes);
+    ServiceMetrics::Get().PutResult(PutName(result), ns, bytes);
   }
   return resp;
 }

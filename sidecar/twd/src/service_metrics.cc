@@ -46,30 +46,20 @@ ServiceMetrics::ServiceMetrics() {
                             .Add({});
 }
 
-std::string ServiceMetrics::NamespaceLabel(const Key& digest) {
-  std::lock_guard lock(mu_);
-  auto it = labels_.find(digest);
-  if (it != labels_.end()) return it->second;
-  if (labels_.size() >= max_labels_) return "other";
-  std::string label = digest.Hex().substr(0, 16);
-  labels_.emplace(digest, label);
-  return label;
-}
+std::string ServiceMetrics::NamespaceLabel(const Key& digest) { return labeller_.Label(digest); }
 
-void ServiceMetrics::SetMaxNamespaceLabels(uint32_t max) {
-  std::lock_guard lock(mu_);
-  max_labels_ = max;
-}
+void ServiceMetrics::SetMaxNamespaceLabels(uint32_t max) { labeller_.SetMax(max); }
 
-void ServiceMetrics::GetHit(store::Tier tier, const std::string& ns, uint64_t bytes,
-                            uint32_t tokens) {
+void ServiceMetrics::GetHit(store::Tier tier, const Key& digest, uint64_t bytes, uint32_t tokens) {
   const std::string t(TierName(tier));
+  const std::string ns = labeller_.Count(digest, 1);
   hits_->Add({{"tier", t}, {"namespace", ns}}).Increment();
   bytes_out_->Add({{"tier", t}}).Increment(static_cast<double>(bytes));
   tokens_->Add({{"namespace", ns}}).Increment(tokens);
 }
 
-void ServiceMetrics::GetMiss(store::MissReason reason, const std::string& ns) {
+void ServiceMetrics::GetMiss(store::MissReason reason, const Key& digest) {
+  const std::string ns = labeller_.Count(digest, 1);
   misses_->Add({{"reason", std::string(MissName(reason))}, {"namespace", ns}}).Increment();
 }
 
@@ -78,7 +68,8 @@ void ServiceMetrics::LookupChunks(uint64_t found, uint64_t missing) {
   lookup_chunks_->Add({{"result", "miss"}}).Increment(static_cast<double>(missing));
 }
 
-void ServiceMetrics::PutResult(std::string_view result, const std::string& ns, uint64_t bytes) {
+void ServiceMetrics::PutResult(std::string_view result, const Key& digest, uint64_t bytes) {
+  const std::string ns = labeller_.Count(digest, 1);
   puts_->Add({{"result", std::string(result)}, {"namespace", ns}}).Increment();
   if (result == "stored") bytes_in_->Increment(static_cast<double>(bytes));
 }

@@ -1,6 +1,7 @@
-// ServiceMetrics: the Prometheus metrics twd exports (`tokenwarehouse_*`), and a bounded
-// namespace labeller. Families are created once per process (the registry is global); every
-// Service in the process shares them.
+// ServiceMetrics: the Prometheus metrics twd exports (`tokenwarehouse_*`). The `namespace`
+// label is bounded by a NamespaceLabeller: the busiest namespaces by recent traffic get their
+// own label, the rest count as "other". Families are created once per process (the registry is
+// global); every Service in the process shares them.
 //
 // Metrics:
 //   tokenwarehouse_get_hits_total{tier,namespace}          chunks served
@@ -21,7 +22,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -32,6 +32,7 @@
 #include "tw/common/keys.h"
 #include "tw/protocol/frame.h"
 #include "tw/store/store.h"
+#include "tw/twd/namespace_labeller.h"
 
 namespace tw::twd {
 
@@ -45,15 +46,15 @@ class ServiceMetrics {
  public:
   static ServiceMetrics& Get();
 
-  // The namespace label: the first `max` distinct namespaces get their first 16 hex digits,
-  // the rest "other". Raising `max` at reload admits more; lowering never relabels.
+  // The label `digest` is counted under now (see namespace_labeller.h).
   std::string NamespaceLabel(const Key& digest);
   void SetMaxNamespaceLabels(uint32_t max);
 
-  void GetHit(store::Tier tier, const std::string& ns, uint64_t bytes, uint32_t tokens);
-  void GetMiss(store::MissReason reason, const std::string& ns);
+  // Each counts one chunk of traffic for namespace `ns`.
+  void GetHit(store::Tier tier, const Key& ns, uint64_t bytes, uint32_t tokens);
+  void GetMiss(store::MissReason reason, const Key& ns);
   void LookupChunks(uint64_t found, uint64_t missing);
-  void PutResult(std::string_view result, const std::string& ns, uint64_t bytes);
+  void PutResult(std::string_view result, const Key& ns, uint64_t bytes);
   void Latency(protocol::Opcode op, double seconds);
   void ProtocolError(std::string_view kind);
   void ClientsDelta(int delta);
@@ -63,10 +64,9 @@ class ServiceMetrics {
  private:
   ServiceMetrics();
 
+  NamespaceLabeller labeller_{16};
   std::mutex mu_;
-  uint32_t max_labels_ = 16;           // GUARDED_BY(mu_)
-  std::map<Key, std::string> labels_;  // GUARDED_BY(mu_)
-  store::StoreStats last_;             // GUARDED_BY(mu_): counters already mirrored
+  store::StoreStats last_;  // GUARDED_BY(mu_): counters already mirrored
 
   prometheus::Family<prometheus::Counter>* hits_;
   prometheus::Family<prometheus::Counter>* misses_;

@@ -30,7 +30,6 @@ struct PeerCredentials {
 struct DeclaredNamespace {
   Namespace fields;
   uint32_t chunk_tokens = 0;
-  std::string label;  // bounded metrics label ("other" past the cap)
 };
 
 struct Session {
