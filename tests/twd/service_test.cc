@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -328,6 +329,44 @@ TEST_F(ServiceTest, TenantsReachOnlyTheirNamespaces) {
   *del.add_items() = Ref(keys[0], ns8);
   EXPECT_FALSE(c.Call<pb::DeleteResponse>(Opcode::kDelete, del)->deleted(0));
   EXPECT_EQ(store_.chunks(), 1u);
+}
+
+TEST_F(ServiceTest, TenantsMapSupplementaryGroups) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root (CAP_SETGID) to give a test thread a supplementary group";
+  }
+  constexpr gid_t kGroup = 31337;
+  ASSERT_NE(::getgid(), kGroup);
+  config::TenantConfig t;
+  t.name = "alpha";
+  t.gids = {kGroup};
+  config_.tenants = {t};
+  StartServer();
+  // Without the group this uid maps to no tenant; the error names what twd saw.
+  {
+    TestClient c = Connect();
+    auto h = c.Hello({TestNamespace("alpha")}, 0);
+    EXPECT_EQ(h.status().code(), StatusCode::kPermissionDenied);
+    EXPECT_NE(h.status().message().find("groups ["), std::string::npos) << h.status().ToString();
+  }
+  // The raw setgroups system call changes only the calling thread's credentials (glibc's
+  // wrapper would change every thread's), and connect() records the calling thread's.
+  Status hello;
+  std::string tenant;
+  std::thread member([&] {
+    const gid_t groups[] = {kGroup};
+    if (::syscall(SYS_setgroups, 1, groups) != 0) {
+      hello = ErrnoStatus(errno, "setgroups");
+      return;
+    }
+    TestClient c = Connect();
+    auto h = c.Hello({TestNamespace("alpha")}, 0);
+    hello = h.status();
+    if (h.ok()) tenant = h->tenant();
+  });
+  member.join();
+  EXPECT_TRUE(hello.ok()) << hello.ToString();
+  EXPECT_EQ(tenant, "alpha");
 }
 
 TEST_F(ServiceTest, LeasesAreSharedByUidCappedAndExpire) {

@@ -175,11 +175,8 @@ struct Server::Impl {
       c->session = std::make_shared<Session>();
       c->session->id = c->tag - kFirstConnTag + 1;
       c->session->admin = is_admin;
-      struct ucred cred {};
-      socklen_t len = sizeof cred;
-      if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-        c->session->peer = {cred.pid, cred.uid, cred.gid};
-      }
+      c->session->peer = PeerOf(fd);
+      const PeerCredentials& cred = c->session->peer;
       conns.emplace(c->tag, c);
       connection_count.store(conns.size());
       if (!is_admin) {

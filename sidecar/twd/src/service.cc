@@ -90,11 +90,20 @@ StatusOr<std::string> Service::TenantOf(const PeerCredentials& peer) const {
   for (const auto& t : cfg->tenants) {
     if (std::find(t.uids.begin(), t.uids.end(), peer.uid) != t.uids.end()) return t.name;
   }
+  // Then groups: the primary group first, then the supplementary groups in the order the
+  // kernel reports them; the first tenant (in config order) listing one of them wins.
   for (const auto& t : cfg->tenants) {
     if (std::find(t.gids.begin(), t.gids.end(), peer.gid) != t.gids.end()) return t.name;
   }
-  return PermissionDeniedError(
-      StrCat("uid ", peer.uid, " gid ", peer.gid, " maps to no configured tenant"));
+  for (const auto& t : cfg->tenants) {
+    for (gid_t g : peer.groups) {
+      if (std::find(t.gids.begin(), t.gids.end(), g) != t.gids.end()) return t.name;
+    }
+  }
+  std::string groups;
+  for (gid_t g : peer.groups) StrAppend(&groups, groups.empty() ? "" : ",", g);
+  return PermissionDeniedError(StrCat("uid ", peer.uid, " gid ", peer.gid, " groups [", groups,
+                                      "] map to no configured tenant"));
 }
 
 protocol::MessageLimits Service::Limits(const Session& session) const {

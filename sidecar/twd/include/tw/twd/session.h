@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tw/common/keys.h"
 #include "tw/protocol/fd_passing.h"
@@ -24,7 +25,8 @@ namespace tw::twd {
 struct PeerCredentials {
   pid_t pid = 0;
   uid_t uid = 0;
-  gid_t gid = 0;
+  gid_t gid = 0;              // primary group
+  std::vector<gid_t> groups;  // supplementary groups
 };
 
 struct DeclaredNamespace {

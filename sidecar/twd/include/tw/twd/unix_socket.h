@@ -11,6 +11,7 @@
 
 #include "tw/common/status.h"
 #include "tw/protocol/fd_passing.h"
+#include "tw/twd/session.h"
 
 namespace tw::twd {
 
@@ -30,5 +31,10 @@ struct ListeningSocket {
 // Binds and listens on `path` (non-blocking, close-on-exec). `group` "" keeps the process's
 // group. Fails with FAILED_PRECONDITION when another live process holds the lock.
 StatusOr<ListeningSocket> Listen(const std::string& path, uint32_t mode, const std::string& group);
+
+// The credentials of a connected peer as the kernel recorded them at connect(): pid, uid and
+// primary gid (SO_PEERCRED) and supplementary groups (SO_PEERGROUPS). Fields it cannot read
+// stay zero/empty, which maps to no tenant unless uid or gid 0 is configured.
+PeerCredentials PeerOf(int fd);
 
 }  // namespace tw::twd
