@@ -173,6 +173,9 @@ class FaultDevice : public Device {
     st_->undo_.clear();
     return base_->Sync();
   }
+  bool RegisterMemoryImpl(void* base, uint64_t length) override {
+    return base_->RegisterMemory(base, length);
+  }
 
  private:
   void ReadRaw(uint64_t off, uint8_t* out, uint64_t n) {

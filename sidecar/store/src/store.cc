@@ -93,6 +93,13 @@ Status StoreImpl::Init() {
     n.on_lost = [this](const SummaryEntry& e) { OnLost(e); };
     std::vector<SummaryEntry> recovered;
     TW_ASSIGN_OR_RETURN(nvme_, NvmeEngine::Open(n, &recovered));
+    // A pinned arena is also registered with io_uring: write-back and demotion then write
+    // from it without pinning its pages per request.
+    if (dram_ && dram_->pinned()) {
+      for (size_t i = 0; i < nvme_->volume().device_count(); ++i) {
+        nvme_->volume().device(i).RegisterMemory(dram_->base(), dram_->capacity());
+      }
+    }
     region_pins_.assign(nvme_->region_count(), 0);
     std::lock_guard<std::mutex> l(mu_);
     index_.reserve(recovered.size());

@@ -2,18 +2,26 @@
 //
 // Each Submit() borrows a ring from a small per-device pool (one ring per concurrently
 // submitting thread, created on demand and kept), keeps up to queue_depth requests in
-// flight, and resubmits the remainder of short transfers.
+// flight, and resubmits the remainder of short transfers. Memory declared with
+// RegisterMemory() (the DRAM tier's pinned arena) is registered with every ring as fixed
+// buffers of at most 1 GiB each (the kernel's limit per buffer); a request whose buffer lies
+// inside one of them is submitted as READ_FIXED/WRITE_FIXED.
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 
+#include "tw/common/log.h"
 #include "tw/common/strings.h"
 #include "tw/store/device.h"
 
@@ -25,29 +33,37 @@ class UringDevice : public Device {
   UringDevice(std::string name, uint64_t size, int fd, uint32_t qd)
       : Device(std::move(name), size), fd_(fd), qd_(qd) {}
   ~UringDevice() override {
-    for (auto& r : rings_) io_uring_queue_exit(r.get());
+    for (auto& r : rings_) io_uring_queue_exit(&r->ring);
     close(fd_);  // also drops the flock
   }
 
  protected:
   Status SubmitImpl(std::span<const IoRequest> requests) override {
-    std::unique_ptr<io_uring> ring;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (!rings_.empty()) {
-        ring = std::move(rings_.back());
-        rings_.pop_back();
-      }
-    }
-    if (!ring) {
-      ring = std::make_unique<io_uring>();
-      int rc = io_uring_queue_init(qd_, ring.get(), 0);
-      if (rc < 0) return ErrnoStatus(-rc, StrCat(name(), ": io_uring_queue_init"));
-    }
-    Status s = Run(ring.get(), requests);
+    TW_ASSIGN_OR_RETURN(std::unique_ptr<Ring> ring, Borrow());
+    Status s = Run(*ring, requests);
     std::lock_guard<std::mutex> l(mu_);
     rings_.push_back(std::move(ring));
     return s;
+  }
+
+  bool RegisterMemoryImpl(void* base, uint64_t length) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (registered_base_ != nullptr || length == 0) return false;
+      registered_base_ = static_cast<uint8_t*>(base);
+      registered_len_ = length;
+      for (uint64_t off = 0; off < length; off += kMaxFixedBuffer) {
+        iovecs_.push_back({registered_base_ + off, std::min(kMaxFixedBuffer, length - off)});
+      }
+    }
+    // Register with one ring now, so the caller learns whether it works; other rings
+    // register when next borrowed.
+    auto ring = Borrow();
+    if (!ring.ok()) return false;
+    const bool used = (*ring)->fixed;
+    std::lock_guard<std::mutex> l(mu_);
+    rings_.push_back(std::move(*ring));
+    return used;
   }
 
   Status SyncImpl() override {
@@ -56,6 +72,14 @@ class UringDevice : public Device {
   }
 
  private:
+  static constexpr uint64_t kMaxFixedBuffer = uint64_t{1} << 30;
+
+  struct Ring {
+    io_uring ring{};
+    bool registered = false;  // a registration was attempted
+    bool fixed = false;       // iovecs_ are registered with this ring
+  };
+
   struct Piece {
     bool write;
     uint64_t offset;
@@ -63,7 +87,53 @@ class UringDevice : public Device {
     uint8_t* buf;
   };
 
-  Status Run(io_uring* ring, std::span<const IoRequest> requests) {
+  // A ring from the pool, or a new one; registers the declared memory with it if not yet.
+  StatusOr<std::unique_ptr<Ring>> Borrow() {
+    std::unique_ptr<Ring> ring;
+    bool want_fixed = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!rings_.empty()) {
+        ring = std::move(rings_.back());
+        rings_.pop_back();
+      }
+      want_fixed = !iovecs_.empty() && !registration_refused_;
+    }
+    if (!ring) {
+      ring = std::make_unique<Ring>();
+      int rc = io_uring_queue_init(qd_, &ring->ring, 0);
+      if (rc < 0) return ErrnoStatus(-rc, StrCat(name(), ": io_uring_queue_init"));
+    }
+    if (want_fixed && !ring->registered) {
+      ring->registered = true;
+      // iovecs_ never changes once set, so reading it unlocked here is safe.
+      int rc = io_uring_register_buffers(&ring->ring, iovecs_.data(), unsigned(iovecs_.size()));
+      if (rc == 0) {
+        ring->fixed = true;
+      } else if (!registration_refused_.exchange(true)) {
+        TW_LOG(kWarn,
+               "io_uring: registering the DRAM arena as fixed buffers failed; I/O pins "
+               "pages per request instead (raise RLIMIT_MEMLOCK or grant IPC_LOCK)",
+               {{"device", name()}, {"bytes", registered_len_}, {"error", std::strerror(-rc)}});
+      }
+    }
+    return ring;
+  }
+
+  // The fixed-buffer index of [buf, buf + len), or -1 when it is not inside one buffer.
+  int FixedIndex(const Ring& r, const uint8_t* buf, uint64_t len) const {
+    if (!r.fixed || buf < registered_base_ || buf + len > registered_base_ + registered_len_) {
+      return -1;
+    }
+    const uint64_t off = uint64_t(buf - registered_base_);
+    const uint64_t idx = off / kMaxFixedBuffer;
+    if ((off + len - 1) / kMaxFixedBuffer != idx) return -1;
+    return int(idx);
+  }
+
+  Status Run(Ring& r, std::span<const IoRequest> requests) {
+    io_uring* ring = &r.ring;
+    uint64_t fixed_ios = 0;
     std::deque<Piece> todo;
     for (const IoRequest& r : requests) {
       todo.push_back({r.write, r.offset, r.length, static_cast<uint8_t*>(r.buf)});
@@ -83,7 +153,15 @@ class UringDevice : public Device {
         slots[slot] = todo.front();
         todo.pop_front();
         const Piece& p = slots[slot];
-        if (p.write) {
+        const int fixed = FixedIndex(r, p.buf, p.length);
+        if (fixed >= 0) {
+          ++fixed_ios;
+          if (p.write) {
+            io_uring_prep_write_fixed(sqe, fd_, p.buf, unsigned(p.length), p.offset, fixed);
+          } else {
+            io_uring_prep_read_fixed(sqe, fd_, p.buf, unsigned(p.length), p.offset, fixed);
+          }
+        } else if (p.write) {
           io_uring_prep_write(sqe, fd_, p.buf, unsigned(p.length), p.offset);
         } else {
           io_uring_prep_read(sqe, fd_, p.buf, unsigned(p.length), p.offset);
@@ -126,13 +204,19 @@ class UringDevice : public Device {
         }
       } while (io_uring_peek_cqe(ring, &cqe) == 0);
     }
+    CountRegisteredIos(fixed_ios);
     return first;
   }
 
   const int fd_;
   const uint32_t qd_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<io_uring>> rings_;  // guarded by mu_
+  std::vector<std::unique_ptr<Ring>> rings_;  // guarded by mu_
+  // The registered memory: set once by RegisterMemoryImpl (under mu_), read-only after.
+  uint8_t* registered_base_ = nullptr;
+  uint64_t registered_len_ = 0;
+  std::vector<iovec> iovecs_;
+  std::atomic<bool> registration_refused_{false};
 };
 
 class UringDeviceFactory : public DeviceFactory {

@@ -56,6 +56,16 @@ class Device {
   // Makes completed writes durable.
   Status Sync();
 
+  // Declares [base, base + length) as memory that I/O buffers often lie in (the DRAM tier's
+  // pinned arena). A device that can exploit it does: the io_uring device registers it as
+  // fixed buffers, so I/O on it skips pinning pages per request. Others ignore it. Returns
+  // whether it is used. May be called once, before or during I/O; the memory must stay
+  // mapped for the device's life. Registering pins the pages (RLIMIT_MEMLOCK unless
+  // CAP_IPC_LOCK); when that is refused the device logs it once and carries on without.
+  bool RegisterMemory(void* base, uint64_t length) { return RegisterMemoryImpl(base, length); }
+  // Requests that ran on registered memory (tests and stats).
+  uint64_t registered_ios() const { return registered_ios_.load(std::memory_order_relaxed); }
+
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
@@ -64,6 +74,8 @@ class Device {
   Device(std::string name, uint64_t size) : name_(std::move(name)), size_(size) {}
   virtual Status SubmitImpl(std::span<const IoRequest> requests) = 0;
   virtual Status SyncImpl() = 0;
+  virtual bool RegisterMemoryImpl(void* /*base*/, uint64_t /*length*/) { return false; }
+  void CountRegisteredIos(uint64_t n) { registered_ios_.fetch_add(n, std::memory_order_relaxed); }
 
  private:
   std::string name_;
@@ -71,6 +83,7 @@ class Device {
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> registered_ios_{0};
 };
 
 // Opens the device behind one configured data path.
