@@ -37,6 +37,7 @@ struct EngineOptions {
   std::string reopen_chunk_size = "64KiB";
   uint32_t queue_depth = 32;
   std::string stripe_unit = "4MiB";
+  bool pinned = false;
 };
 
 double Since(Clock::time_point a) {
@@ -98,6 +99,7 @@ StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& path, uint6
                                                   uint64_t stripe) {
   store::StoreOptions so;
   so.dram.capacity = dram;
+  so.dram.pinned = o.pinned;
   if (!path.empty()) {
     so.nvme.paths.push_back({path, capacity});
     so.nvme.queue_depth = o.queue_depth;
@@ -279,6 +281,8 @@ Command AddEngineCommand(CLI::App& parent) {
   c->add_option("--reopen-chunk-size", o->reopen_chunk_size, "their size (default 64KiB)");
   c->add_option("--queue-depth", o->queue_depth, "io_uring queue depth (default 32)");
   c->add_option("--stripe-unit", o->stripe_unit, "I/O size of the engine (default 4MiB)");
+  c->add_flag("--pinned", o->pinned,
+              "mlock the DRAM tier and register it with io_uring (dram.pinned: true)");
   return {c, [o] { return RunEngine(*o); }};
 }
 
