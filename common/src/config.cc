@@ -113,6 +113,7 @@ void VisitConfig(V& v, Config& c) {
     v.Size("max_frame_size", c.limits.max_frame_size);
     v.Size("max_value_size", c.limits.max_value_size);
   });
+  v.Scalar("workers", c.workers);
   v.Time("shutdown_grace", c.shutdown_grace);
   v.List("tenants", c.tenants, [&](TenantConfig& t) {
     v.Scalar("name", t.name);
@@ -480,6 +481,9 @@ Status Validate(const Config& c) {
     return FieldError("limits.max_frame_size", "must be at least 4KiB");
   }
   if (c.limits.max_value_size == 0) return FieldError("limits.max_value_size", "must be > 0");
+  if (c.workers > kMaxWorkers) {
+    return FieldError("workers", StrCat(c.workers, " is more than ", kMaxWorkers));
+  }
   std::set<std::string> tenant_names;
   std::set<uint32_t> uids, gids;
   for (size_t i = 0; i < c.tenants.size(); ++i) {

@@ -31,6 +31,7 @@ quotas:
   - {namespace: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef, bytes: 1GiB}
 leases: {duration: 2500ms}
 shutdown_grace: 30s
+workers: 12
 tenants:
   - {name: team-a, uids: [1000, 1001], gids: [50]}
 mesh: {enabled: true, transport: rdma, port: 7471}
@@ -55,6 +56,7 @@ gpu: {cufile: off}
   EXPECT_EQ(c->quotas[0].bytes, 1ULL << 30);
   EXPECT_EQ(c->leases.duration, std::chrono::milliseconds(2500));
   EXPECT_EQ(c->shutdown_grace, std::chrono::seconds(30));
+  EXPECT_EQ(c->workers, 12u);
   ASSERT_EQ(c->tenants.size(), 1u);
   EXPECT_EQ(c->tenants[0].uids, (std::vector<uint32_t>{1000, 1001}));
   EXPECT_TRUE(c->mesh.enabled);
@@ -96,6 +98,8 @@ TEST(Config, ErrorsNameTheField) {
       {"leases: {duration: 5}", "leases.duration: \"5\""},
       {"leases: {duration: 0s}", "leases.duration:"},
       {"shutdown_grace: soon", "shutdown_grace: \"soon\""},
+      {"workers: 5000", "workers:"},
+      {"workers: -1", "workers:"},
       {"log_level: loud", "log_level:"},
       {"dram: {eviction: random}", "dram.eviction: \"random\""},
       {"dram: {high_watermark: 1.5}", "dram.high_watermark:"},

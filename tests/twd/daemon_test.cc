@@ -64,7 +64,9 @@ TEST_F(DaemonTest, FlagsOverrideTheConfigFile) {
                                    "--nvme-capacity",
                                    "1GiB",
                                    "--log-level",
-                                   "debug"};
+                                   "debug",
+                                   "--workers",
+                                   "6"};
   auto argv = Argv(args);
   auto o = ParseFlags(static_cast<int>(argv.size()), argv.data());
   ASSERT_TRUE(o.ok()) << o.status().ToString();
@@ -74,6 +76,7 @@ TEST_F(DaemonTest, FlagsOverrideTheConfigFile) {
   EXPECT_EQ(c->admin_socket.path, dir_ + "/admin.sock");  // from the file
   EXPECT_EQ(c->dram.capacity, uint64_t{64} << 20);
   EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->workers, 6u);
   ASSERT_EQ(c->nvme.paths.size(), 2u);
   EXPECT_EQ(c->nvme.paths[0].path, dir_ + "/nvme0/twd.data");
   EXPECT_EQ(c->nvme.paths[1].path, dir_ + "/nvme1.img");
@@ -82,6 +85,15 @@ TEST_F(DaemonTest, FlagsOverrideTheConfigFile) {
   std::vector<std::string> bad = {"twd", "--dram-capacity", "lots"};
   auto bad_argv = Argv(bad);
   EXPECT_FALSE(ParseFlags(static_cast<int>(bad_argv.size()), bad_argv.data()).ok());
+
+  // A worker count beyond config::kMaxWorkers parses as a flag and fails validation.
+  std::vector<std::string> many = {"twd", "--workers", "100000"};
+  auto many_argv = Argv(many);
+  auto many_o = ParseFlags(static_cast<int>(many_argv.size()), many_argv.data());
+  ASSERT_TRUE(many_o.ok()) << many_o.status().ToString();
+  auto many_c = BuildConfig(*many_o);
+  ASSERT_FALSE(many_c.ok());
+  EXPECT_NE(many_c.status().message().find("workers"), std::string_view::npos);
 }
 
 TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {

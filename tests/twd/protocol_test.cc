@@ -132,6 +132,83 @@ TEST(MessagesTest, KeyLengthsAndBatch) {
   EXPECT_EQ(ValidateKeyRefs(r.items(), Limits()).code(), StatusCode::kResourceExhausted);
 }
 
+// Distinct 32-byte keys.
+std::vector<Key> Keys(size_t n) {
+  std::vector<Key> keys(n);
+  for (size_t i = 0; i < n; ++i) {
+    keys[i].bytes[0] = static_cast<uint8_t>(i);
+    keys[i].bytes[1] = static_cast<uint8_t>(i >> 8);
+    keys[i].bytes[31] = 0xA5;
+  }
+  return keys;
+}
+
+pb::LookupRequest LookupOf(const std::vector<Key>& keys, bool packed) {
+  pb::LookupRequest r;
+  pb::KeyChain* chain = r.add_items()->add_chains();
+  chain->set_namespace_digest(K('n'));
+  SetChainKeys(keys, packed, chain);
+  return r;
+}
+
+TEST(MessagesTest, LookupKeysInEitherFormReadTheSame) {
+  const std::vector<Key> keys = Keys(5);
+  for (bool packed : {false, true}) {
+    // Through the wire: encode, parse, validate, read the keys back.
+    const pb::LookupRequest sent = LookupOf(keys, packed);
+    EXPECT_EQ(sent.items(0).chains(0).keys_size(), packed ? 0 : 5);
+    EXPECT_EQ(sent.items(0).chains(0).packed_keys().size(), packed ? 5u * 32 : 0u);
+    auto parsed = ParseRequest(Opcode::kLookup, sent.SerializeAsString(), Limits());
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    const auto& chain = static_cast<const pb::LookupRequest&>(**parsed).items(0).chains(0);
+    EXPECT_EQ(ChainLength(chain), 5u);
+    std::vector<Key> back;
+    ChainKeys(chain, &back);
+    EXPECT_EQ(back, keys) << (packed ? "packed" : "repeated");
+  }
+  // An empty chain is valid in both forms.
+  EXPECT_TRUE(ValidateLookup(LookupOf({}, true), Limits()).ok());
+  EXPECT_EQ(ChainLength(LookupOf({}, true).items(0).chains(0)), 0u);
+}
+
+TEST(MessagesTest, HostilePackedKeys) {
+  // Not a multiple of 32 bytes: one byte short, one byte over.
+  for (size_t len : {size_t{31}, size_t{33}, size_t{32 * 3 - 1}}) {
+    pb::LookupRequest r = LookupOf({}, true);
+    r.mutable_items(0)->mutable_chains(0)->set_packed_keys(std::string(len, 'k'));
+    Status s = ValidateLookup(r, Limits());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << len;
+    EXPECT_NE(s.message().find("packed_keys"), std::string_view::npos) << s.message();
+  }
+  // Both forms at once.
+  {
+    pb::LookupRequest r = LookupOf(Keys(2), true);
+    r.mutable_items(0)->mutable_chains(0)->add_keys(K('k'));
+    EXPECT_EQ(ValidateLookup(r, Limits()).code(), StatusCode::kInvalidArgument);
+  }
+  // Longer than max_chain, in either form; and too many keys over all chains.
+  MessageLimits small = Limits();
+  small.max_chain = 4;
+  for (bool packed : {false, true}) {
+    EXPECT_TRUE(ValidateLookup(LookupOf(Keys(4), packed), small).ok());
+    EXPECT_EQ(ValidateLookup(LookupOf(Keys(5), packed), small).code(),
+              StatusCode::kResourceExhausted);
+    pb::LookupRequest many = LookupOf(Keys(4), packed);
+    for (int c = 0; c < 16; ++c) *many.mutable_items(0)->add_chains() = many.items(0).chains(0);
+    EXPECT_EQ(ValidateLookup(many, small).code(), StatusCode::kResourceExhausted);
+  }
+  // A short key in the repeated form is still named.
+  pb::LookupRequest r = LookupOf(Keys(2), false);
+  r.mutable_items(0)->mutable_chains(0)->set_keys(1, std::string(31, 'k'));
+  Status s = ValidateLookup(r, Limits());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("keys[1]"), std::string_view::npos) << s.message();
+  // A short namespace digest.
+  r = LookupOf(Keys(1), true);
+  r.mutable_items(0)->mutable_chains(0)->set_namespace_digest("short");
+  EXPECT_EQ(ValidateLookup(r, Limits()).code(), StatusCode::kInvalidArgument);
+}
+
 pb::PutRequest PutWith(std::vector<uint64_t> sizes,
                        std::vector<std::tuple<uint32_t, uint64_t, uint64_t, uint64_t>> ranges) {
   pb::PutRequest r;

@@ -369,6 +369,72 @@ TEST_F(ServiceTest, TenantsMapSupplementaryGroups) {
   EXPECT_EQ(tenant, "alpha");
 }
 
+// Protocol version 2: a chain's keys packed in one field answer exactly as the repeated
+// form does — with tenants configured and with leases, which twd also answers on its reactor.
+TEST_F(ServiceTest, PackedLookupKeysWithTenantsAndLeases) {
+  config::TenantConfig t;
+  t.name = "alpha";
+  t.uids = {::getuid()};
+  config_.tenants = {t};
+  StartServer();
+  TestClient c = Connect();
+  auto h = c.Hello({TestNamespace("alpha"), TestNamespace("alpha", 8)}, 1 << 20,
+                   protocol::kMaxProtocolVersion);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->version(), protocol::kPackedKeysVersion);
+  const Key ns = protocol::KeyFromBytes(h->namespace_digests(0));
+  const Key ns8 = protocol::KeyFromBytes(h->namespace_digests(1));
+  std::vector<Key> keys = PutChain(c, ns, 3);
+  keys.push_back(Key{});  // a fourth chunk that is not stored
+
+  auto lookup = [&](const Key& digest, bool packed, bool lease) {
+    pb::LookupRequest lr;
+    lr.set_take_lease(lease);
+    auto* chain = lr.add_items()->add_chains();
+    chain->set_namespace_digest(std::string(digest.View()));
+    protocol::SetChainKeys(keys, packed, chain);
+    return c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
+  };
+  for (bool packed : {false, true}) {
+    for (bool lease : {false, true}) {
+      auto l = lookup(ns, packed, lease);
+      ASSERT_TRUE(l.ok()) << l.status().ToString();
+      EXPECT_EQ(l->results(0).prefix(), 3u) << packed << lease;
+      EXPECT_EQ(l->results(0).miss(), pb::MISS_REASON_ABSENT);
+      ASSERT_EQ(l->results(0).chains(0).tiers_size(), 3);
+      EXPECT_EQ(l->results(0).lease() != 0, lease);
+      // The same keys under another namespace of the tenant are not visible.
+      auto other = lookup(ns8, packed, lease);
+      ASSERT_TRUE(other.ok()) << other.status().ToString();
+      EXPECT_EQ(other->results(0).prefix(), 0u);
+      EXPECT_EQ(other->results(0).lease(), 0u);
+    }
+  }
+  // Hostile packed keys are answered with an error; the connection stays usable.
+  pb::LookupRequest bad;
+  auto* chain = bad.add_items()->add_chains();
+  chain->set_namespace_digest(std::string(ns.View()));
+  chain->set_packed_keys(std::string(32 * 2 + 5, 'k'));
+  EXPECT_EQ(c.Call<pb::LookupResponse>(Opcode::kLookup, bad).status().code(),
+            StatusCode::kInvalidArgument);
+  // More keys than twd answers on its reactor: a worker answers the same way.
+  chain->set_packed_keys(std::string(32 * (Service::kInlineLookupKeys + 1), 'k'));
+  auto big = c.Call<pb::LookupResponse>(Opcode::kLookup, bad);
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  EXPECT_EQ(big->results(0).prefix(), 0u);
+  EXPECT_EQ(big->results(0).miss(), pb::MISS_REASON_ABSENT);
+  // Past the protocol's chain limit: refused.
+  chain->set_packed_keys(std::string(32 * (protocol::MessageLimits().max_chain + 1), 'k'));
+  EXPECT_EQ(c.Call<pb::LookupResponse>(Opcode::kLookup, bad).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_TRUE(c.Call<pb::PingResponse>(Opcode::kPing, pb::PingRequest()).ok());
+  // Version 1 still negotiates, and its repeated form still works.
+  TestClient old = Connect();
+  auto h1 = old.Hello({TestNamespace("alpha")}, 0);
+  ASSERT_TRUE(h1.ok()) << h1.status().ToString();
+  EXPECT_EQ(h1->version(), 1u);
+}
+
 TEST_F(ServiceTest, LeasesAreSharedByUidCappedAndExpire) {
   config_.leases.max_per_client = 1;
   StartServer();

@@ -29,10 +29,10 @@ StatusOr<TestClient> TestClient::Connect(const std::string& path) {
 }
 
 StatusOr<pb::HelloResponse> TestClient::Hello(const std::vector<Namespace>& namespaces,
-                                              uint64_t arena_size) {
+                                              uint64_t arena_size, uint32_t max_version) {
   pb::HelloRequest req;
   req.set_min_version(1);
-  req.set_max_version(1);
+  req.set_max_version(max_version);
   req.set_client_name("test");
   for (const auto& ns : namespaces) *req.add_namespaces() = protocol::ToProto(ns);
   req.set_arena_size(arena_size);

@@ -27,8 +27,10 @@ class TestClient {
   // Connects (blocking, 10 s receive timeout).
   static StatusOr<TestClient> Connect(const std::string& path);
 
-  // HELLO with a fresh sealed memfd arena of `arena_size` bytes (0 = none).
-  StatusOr<pb::HelloResponse> Hello(const std::vector<Namespace>& namespaces, uint64_t arena_size);
+  // HELLO with a fresh sealed memfd arena of `arena_size` bytes (0 = none), offering protocol
+  // versions 1..`max_version`.
+  StatusOr<pb::HelloResponse> Hello(const std::vector<Namespace>& namespaces, uint64_t arena_size,
+                                    uint32_t max_version = 1);
 
   // Sends raw bytes (optionally with a descriptor).
   Status SendRaw(std::string_view bytes, int fd = -1);

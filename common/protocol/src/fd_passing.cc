@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -156,6 +157,21 @@ StatusOr<Arena> Arena::Map(int fd, uint64_t size, bool prefault) {
     for (uint64_t off = 0; off < size; off += static_cast<uint64_t>(page)) v[off] = v[off];
   }
   return a;
+}
+
+Status Arena::Populate(uint64_t offset, uint64_t length) const {
+  if (offset >= size_) return OkStatus();
+  length = std::min(length, size_ - offset);
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;
+  const uint64_t end = offset + length;
+  if (::madvise(data_ + begin, end - begin, MADV_POPULATE_WRITE) == 0) return OkStatus();
+  if (errno != EINVAL) return ErrnoStatus(errno, "madvise(MADV_POPULATE_WRITE) of the arena");
+  // Kernels before 5.14: a read of each page maps it (writable: a shared memfd mapping needs
+  // no write notification).
+  volatile const uint8_t* v = data_;
+  for (uint64_t off = begin; off < end; off += page) (void)v[off];
+  return OkStatus();
 }
 
 }  // namespace tw::protocol

@@ -10,6 +10,8 @@
 namespace tw::protocol {
 namespace {
 
+constexpr size_t kKeySize = sizeof(Key::bytes);
+
 Status CheckKey(const std::string& raw, std::string_view what) {
   if (raw.size() != 32) {
     return InvalidArgumentError(StrCat(what, " must be 32 bytes, got ", raw.size()));
@@ -158,15 +160,31 @@ Status ValidateLookup(const pb::LookupRequest& m, const MessageLimits& limits) {
     }
     for (int c = 0; c < item.chains_size(); ++c) {
       const pb::KeyChain& chain = item.chains(c);
-      const std::string where = StrCat("lookup.items[", i, "].chains[", c, "]");
-      TW_RETURN_IF_ERROR(CheckKey(chain.namespace_digest(), StrCat(where, ".namespace_digest")));
-      if (static_cast<uint64_t>(chain.keys_size()) > limits.max_chain) {
-        return ResourceExhaustedError(StrCat(where, ": chain longer than ", limits.max_chain));
+      // The error text is built only on the error path: this runs once per key of every
+      // lookup, on twd's reactor.
+      auto where = [&] { return StrCat("lookup.items[", i, "].chains[", c, "]"); };
+      if (chain.namespace_digest().size() != kKeySize) {
+        return CheckKey(chain.namespace_digest(), StrCat(where(), ".namespace_digest"));
+      }
+      const std::string& packed = chain.packed_keys();
+      if (!packed.empty() && chain.keys_size() != 0) {
+        return InvalidArgumentError(StrCat(where(), ": both keys and packed_keys given"));
+      }
+      if (packed.size() % kKeySize != 0) {
+        return InvalidArgumentError(StrCat(where(), ".packed_keys: ", packed.size(),
+                                           " bytes is not a multiple of ", kKeySize));
+      }
+      const uint64_t n =
+          packed.empty() ? static_cast<uint64_t>(chain.keys_size()) : packed.size() / kKeySize;
+      if (n > limits.max_chain) {
+        return ResourceExhaustedError(StrCat(where(), ": chain longer than ", limits.max_chain));
       }
       for (int k = 0; k < chain.keys_size(); ++k) {
-        TW_RETURN_IF_ERROR(CheckKey(chain.keys(k), StrCat(where, ".keys[", k, "]")));
+        if (chain.keys(k).size() != kKeySize) {
+          return CheckKey(chain.keys(k), StrCat(where(), ".keys[", k, "]"));
+        }
       }
-      total_keys += chain.keys_size();
+      total_keys += n;
     }
   }
   if (total_keys > uint64_t{limits.max_chain} * 16) {
@@ -397,6 +415,40 @@ Key KeyFromBytes(const std::string& raw) {
   Key k;
   std::memcpy(k.bytes.data(), raw.data(), std::min(raw.size(), k.bytes.size()));
   return k;
+}
+
+size_t ChainLength(const pb::KeyChain& chain) {
+  return chain.packed_keys().empty() ? static_cast<size_t>(chain.keys_size())
+                                     : chain.packed_keys().size() / kKeySize;
+}
+
+void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out) {
+  out->clear();
+  const std::string& packed = chain.packed_keys();
+  if (packed.empty()) {
+    out->reserve(chain.keys_size());
+    for (const std::string& k : chain.keys()) out->push_back(KeyFromBytes(k));
+    return;
+  }
+  out->resize(packed.size() / kKeySize);
+  for (size_t i = 0; i < out->size(); ++i) {
+    std::memcpy((*out)[i].bytes.data(), packed.data() + i * kKeySize, kKeySize);
+  }
+}
+
+void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain) {
+  chain->clear_keys();
+  chain->clear_packed_keys();
+  if (packed) {
+    std::string* out = chain->mutable_packed_keys();
+    out->resize(keys.size() * kKeySize);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::memcpy(out->data() + i * kKeySize, keys[i].bytes.data(), kKeySize);
+    }
+    return;
+  }
+  chain->mutable_keys()->Reserve(static_cast<int>(keys.size()));
+  for (const Key& k : keys) chain->add_keys()->assign(k.View());
 }
 
 }  // namespace tw::protocol

@@ -63,6 +63,7 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   so.socket_mode = d->config_.socket.mode;
   so.socket_group = d->config_.socket.group;
   so.admin_socket_path = d->config_.admin_socket.path;
+  so.workers = d->config_.workers;
   auto server = Server::Start(so, d->service_.get());
   if (!server.ok()) {
     // Leave the store consistent: nothing was served.

@@ -24,6 +24,9 @@ StatusOr<DaemonOptions> ParseFlags(int argc, char** argv) {
   auto* m = app.add_option("--metrics-address", metrics_address,
                            "HOST:PORT for /metrics /healthz /readyz (\"\" disables)");
   auto* l = app.add_option("--log-level", log_level, "debug, info, warn or error");
+  uint32_t workers = 0;
+  auto* w = app.add_option("--workers", workers,
+                           "request worker threads (0 = hardware threads, clamped to 4..32)");
   app.add_flag("--version", o.version, "print the version and exit");
   try {
     app.parse(argc, argv);
@@ -38,6 +41,7 @@ StatusOr<DaemonOptions> ParseFlags(int argc, char** argv) {
   if (*a) o.admin_socket = admin_socket;
   if (*m) o.metrics_address = metrics_address;
   if (*l) o.log_level = log_level;
+  if (*w) o.workers = workers;
   if (*d) {
     TW_ASSIGN_OR_RETURN(o.dram_capacity, ParseByteSize(dram, "--dram-capacity"));
   }
@@ -56,6 +60,7 @@ StatusOr<config::Config> BuildConfig(const DaemonOptions& o) {
   if (o.admin_socket) c.admin_socket.path = *o.admin_socket;
   if (o.metrics_address) c.metrics.address = *o.metrics_address;
   if (o.log_level) c.log_level = *o.log_level;
+  if (o.workers) c.workers = *o.workers;
   if (o.dram_capacity) c.dram.capacity = *o.dram_capacity;
   if (!o.data_dirs.empty()) {
     c.nvme.paths.clear();

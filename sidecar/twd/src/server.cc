@@ -31,8 +31,13 @@ constexpr uint64_t kAdminTag = 2;
 constexpr uint64_t kEventTag = 3;
 constexpr uint64_t kFirstConnTag = 16;
 constexpr size_t kReadChunk = 64 * 1024;
+// A connection's epoll events: EPOLLOUT is added only while replies wait for socket space, so
+// a client reading its replies does not wake the reactor once per reply.
+constexpr uint32_t kConnEvents = EPOLLIN | EPOLLRDHUP | EPOLLET;
+// A client's arena is populated (Arena::Populate) on a worker in steps of this size.
+constexpr uint64_t kPopulateStep = uint64_t{64} << 20;
 
-// One client connection. `in`, `fds`, `eof` and `paused` belong to the reactor thread; the
+// One client connection. `in`, `fds`, `eof`, `hup_seen` belong to the reactor thread; the
 // output side is guarded by `mu` and written by workers and the reactor.
 struct Connection {
   uint64_t tag = 0;
@@ -42,6 +47,9 @@ struct Connection {
   size_t in_off = 0;
   std::vector<protocol::UniqueFd> fds;
   bool eof = false;
+  // epoll reported the peer's hang-up: read until EOF (a short read is then no proof that
+  // the socket is empty of everything, since the hang-up's own edge was already used).
+  bool hup_seen = false;
   std::atomic<uint32_t> inflight{0};
   // Set by the reactor when it stops reading this connection for a reason only a worker's
   // completion can lift (in-flight cap, or EOF with requests outstanding); the worker that
@@ -49,10 +57,11 @@ struct Connection {
   std::atomic<bool> waiting{false};
 
   std::mutex mu;
-  std::string out;      // GUARDED_BY(mu)
-  size_t out_off = 0;   // GUARDED_BY(mu)
-  bool closed = false;  // GUARDED_BY(mu)
-  bool broken = false;  // GUARDED_BY(mu): write failed or output over its cap
+  std::string out;        // GUARDED_BY(mu)
+  size_t out_off = 0;     // GUARDED_BY(mu)
+  bool closed = false;    // GUARDED_BY(mu)
+  bool broken = false;    // GUARDED_BY(mu): write failed or output over its cap
+  bool want_out = false;  // GUARDED_BY(mu): EPOLLOUT armed (only while output is pending)
 
   size_t PendingOut() {
     std::lock_guard lock(mu);
@@ -113,6 +122,14 @@ struct Server::Impl {
       c.out_off = 0;
     }
     if (c.out.size() - c.out_off > Server::kMaxOutputBytes) c.broken = true;
+    const bool pending = c.out_off < c.out.size() && !c.closed && !c.broken;
+    if (pending != c.want_out && !c.closed) {
+      struct epoll_event ev;
+      ev.events = kConnEvents | (pending ? EPOLLOUT : 0u);
+      ev.data.u64 = c.tag;
+      // Arming reports a socket that became writable meanwhile at once: no wakeup is lost.
+      if (::epoll_ctl(epoll.get(), EPOLL_CTL_MOD, c.fd, &ev) == 0) c.want_out = pending;
+    }
   }
 
   // Queues reply frames and flushes. Returns false when the connection must be closed.
@@ -197,29 +214,43 @@ struct Server::Impl {
         continue;
       }
       struct epoll_event ev;
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.events = kConnEvents;
       ev.data.u64 = c->tag;
       if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) Close(c, "epoll_ctl");
     }
   }
 
-  // Reads until EAGAIN, EOF or the input buffer is full enough for one maximal frame.
-  // Returns false when the connection was closed.
-  bool Read(const std::shared_ptr<Connection>& c, size_t max_frame) {
+  // Reads until the socket is empty, EOF or the input buffer is full enough for one maximal
+  // frame; `*drained` tells whether the socket was found empty (or at EOF), so that only new
+  // bytes (a new edge) can give it more. Returns false when the connection was closed.
+  bool Read(const std::shared_ptr<Connection>& c, size_t max_frame, bool* drained) {
     const size_t cap = max_frame + protocol::kHeaderSize + kReadChunk;
     uint8_t buf[kReadChunk];
+    *drained = c->eof;
     while (!c->eof && c->in.size() - c->in_off < cap) {
+      const size_t fds_before = c->fds.size();
       auto n = protocol::RecvWithFds(c->fd, std::span<uint8_t>(buf, sizeof buf), &c->fds);
       if (!n.ok()) {
-        if (n.status().code() == StatusCode::kUnavailable) break;
+        if (n.status().code() == StatusCode::kUnavailable) {
+          *drained = true;
+          break;
+        }
         Fatal(c, Opcode::kInvalid, 0, n.status(), "recv");
         return false;
       }
       if (*n == 0) {
         c->eof = true;
+        *drained = true;
         break;
       }
       c->in.append(reinterpret_cast<char*>(buf), *n);
+      // A short read emptied the socket — unless it stopped after a message that carried
+      // descriptors (the kernel ends a read there), so that case reads again. Saves the
+      // recvmsg that would only say EAGAIN.
+      if (*n < sizeof buf && c->fds.size() == fds_before && !c->hup_seen) {
+        *drained = true;
+        break;
+      }
     }
     if (c->session->hello_done && !c->fds.empty()) {
       Fatal(c, Opcode::kInvalid, 0, InvalidArgumentError("descriptor passed after the handshake"),
@@ -287,6 +318,7 @@ struct Server::Impl {
             Close(c, "write failed");
             return false;
           }
+          PopulateArena(c);
           continue;
         }
         if (!s.admin) {
@@ -370,6 +402,28 @@ struct Server::Impl {
     });
   }
 
+  // Fills the page tables of a new session's arena on a worker, step by step, so that twd's
+  // copies into it take no page faults (a first touch costs far more than the copy of a
+  // page). Stops early when the connection or the server goes away.
+  void PopulateArena(const std::shared_ptr<Connection>& c) {
+    if (c->session->arena.size() == 0) return;
+    workers->Submit([this, c] {
+      const protocol::Arena& arena = c->session->arena;
+      for (uint64_t off = 0; off < arena.size(); off += kPopulateStep) {
+        if (stop.load() || draining.load()) return;
+        {
+          std::lock_guard lock(c->mu);
+          if (c->closed) return;
+        }
+        Status st = arena.Populate(off, kPopulateStep);
+        if (!st.ok()) {
+          TW_LOG(kDebug, "arena not populated", {{"session", c->session->id}, {"status", st}});
+          return;
+        }
+      }
+    });
+  }
+
   // Flushes, reads and processes until nothing moves. Runs on the reactor thread.
   void Serve(const std::shared_ptr<Connection>& c) {
     const size_t max_frame = service->config()->limits.max_frame_size;
@@ -390,7 +444,8 @@ struct Server::Impl {
       if (draining.load()) return;
       const size_t size_before = c->in.size();
       const size_t off_before = c->in_off;
-      if (!Read(c, max_frame)) return;
+      bool drained = false;
+      if (!Read(c, max_frame, &drained)) return;
       const bool got_bytes = c->in.size() != size_before;
       if (!Process(c)) return;
       const bool consumed = c->in_off != off_before || c->in.size() < size_before;
@@ -403,7 +458,9 @@ struct Server::Impl {
           return;
         }
       }
-      if (!got_bytes && !consumed) return;
+      // Once the socket was found empty, only a new edge (bytes, space for output) or a
+      // worker's Post can bring more to do.
+      if (drained || (!got_bytes && !consumed)) return;
     }
   }
 
@@ -433,7 +490,9 @@ struct Server::Impl {
           [[maybe_unused]] ssize_t r = ::read(event.get(), &v, sizeof v);
         } else {
           auto it = conns.find(tag);
-          if (it != conns.end()) Serve(std::shared_ptr<Connection>(it->second));
+          if (it == conns.end()) continue;
+          if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) it->second->hup_seen = true;
+          Serve(std::shared_ptr<Connection>(it->second));
         }
       }
       std::deque<uint64_t> todo;

@@ -62,7 +62,7 @@ void FillTier(const store::TierStats& t, store::Tier tier, pb::TierStats* out) {
 
 }  // namespace
 
-std::string_view ServerVersion() { return "twd 0.1.0 (protocol 1)"; }
+std::string_view ServerVersion() { return "twd 0.1.0 (protocol 1-2)"; }
 
 Service::Service(const config::Config& config, store::Store* store)
     : store_(store), leases_(store) {
@@ -231,10 +231,13 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
   // Every chain's namespace must be declared before anything is looked up.
   for (const auto& item : r.items()) {
     for (const auto& chain : item.chains()) {
-      TW_RETURN_IF_ERROR(Declared(s, chain.namespace_digest()).status());
+      if (!s.Declares(protocol::KeyFromBytes(chain.namespace_digest()))) {
+        TW_RETURN_IF_ERROR(Declared(s, chain.namespace_digest()).status());
+      }
     }
   }
   const bool multi_tenant = !config()->tenants.empty();
+  std::vector<Key> keys;
   pb::LookupResponse resp;
   uint64_t found = 0, missing = 0;
   for (const auto& item : r.items()) {
@@ -252,9 +255,7 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
     size_t prefix = SIZE_MAX;
     store::MissReason miss = store::MissReason::kNone;
     for (const auto& chain : item.chains()) {
-      std::vector<Key> keys;
-      keys.reserve(chain.keys_size());
-      for (const auto& k : chain.keys()) keys.push_back(protocol::KeyFromBytes(k));
+      protocol::ChainKeys(chain, &keys);
       ChainOut co;
       co.result = store_->Lookup(keys, r.take_lease());
       // With tenants, the deepest hit must be stored under the chain's namespace: a key of
@@ -272,7 +273,7 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
           co.value_size = meta->value_size;
         }
       }
-      if (co.result.prefix < static_cast<size_t>(chain.keys_size()) && co.result.prefix < prefix) {
+      if (co.result.prefix < keys.size() && co.result.prefix < prefix) {
         miss = co.result.miss == store::MissReason::kNone ? store::MissReason::kAbsent
                                                           : co.result.miss;
       }
@@ -290,7 +291,7 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
         tiers->add_tiers(ToProto(chains[c].result.tiers[j]));
       }
       found += prefix;
-      missing += item.chains(c).keys_size() - prefix;
+      missing += protocol::ChainLength(item.chains(c)) - prefix;
       if (chains[c].result.lease != 0) {
         parts.push_back(
             {protocol::KeyFromBytes(item.chains(c).namespace_digest()), chains[c].result.lease});
@@ -408,7 +409,13 @@ bool Service::CanRunInline(protocol::Opcode op,
                            const google::protobuf::MessageLite& request) const {
   if (op == Opcode::kPing) return true;
   if (op != Opcode::kLookup) return false;
-  return !static_cast<const pb::LookupRequest&>(request).take_lease() && config()->tenants.empty();
+  // A lookup never waits for I/O (the index, leases and the tenant check are memory), but a
+  // huge one would hold up every other connection: those go to a worker.
+  size_t keys = 0;
+  for (const auto& item : static_cast<const pb::LookupRequest&>(request).items()) {
+    for (const auto& chain : item.chains()) keys += protocol::ChainLength(chain);
+  }
+  return keys <= kInlineLookupKeys;
 }
 
 void Service::OnPutQueued(const pb::PutRequest& request) {
@@ -558,7 +565,7 @@ pb::StatsResponse Service::Stats(Session* s) {
   resp.set_connected_clients(connected_clients.load());
   resp.set_live_leases(leases_.size());
   resp.set_server_version(std::string(ServerVersion()));
-  resp.set_version(protocol::kMaxProtocolVersion);
+  resp.set_version(s != nullptr && s->version != 0 ? s->version : protocol::kMaxProtocolVersion);
   if (s != nullptr) {
     resp.set_arena_size(s->arena.size());
     resp.set_tenant(s->tenant);

@@ -219,6 +219,9 @@ struct GpuConfig {
   friend bool operator==(const GpuConfig&, const GpuConfig&) = default;
 };
 
+// Most request worker threads twd accepts (Config::workers).
+inline constexpr uint32_t kMaxWorkers = 1024;
+
 struct Config {
   // debug, info, warn or error. Reloadable.
   std::string log_level = "info";
@@ -235,6 +238,9 @@ struct Config {
   std::vector<QuotaConfig> quotas;
   LeaseConfig leases;
   LimitsConfig limits;
+  // Threads that run requests off twd's reactor (get, put, exists, delete, admin
+  // operations); 0 = one per hardware thread, clamped to [4, 32]. Needs a restart.
+  uint32_t workers = 0;
   // On SIGTERM: time to finish requests and write back memory-durability chunks.
   Duration shutdown_grace = std::chrono::seconds(20);
   // uid/gid → tenant map; empty = one tenant, every local client may use every namespace.

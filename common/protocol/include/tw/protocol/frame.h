@@ -27,9 +27,12 @@ namespace tw::protocol {
 inline constexpr uint32_t kMagic = 0x50435754;  // bytes "TWCP"
 inline constexpr uint16_t kFrameVersion = 1;    // version of this header layout
 inline constexpr size_t kHeaderSize = 24;
-// Protocol versions this build speaks (negotiated in HELLO).
+// Protocol versions this build speaks (negotiated in HELLO). Version 2 adds
+// KeyChain.packed_keys (a lookup chain's keys in one field).
 inline constexpr uint32_t kMinProtocolVersion = 1;
-inline constexpr uint32_t kMaxProtocolVersion = 1;
+inline constexpr uint32_t kMaxProtocolVersion = 2;
+// First version whose twd accepts KeyChain.packed_keys.
+inline constexpr uint32_t kPackedKeysVersion = 2;
 // Hard ceiling of a body, whatever the configuration says.
 inline constexpr uint32_t kAbsoluteMaxBody = 64u << 20;
 

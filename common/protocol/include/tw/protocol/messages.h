@@ -9,8 +9,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tokenwarehouse/v1/admin.pb.h"
 #include "tokenwarehouse/v1/client.pb.h"
@@ -72,5 +74,12 @@ pb::Namespace ToProto(const Namespace& ns);
 Namespace FromProto(const pb::Namespace& ns);
 // REQUIRES: the bytes were checked to be 32 long (Validate* does).
 Key KeyFromBytes(const std::string& raw);
+
+// A lookup chain's keys, whichever form they came in (`keys` or `packed_keys`).
+// REQUIRES: the chain passed ValidateLookup.
+size_t ChainLength(const pb::KeyChain& chain);
+void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out);
+// Sets `chain`'s keys in the packed form (version 2) or one field per key.
+void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain);
 
 }  // namespace tw::protocol

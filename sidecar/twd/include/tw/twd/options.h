@@ -22,6 +22,7 @@ struct DaemonOptions {
   std::optional<uint64_t> nvme_capacity;       // --nvme-capacity (total over the data dirs)
   std::optional<std::string> metrics_address;  // --metrics-address
   std::optional<std::string> log_level;        // --log-level
+  std::optional<uint32_t> workers;             // --workers
   bool version = false;                        // --version
   bool help = false;                           // --help was printed
 };

@@ -1,7 +1,10 @@
 // Server: twd's Unix-socket front end. One reactor thread (epoll, edge-triggered) accepts
-// connections on the client and admin sockets, reads and decodes frames, answers HELLO
-// inline and hands every other request to a WorkerPool that calls the Service; workers
-// write replies themselves (non-blocking) and leave the rest to the reactor.
+// connections on the client and admin sockets, reads and decodes frames, answers HELLO and
+// the requests that only touch memory (PING, LOOKUP: Service::CanRunInline) inline and hands
+// every other request to a WorkerPool that calls the Service; workers write replies
+// themselves (non-blocking) and leave the rest to the reactor, which watches a socket for
+// writability only while replies wait for space. After HELLO a worker populates the page
+// tables of the client's arena, so that copies into it take no page faults.
 //
 // Protection against hostile clients: a frame error is answered once and the connection is
 // closed; a connection at its in-flight cap, or with more than kPauseOutputBytes of unsent
@@ -29,7 +32,7 @@ struct ServerOptions {
   uint32_t socket_mode = 0660;
   std::string socket_group;       // "" = keep
   std::string admin_socket_path;  // "" = no admin socket
-  size_t workers = 0;             // 0 = hardware threads, clamped to [4, 32]
+  size_t workers = 0;             // 0 = hardware threads, clamped to [4, 32] (config: workers)
   std::chrono::milliseconds tick = std::chrono::seconds(1);  // Service::Tick period
 };
 

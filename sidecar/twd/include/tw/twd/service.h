@@ -74,9 +74,12 @@ class Service {
                                   const google::protobuf::MessageLite& request,
                                   Clock::time_point received, const Emit& emit = nullptr);
 
-  // True for requests that touch only memory — PING, and LOOKUP when it needs no chunk
-  // header (no tenants configured, no lease asked) — so the Server may run them on its
-  // reactor thread instead of a worker.
+  // Most keys (over all chains) of a lookup answered on the reactor.
+  static constexpr size_t kInlineLookupKeys = 4096;
+
+  // True for requests that touch only memory and are small — PING, and LOOKUP (with or
+  // without leases and tenants) of at most kInlineLookupKeys keys — so the Server may run
+  // them on its reactor thread instead of handing them to a worker.
   bool CanRunInline(protocol::Opcode op, const google::protobuf::MessageLite& request) const;
 
   // Called on the reactor thread when a PUT is read, before it is queued, and by the worker

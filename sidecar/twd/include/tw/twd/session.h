@@ -47,6 +47,12 @@ struct Session {
   std::mutex mu;
   std::map<Key, DeclaredNamespace> namespaces;  // GUARDED_BY(mu)
 
+  // Whether `digest` was declared (cheaper than Find: nothing is copied).
+  bool Declares(const Key& digest) {
+    std::lock_guard lock(mu);
+    return namespaces.contains(digest);
+  }
+
   // The declared namespace, or nullopt.
   std::optional<DeclaredNamespace> Find(const Key& digest) {
     std::lock_guard lock(mu);
