@@ -132,7 +132,11 @@ void EncodeEntry(const SummaryEntry& e, uint8_t* out) {
   std::memcpy(out + 104, &e.seq, 8);
   std::memcpy(out + 112, &e.epoch, 8);
   std::memcpy(out + 120, &e.record_4k, 4);
-  std::memcpy(out + 124, &e.header_len, 4);
+  // A record's header length never reaches 2 GiB: the top bit says `disk`. A tombstone keeps
+  // its kind there instead (its record_4k is 0).
+  const uint32_t tail =
+      e.tombstone() ? uint32_t(e.kind) : (e.header_len & 0x7fffffffu) | (e.disk ? 0x80000000u : 0);
+  std::memcpy(out + 124, &tail, 4);
 }
 
 SummaryEntry DecodeEntry(const uint8_t* in) {
@@ -147,7 +151,18 @@ SummaryEntry DecodeEntry(const uint8_t* in) {
   std::memcpy(&e.seq, in + 104, 8);
   std::memcpy(&e.epoch, in + 112, 8);
   std::memcpy(&e.record_4k, in + 120, 4);
-  std::memcpy(&e.header_len, in + 124, 4);
+  uint32_t tail;
+  std::memcpy(&tail, in + 124, 4);
+  if (e.record_4k == 0) {
+    // A tombstone; an unknown kind (or a zero-length record) is kept as an invalid tombstone
+    // that covers nothing and is dropped by recovery.
+    e.kind = tail == uint32_t(EntryKind::kDeleteKey) || tail == uint32_t(EntryKind::kEvictNamespace)
+                 ? EntryKind(tail)
+                 : EntryKind(0xff);
+  } else {
+    e.header_len = tail & 0x7fffffffu;
+    e.disk = (tail & 0x80000000u) != 0;
+  }
   return e;
 }
 

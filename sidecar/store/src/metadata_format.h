@@ -60,7 +60,16 @@ enum class SuperblockCheck {
 void EncodeSuperblock(const Superblock& sb, uint8_t* block);
 SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out);
 
-// One committed record: what recovery needs to index it without reading it.
+// What a summary entry stands for. A tombstone has no bytes on media (record_4k == 0; its kind
+// is stored where a record keeps its header length): records it covers, those with a smaller
+// sequence number, are not indexed by recovery.
+enum class EntryKind : uint8_t {
+  kRecord = 0,
+  kDeleteKey = 1,       // `key` was deleted at `seq`
+  kEvictNamespace = 2,  // every chunk of namespace `ns` older than `seq` was evicted
+};
+
+// One committed record (or tombstone): what recovery needs to index it without reading it.
 struct SummaryEntry {
   Key key;
   Key ns;
@@ -69,8 +78,18 @@ struct SummaryEntry {
   uint32_t region = 0;      // first region of the run the record was written into
   uint64_t seq = 0;         // record sequence number
   uint64_t epoch = 0;       // epoch of the region when the record was written
-  uint32_t record_4k = 0;   // record length in 4 KiB units
-  uint32_t header_len = 0;  // bytes
+  uint32_t record_4k = 0;   // record length in 4 KiB units; 0 for a tombstone
+  uint32_t header_len = 0;  // bytes (< 2 GiB)
+  bool disk = false;        // put with durability `disk` (stored in header_len's top bit)
+  EntryKind kind = EntryKind::kRecord;
+
+  bool tombstone() const { return kind != EntryKind::kRecord; }
+  // True when this tombstone hides record `r`.
+  bool Covers(const SummaryEntry& r) const {
+    if (r.seq >= seq) return false;
+    return (kind == EntryKind::kDeleteKey && r.key == key) ||
+           (kind == EntryKind::kEvictNamespace && r.ns == ns);
+  }
 };
 inline constexpr size_t kEntryBytes = 128;
 void EncodeEntry(const SummaryEntry& e, uint8_t* out);
