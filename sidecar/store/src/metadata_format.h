@@ -70,17 +70,19 @@ enum class EntryKind : uint8_t {
 };
 
 // One committed record (or tombstone): what recovery needs to index it without reading it.
+// Encoded in 128 bytes: key, namespace, flags (1 byte, then 31 zero bytes; stores written
+// before flags existed keep the chunk's parent key there, which no reader uses), offset in
+// 4 KiB units, region, sequence number, epoch, record length in 4 KiB units, header length.
 struct SummaryEntry {
   Key key;
   Key ns;
-  Key parent;
   uint64_t offset = 0;      // logical byte offset of the record (stored in 4 KiB units)
   uint32_t region = 0;      // first region of the run the record was written into
   uint64_t seq = 0;         // record sequence number
   uint64_t epoch = 0;       // epoch of the region when the record was written
   uint32_t record_4k = 0;   // record length in 4 KiB units; 0 for a tombstone
-  uint32_t header_len = 0;  // bytes (< 2 GiB)
-  bool disk = false;        // put with durability `disk` (stored in header_len's top bit)
+  uint32_t header_len = 0;  // bytes
+  bool disk = false;        // put with durability `disk` (flag bit 0; advisory: reclaim order)
   EntryKind kind = EntryKind::kRecord;
 
   bool tombstone() const { return kind != EntryKind::kRecord; }

@@ -459,7 +459,6 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
   SummaryEntry se;
   se.key = key;
   se.ns = info.namespace_digest;
-  se.parent = info.parent;
   se.offset = a.offset;
   se.region = a.region;
   se.seq = a.seq;
