@@ -61,16 +61,17 @@ int64_t NvmeEngine::PickRunStartLocked(uint32_t span) const {
   return best;
 }
 
-bool NvmeEngine::TombstoneNeededLocked(const SummaryEntry& t, uint32_t except) const {
+uint64_t NvmeEngine::OldestLiveEpochLocked(uint32_t except) const {
   const uint32_t except_end = except + regions_[except].span;
+  uint64_t oldest = UINT64_MAX;
   for (uint32_t r = 0; r < regions_.size(); ++r) {
     const Region& R = regions_[r];
     if (r >= except && r < except_end) continue;
     bool holds =
         R.state == RState::kSealed || R.state == RState::kClosing || R.state == RState::kOpen;
-    if (holds && R.epoch < t.seq) return true;
+    if (holds) oldest = std::min(oldest, R.epoch);
   }
-  return false;
+  return oldest;
 }
 
 StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateImpl(uint64_t length) {
@@ -467,9 +468,10 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
     if (regions_[region].state != RState::kSealed) {
       return FailedPreconditionError(StrCat("region ", region, " is not sealed"));
     }
+    const uint64_t oldest = OldestLiveEpochLocked(region);
     for (const SummaryEntry& e : entries) {
       if ((e.kind == EntryKind::kDeleteKey || e.kind == EntryKind::kEvictNamespace) &&
-          TombstoneNeededLocked(e, region)) {
+          oldest < e.seq) {
         carry.push_back(e);
       }
     }
@@ -503,6 +505,15 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
   regions_[region].epoch = epoch;
   cv_.notify_all();
   return OkStatus();
+}
+
+std::vector<uint32_t> NvmeEngine::RegionHeads() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<uint32_t> heads(regions_.size());
+  for (uint32_t r = 0; r < regions_.size(); ++r) {
+    heads[r] = regions_[r].state == RState::kCont ? regions_[r].owner : r;
+  }
+  return heads;
 }
 
 uint32_t NvmeEngine::HeadOf(uint64_t offset) const {

@@ -107,6 +107,9 @@ class NvmeEngine {
   // regions after it so that records need not stop at region boundaries).
   uint32_t HeadOf(uint64_t offset) const;
   uint32_t region_count() const { return sb_.region_count; }
+  // For every region, the first region of the run it belongs to (itself unless it is covered
+  // by a multi-region run): HeadOf() for many offsets under one lock.
+  std::vector<uint32_t> RegionHeads() const;
   uint64_t region_size() const { return sb_.region_size; }
   uint32_t free_regions() const;
   // Sealed regions in reclaim order (FIFO: oldest sealed first; LRU: least recently read).
@@ -166,9 +169,9 @@ class NvmeEngine {
   // The usable region where a new run of `span` regions should start: the one with the most
   // usable regions after it (so the run can grow), prepared ones first. -1 when none fits.
   int64_t PickRunStartLocked(uint32_t span) const;
-  // True when tombstone `t` may still cover a record on media outside the run at `except`:
-  // some other region holding records was opened before `t` was issued.
-  bool TombstoneNeededLocked(const SummaryEntry& t, uint32_t except) const;
+  // The oldest epoch of a region holding records outside the run at `except` (UINT64_MAX if
+  // none): a tombstone issued after it may still cover a record on media.
+  uint64_t OldestLiveEpochLocked(uint32_t except) const;
   Status Format(const Options& o);
   Status Recover(std::vector<SummaryEntry>* recovered);
   Status WriteCheckpoint();  // REQUIRES: committer thread or single-threaded

@@ -87,20 +87,23 @@ void StoreImpl::OnLost(const SummaryEntry& se) {
   }
 }
 
-bool StoreImpl::ReclaimOne() {
-  // What reclaiming each region would cost: 0 = nothing (its chunks are gone or also in
-  // DRAM), 1 = memory-durability chunks, 2 = disk-acknowledged chunks. The cheapest class
-  // goes first; within a class, the configured order (FIFO or LRU).
-  std::vector<uint32_t> candidates = nvme_->ReclaimCandidates(opts_.nvme.reclaim);
-  std::vector<uint8_t> cost(nvme_->region_count(), 0);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, e] : index_) {
-      if (e.nvme_off == kNoNvme || e.dram != kNoDram || e.doomed) continue;
-      uint8_t& c = cost[nvme_->HeadOf(e.nvme_off)];
-      c = std::max<uint8_t>(c, e.disk ? 2 : 1);
-    }
+std::vector<uint8_t> StoreImpl::ReclaimCosts() {
+  const std::vector<uint32_t> heads = nvme_->RegionHeads();
+  std::vector<uint8_t> cost(heads.size(), 0);
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [k, e] : index_) {
+    if (e.nvme_off == kNoNvme || e.dram != kNoDram || e.doomed) continue;
+    const uint32_t r = nvme_->RegionOf(e.nvme_off);
+    if (r >= heads.size()) continue;
+    uint8_t& c = cost[heads[r]];
+    c = std::max<uint8_t>(c, e.disk ? 2 : 1);
   }
+  return cost;
+}
+
+bool StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
+  // The cheapest class goes first; within a class, the configured order (FIFO or LRU).
+  std::vector<uint32_t> candidates = nvme_->ReclaimCandidates(opts_.nvme.reclaim);
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](uint32_t a, uint32_t b) { return cost[a] < cost[b]; });
   for (uint32_t r : candidates) {
@@ -200,9 +203,12 @@ void StoreImpl::ReclaimLoop() {
       nvme_->PrepareRegions(2).IgnoreError();  // a failure shows again on the put path
       continue;
     }
+    // One pass over the index prices every region for the whole batch; regions filled
+    // meanwhile are not candidates yet, so the prices stay good enough.
+    const std::vector<uint8_t> cost = ReclaimCosts();
     while (free < stop_at || wanted) {
       wanted = false;
-      if (!ReclaimOne()) break;
+      if (!ReclaimOne(cost)) break;
       free = nvme_->free_regions();
     }
   }

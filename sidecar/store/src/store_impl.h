@@ -137,7 +137,11 @@ class StoreImpl final : public Store {
   void TrimDram();
   void WritebackLoop();
   void ReclaimLoop();
-  bool ReclaimOne();
+  // What reclaiming each region would lose: 0 nothing (its chunks are gone or also in DRAM),
+  // 1 memory-durability chunks, 2 disk-acknowledged chunks. One pass over the index.
+  std::vector<uint8_t> ReclaimCosts();
+  // Reclaims the cheapest unpinned sealed region (by `cost`, then the configured order).
+  bool ReclaimOne(const std::vector<uint8_t>& cost);
   void OnLost(const SummaryEntry& e);
   // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
   // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its
