@@ -416,9 +416,13 @@ int RunServiceBench(const ServiceBenchOptions& o) {
   }
   char run_tmpl[] = "/tmp/tw-bench-sock.XXXXXX";  // short: socket paths are limited
   std::string run = mkdtemp(run_tmpl) ? run_tmpl : dir;
+  // twd's store lives in DIR/twd-data: removed before and after, also in a --data-dir given,
+  // or the next run would find every chunk already stored (puts answering `exists`).
+  const std::string data = dir + "/twd-data";
   auto cleanup = [&] {
     std::error_code ec;
     if (own_dir) std::filesystem::remove_all(dir, ec);
+    std::filesystem::remove_all(data, ec);
     std::filesystem::remove_all(run, ec);
   };
 
@@ -451,7 +455,10 @@ int RunServiceBench(const ServiceBenchOptions& o) {
   // twd, phase A: DRAM large enough for the whole working set.
   std::string sock = run + "/twd.sock";
   std::string admin = run + "/twd-admin.sock";
-  std::string data = dir + "/twd-data";
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(data, ec);  // a store left by an interrupted run
+  }
   std::filesystem::create_directories(data);
   const uint64_t working = chunk * static_cast<uint64_t>(n) * 2 + (uint64_t{64} << 20);
   std::vector<std::string> twd_argv = {o.twd_path,

@@ -1,7 +1,9 @@
 // Crash consistency over the fault-injecting device: hundreds of cycles of concurrent puts,
 // gets and deletes cut short by a power loss (unsynced writes dropped, kept or torn at 512
 // bytes), a failing device, or a clean close. After every restart: each disk-acknowledged
-// chunk is readable and byte-exact, and no get ever returns wrong bytes.
+// chunk is readable and byte-exact, a chunk whose Delete returned true never comes back
+// (unless put again, disk-acknowledged, after the delete: then it always does), and no get
+// ever returns wrong bytes.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -37,6 +39,9 @@ struct Model {
   std::mutex mu;
   std::map<uint64_t, std::vector<uint64_t>> attempted;  // id → segment sizes
   std::set<uint64_t> acked;                             // disk-acknowledged, not deleted
+  std::set<uint64_t> deleted;                           // Delete returned true, not put since
+  int deletes = 0;                                      // Delete calls that returned true
+  int reputs = 0;                                       // deleted chunks put again (acked)
 };
 
 TestChunk ChunkOf(uint64_t id, const std::vector<uint64_t>& sizes) { return MakeChunk(id, sizes); }
@@ -96,12 +101,29 @@ void Session(Store& store, Model& m, uint64_t& next_id, std::atomic<bool>& stop,
       bool eq;
       GetResult r = ReadAll(store, ChunkOf(id, sizes), &eq);
       if (r.miss == MissReason::kNone && !eq) wrong++;
-    } else {
+    } else if (rng() % 2) {
       std::lock_guard<std::mutex> l(m.mu);
       if (m.acked.empty()) continue;
-      uint64_t id = *m.acked.begin();
-      m.acked.erase(id);
-      store.Delete(ChunkOf(id, m.attempted[id]).info.key);
+      auto it = m.acked.lower_bound(rng() % next_id);
+      if (it == m.acked.end()) it = m.acked.begin();
+      uint64_t id = *it;
+      m.acked.erase(id);  // uncertain until Delete answers
+      if (store.Delete(ChunkOf(id, m.attempted[id]).info.key)) {
+        m.deleted.insert(id);
+        m.deletes++;
+      }
+    } else {
+      // Put a deleted chunk again (same key and bytes): it must be back after any stop.
+      std::lock_guard<std::mutex> l(m.mu);
+      if (m.deleted.empty()) continue;
+      uint64_t id = *m.deleted.begin();
+      m.deleted.erase(id);  // uncertain until the put answers
+      PutResult r = store.Put(ChunkOf(id, m.attempted[id]).Request(Durability::kDisk));
+      ++puts;
+      if (r == PutResult::kStored) {
+        m.acked.insert(id);
+        m.reputs++;
+      }
     }
   }
 }
@@ -113,6 +135,9 @@ void VerifyAfterRestart(Store& store, Model& m, int cycle) {
     if (m.acked.count(id)) {
       ASSERT_TRUE(eq) << "cycle " << cycle << ": disk-acknowledged chunk " << id
                       << " lost: " << ToString(r.miss);
+    } else if (m.deleted.count(id)) {
+      ASSERT_NE(r.miss, MissReason::kNone)
+          << "cycle " << cycle << ": deleted chunk " << id << " came back";
     } else if (r.miss == MissReason::kNone) {
       ASSERT_TRUE(eq) << "cycle " << cycle << ": chunk " << id << " served wrong bytes";
     }
@@ -164,6 +189,8 @@ TEST(CrashTest, RandomPowerCutsNeverLoseAcknowledgedChunks) {
   VerifyAfterRestart(**last, m, cycles);
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(m.acked.size(), 100u);
+  EXPECT_GT(m.deletes, 20);
+  EXPECT_GT(m.reputs, 5);
 }
 
 TEST(CrashTest, FailedReadsAndWritesKeepTheStoreConsistent) {

@@ -108,5 +108,52 @@ TEST(MetadataFormatTest, SuperblockJournalAndRegionHeaders) {
   EXPECT_EQ(DecodeRegionHeader(b.data(), other).state, RegionState::kInvalid);
 }
 
+TEST(MetadataFormatTest, SummaryEntriesCarryDurabilityAndTombstones) {
+  uint8_t buf[kEntryBytes];
+  SummaryEntry r;
+  r.key.bytes[0] = 1;
+  r.offset = 8 * 4096;
+  r.seq = 77;
+  r.record_4k = 3;
+  r.header_len = 4096;
+  r.disk = true;
+  EncodeEntry(r, buf);
+  SummaryEntry d = DecodeEntry(buf);
+  EXPECT_EQ(d.kind, EntryKind::kRecord);
+  EXPECT_TRUE(d.disk);
+  EXPECT_EQ(d.header_len, 4096u);
+  r.disk = false;
+  EncodeEntry(r, buf);
+  EXPECT_FALSE(DecodeEntry(buf).disk);
+
+  SummaryEntry t;
+  t.kind = EntryKind::kDeleteKey;
+  t.key = r.key;
+  t.seq = 100;
+  EncodeEntry(t, buf);
+  d = DecodeEntry(buf);
+  ASSERT_EQ(d.kind, EntryKind::kDeleteKey);
+  EXPECT_TRUE(d.Covers(r));  // older record of the key
+  r.seq = 101;
+  EXPECT_FALSE(d.Covers(r));  // put after the delete
+  SummaryEntry n;
+  n.kind = EntryKind::kEvictNamespace;
+  n.ns.bytes[5] = 9;
+  n.seq = 200;
+  EncodeEntry(n, buf);
+  d = DecodeEntry(buf);
+  ASSERT_EQ(d.kind, EntryKind::kEvictNamespace);
+  r.ns = n.ns;
+  EXPECT_TRUE(d.Covers(r));
+  r.ns.bytes[5] = 8;
+  EXPECT_FALSE(d.Covers(r));
+  // A zero-length entry of unknown kind covers nothing.
+  std::memset(buf + 124, 0x7f, 4);
+  d = DecodeEntry(buf);
+  EXPECT_TRUE(d.tombstone());
+  r.ns = n.ns;
+  EXPECT_FALSE(d.Covers(r));
+}
+
 }  // namespace
 }  // namespace tw::store

@@ -10,6 +10,7 @@ namespace {
 constexpr char kSuperMagic[8] = {'T', 'W', 'S', 'T', 'O', 'R', 'E', '1'};
 constexpr uint32_t kRegionMagic = 0x48525754;   // "TWRH"
 constexpr uint32_t kJournalMagic = 0x424a5754;  // "TWJB"
+constexpr uint8_t kFlagDisk = 1;                // summary entry flags
 
 struct RawSuper {
   char magic[8];
@@ -125,21 +126,25 @@ SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out) {
 void EncodeEntry(const SummaryEntry& e, uint8_t* out) {
   std::memcpy(out, e.key.bytes.data(), 32);
   std::memcpy(out + 32, e.ns.bytes.data(), 32);
-  std::memcpy(out + 64, e.parent.bytes.data(), 32);
+  std::memset(out + 64, 0, 32);
+  out[64] = e.disk ? kFlagDisk : 0;
   const uint32_t off_4k = uint32_t(e.offset / kBlock);
   std::memcpy(out + 96, &off_4k, 4);
   std::memcpy(out + 100, &e.region, 4);
   std::memcpy(out + 104, &e.seq, 8);
   std::memcpy(out + 112, &e.epoch, 8);
   std::memcpy(out + 120, &e.record_4k, 4);
-  std::memcpy(out + 124, &e.header_len, 4);
+  // A tombstone (record_4k == 0, which readers of every version skip) keeps its kind where
+  // a record keeps its header length.
+  const uint32_t tail = e.tombstone() ? uint32_t(e.kind) : e.header_len;
+  std::memcpy(out + 124, &tail, 4);
 }
 
 SummaryEntry DecodeEntry(const uint8_t* in) {
   SummaryEntry e;
   std::memcpy(e.key.bytes.data(), in, 32);
   std::memcpy(e.ns.bytes.data(), in + 32, 32);
-  std::memcpy(e.parent.bytes.data(), in + 64, 32);
+  e.disk = (in[64] & kFlagDisk) != 0;
   uint32_t off_4k;
   std::memcpy(&off_4k, in + 96, 4);
   e.offset = uint64_t(off_4k) * kBlock;
@@ -147,7 +152,17 @@ SummaryEntry DecodeEntry(const uint8_t* in) {
   std::memcpy(&e.seq, in + 104, 8);
   std::memcpy(&e.epoch, in + 112, 8);
   std::memcpy(&e.record_4k, in + 120, 4);
-  std::memcpy(&e.header_len, in + 124, 4);
+  uint32_t tail;
+  std::memcpy(&tail, in + 124, 4);
+  if (e.record_4k == 0) {
+    // A tombstone; an unknown kind is kept as an invalid tombstone that covers nothing and
+    // that recovery drops.
+    e.kind = tail == uint32_t(EntryKind::kDeleteKey) || tail == uint32_t(EntryKind::kEvictNamespace)
+                 ? EntryKind(tail)
+                 : EntryKind(0xff);
+  } else {
+    e.header_len = tail;
+  }
   return e;
 }
 

@@ -60,17 +60,38 @@ enum class SuperblockCheck {
 void EncodeSuperblock(const Superblock& sb, uint8_t* block);
 SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out);
 
-// One committed record: what recovery needs to index it without reading it.
+// What a summary entry stands for. A tombstone has no bytes on media (record_4k == 0; its kind
+// is stored where a record keeps its header length): records it covers, those with a smaller
+// sequence number, are not indexed by recovery.
+enum class EntryKind : uint8_t {
+  kRecord = 0,
+  kDeleteKey = 1,       // `key` was deleted at `seq`
+  kEvictNamespace = 2,  // every chunk of namespace `ns` older than `seq` was evicted
+};
+
+// One committed record (or tombstone): what recovery needs to index it without reading it.
+// Encoded in 128 bytes: key, namespace, flags (1 byte, then 31 zero bytes; stores written
+// before flags existed keep the chunk's parent key there, which no reader uses), offset in
+// 4 KiB units, region, sequence number, epoch, record length in 4 KiB units, header length.
 struct SummaryEntry {
   Key key;
   Key ns;
-  Key parent;
   uint64_t offset = 0;      // logical byte offset of the record (stored in 4 KiB units)
   uint32_t region = 0;      // first region of the run the record was written into
   uint64_t seq = 0;         // record sequence number
   uint64_t epoch = 0;       // epoch of the region when the record was written
-  uint32_t record_4k = 0;   // record length in 4 KiB units
+  uint32_t record_4k = 0;   // record length in 4 KiB units; 0 for a tombstone
   uint32_t header_len = 0;  // bytes
+  bool disk = false;        // put with durability `disk` (flag bit 0; advisory: reclaim order)
+  EntryKind kind = EntryKind::kRecord;
+
+  bool tombstone() const { return kind != EntryKind::kRecord; }
+  // True when this tombstone hides record `r`.
+  bool Covers(const SummaryEntry& r) const {
+    if (r.seq >= seq) return false;
+    return (kind == EntryKind::kDeleteKey && r.key == key) ||
+           (kind == EntryKind::kEvictNamespace && r.ns == ns);
+  }
 };
 inline constexpr size_t kEntryBytes = 128;
 void EncodeEntry(const SummaryEntry& e, uint8_t* out);

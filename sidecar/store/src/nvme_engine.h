@@ -82,6 +82,10 @@ class NvmeEngine {
   // Reserves `length` bytes (4 KiB multiple) of append-only space. ResourceExhausted when no
   // free region is left (the Store then reclaims and retries).
   StatusOr<Allocation> Allocate(uint64_t length);
+  // Reserves a summary slot without bytes in the open region, for a tombstone: its sequence
+  // number is larger than that of every record allocated before and smaller than that of
+  // every record allocated after. Commit() it (entry.kind != kRecord) or Abort() it.
+  StatusOr<Allocation> AllocateEntry() { return AllocateImpl(0); }
   // Gives up an allocation whose write failed (or was abandoned).
   void Abort(const Allocation& a);
   // Writes the whole record (length bytes at a kIoAlign-aligned `buf`).
@@ -103,14 +107,21 @@ class NvmeEngine {
   // regions after it so that records need not stop at region boundaries).
   uint32_t HeadOf(uint64_t offset) const;
   uint32_t region_count() const { return sb_.region_count; }
+  // For every region, the first region of the run it belongs to (itself unless it is covered
+  // by a multi-region run): HeadOf() for many offsets under one lock.
+  std::vector<uint32_t> RegionHeads() const;
   uint64_t region_size() const { return sb_.region_size; }
   uint32_t free_regions() const;
   // Sealed regions in reclaim order (FIFO: oldest sealed first; LRU: least recently read).
   std::vector<uint32_t> ReclaimCandidates(config::ReclaimOrder order) const;
   // The records a sealed region holds, read from its dense summary.
   StatusOr<std::vector<SummaryEntry>> RegionEntries(uint32_t region);
-  // The region (and the regions a multi-region record of it covers) become free.
-  void ReleaseRegion(uint32_t region);
+  // Frees a sealed region (and the regions its run covers) once the Store has dropped every
+  // index entry into it. `entries` is what RegionEntries() returned (empty when unreadable):
+  // its tombstones that may still cover a record elsewhere on media are committed again into
+  // the open region first; then the region's header is rewritten ("open" at a fresh epoch),
+  // so none of its records can come back after a restart. Does I/O; call without Store locks.
+  Status ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries);
   // Writes "open" headers at fresh epochs to free regions ahead of need (up to `want` such
   // regions), so opening a region on the put path costs no I/O. Called by a background
   // thread.
@@ -154,6 +165,13 @@ class NvmeEngine {
   };
 
   NvmeEngine() = default;
+  StatusOr<Allocation> AllocateImpl(uint64_t length);  // length 0: a tombstone's slot
+  // The usable region where a new run of `span` regions should start: the one with the most
+  // usable regions after it (so the run can grow), prepared ones first. -1 when none fits.
+  int64_t PickRunStartLocked(uint32_t span) const;
+  // The oldest epoch of a region holding records outside the run at `except` (UINT64_MAX if
+  // none): a tombstone issued after it may still cover a record on media.
+  uint64_t OldestLiveEpochLocked(uint32_t except) const;
   Status Format(const Options& o);
   Status Recover(std::vector<SummaryEntry>* recovered);
   Status WriteCheckpoint();  // REQUIRES: committer thread or single-threaded

@@ -108,6 +108,7 @@ Status StoreImpl::Init() {
       e.nvme_off = se.offset;
       e.record_4k = se.record_4k;
       e.header_len = se.header_len;
+      e.disk = se.disk;
       e.ns = NsId(se.ns);
       e.state = State::kReady;
       index_[se.key] = e;
@@ -319,6 +320,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
     e.record_4k = uint32_t(len / 4096);
     e.header_len = uint32_t(layout.header_len);
     e.pins = 1;  // the put's own pin keeps reclaim and eviction away
+    e.disk = disk;
     ns_[ns].chunks++;
     ns_[ns].bytes += len;
     if (fits_dram) {
@@ -445,15 +447,17 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
     nvme_->Abort(a);
     return s;
   }
+  bool disk = false;
   {
     // The location is set before the commit, so a region sealed right after the commit is
     // never reclaimed without this entry being dropped with it.
     std::lock_guard<std::mutex> l(mu_);
     Entry* e = Find(key);
-    if (!e) {
+    if (!e || e->doomed) {  // deleted meanwhile: its tombstone may already be older
       nvme_->Abort(a);
       return CancelledError("entry removed during write");
     }
+    disk = e->disk;
     e->nvme_off = a.offset;
     e->record_4k = uint32_t(a.length / 4096);
     e->header_len = uint32_t(layout.header_len);
@@ -462,13 +466,13 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
   SummaryEntry se;
   se.key = key;
   se.ns = info.namespace_digest;
-  se.parent = info.parent;
   se.offset = a.offset;
   se.region = a.region;
   se.seq = a.seq;
   se.epoch = a.epoch;
   se.record_4k = uint32_t(a.length / 4096);
   se.header_len = uint32_t(layout.header_len);
+  se.disk = disk;
   s = nvme_->Commit(a, se, wait);
   if (!s.ok()) return s;
   return a;

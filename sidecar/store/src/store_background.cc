@@ -1,5 +1,6 @@
 // The Store's background work: write-back of memory-durability chunks, region reclaim,
 // lease expiry, and the clean close.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -58,7 +59,7 @@ void StoreImpl::WritebackLoop() {
         stats_.nvme.bytes_written += layout.value_size;
       } else if (a.status().code() == StatusCode::kDeadlineExceeded && !stop_) {
         writeback_q_.push_back(k);  // no space yet: try again after reclaim
-      } else if (!stop_) {
+      } else if (!stop_ && !e->doomed) {
         TW_LOG(kWarn, "write-back failed; chunk stays in DRAM only",
                {{"key", k.Hex()}, {"error", a.status()}});
         e->dirty = false;
@@ -72,7 +73,7 @@ void StoreImpl::WritebackLoop() {
 
 void StoreImpl::OnLost(const SummaryEntry& se) {
   std::lock_guard<std::mutex> l(mu_);
-  if (stop_) return;
+  if (stop_ || se.tombstone()) return;
   Entry* e = Find(se.key);
   if (!e || e->nvme_off != se.offset) return;
   region_pins_[nvme_->HeadOf(e->nvme_off)] -= e->pins;
@@ -86,41 +87,71 @@ void StoreImpl::OnLost(const SummaryEntry& se) {
   }
 }
 
-bool StoreImpl::ReclaimOne() {
-  for (uint32_t r : nvme_->ReclaimCandidates(opts_.nvme.reclaim)) {
+std::vector<uint8_t> StoreImpl::ReclaimCosts() {
+  const std::vector<uint32_t> heads = nvme_->RegionHeads();
+  std::vector<uint8_t> cost(heads.size(), 0);
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [k, e] : index_) {
+    if (e.nvme_off == kNoNvme || e.dram != kNoDram || e.doomed) continue;
+    const uint32_t r = nvme_->RegionOf(e.nvme_off);
+    if (r >= heads.size()) continue;
+    uint8_t& c = cost[heads[r]];
+    c = std::max<uint8_t>(c, e.disk ? 2 : 1);
+  }
+  return cost;
+}
+
+bool StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
+  // The cheapest class goes first; within a class, the configured order (FIFO or LRU).
+  std::vector<uint32_t> candidates = nvme_->ReclaimCandidates(opts_.nvme.reclaim);
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [&](uint32_t a, uint32_t b) { return cost[a] < cost[b]; });
+  for (uint32_t r : candidates) {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (region_pins_[r] > 0 || stop_) continue;
     }
     auto entries = nvme_->RegionEntries(r);
-    std::lock_guard<std::mutex> l(mu_);
-    if (region_pins_[r] > 0) continue;
-    std::vector<Key> keys;
-    if (entries.ok()) {
-      for (const SummaryEntry& se : *entries) keys.push_back(se.key);
-    } else {
-      for (auto& [k, e] : index_) {
-        if (e.nvme_off != kNoNvme && nvme_->HeadOf(e.nvme_off) == r) keys.push_back(k);
-      }
-    }
-    for (const Key& k : keys) {
-      Entry* e = Find(k);
-      if (!e || e->nvme_off == kNoNvme || nvme_->HeadOf(e->nvme_off) != r) continue;
-      if (e->dram != kNoDram) {
-        // Still in DRAM: it loses its NVMe copy; one read since it was written earns it a
-        // rewrite (reinsertion).
-        e->nvme_off = kNoNvme;
-        if (e->hit) {
-          e->dirty = true;
-          writeback_q_.push_back(k);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (region_pins_[r] > 0 || stop_) continue;
+      std::vector<Key> keys;
+      if (entries.ok()) {
+        for (const SummaryEntry& se : *entries) {
+          if (!se.tombstone()) keys.push_back(se.key);
         }
-        e->hit = false;
       } else {
-        RemoveEntry(k, true);
-        stats_.nvme.evictions++;
+        for (auto& [k, e] : index_) {
+          if (e.nvme_off != kNoNvme && nvme_->HeadOf(e.nvme_off) == r) keys.push_back(k);
+        }
+      }
+      for (const Key& k : keys) {
+        Entry* e = Find(k);
+        if (!e || e->nvme_off == kNoNvme || nvme_->HeadOf(e->nvme_off) != r) continue;
+        if (e->dram != kNoDram) {
+          // Still in DRAM: it loses its NVMe copy; one read since it was written earns it a
+          // rewrite (reinsertion).
+          e->nvme_off = kNoNvme;
+          if (e->hit) {
+            e->dirty = true;
+            writeback_q_.push_back(k);
+          }
+          e->hit = false;
+        } else {
+          RemoveEntry(k, true);
+          stats_.nvme.evictions++;
+        }
       }
     }
-    nvme_->ReleaseRegion(r);
+    // No index entry points into the region any more, so nothing pins it: its header is
+    // rewritten without the Store's lock.
+    static const std::vector<SummaryEntry> kNone;
+    Status s = nvme_->ReleaseRegion(r, entries.ok() ? *entries : kNone);
+    if (!s.ok()) {
+      TW_LOG(kWarn, "reclaim: region not released", {{"region", uint64_t(r)}, {"error", s}});
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
     cv_.notify_all();
     work_cv_.notify_all();
     return true;
@@ -159,9 +190,12 @@ void StoreImpl::ReclaimLoop() {
       reclaim_wanted_ = false;
     }
     if (!nvme_) continue;
+    // Reclaim on real pressure: in a small tier the watermarks round to no region, so reclaim
+    // starts only once no region is free (a put that finds none asks for it at once) and
+    // stops at two free.
     const double total = nvme_->region_count();
     const uint32_t start_below =
-        std::max<uint32_t>(2, uint32_t(total * (1.0 - opts_.nvme.high_watermark)));
+        std::max<uint32_t>(1, uint32_t(total * (1.0 - opts_.nvme.high_watermark)));
     const uint32_t stop_at =
         std::max<uint32_t>(start_below + 1, uint32_t(total * (1.0 - opts_.nvme.low_watermark)));
     uint32_t free = nvme_->free_regions();
@@ -169,9 +203,12 @@ void StoreImpl::ReclaimLoop() {
       nvme_->PrepareRegions(2).IgnoreError();  // a failure shows again on the put path
       continue;
     }
+    // One pass over the index prices every region for the whole batch; regions filled
+    // meanwhile are not candidates yet, so the prices stay good enough.
+    const std::vector<uint8_t> cost = ReclaimCosts();
     while (free < stop_at || wanted) {
       wanted = false;
-      if (!ReclaimOne()) break;
+      if (!ReclaimOne(cost)) break;
       free = nvme_->free_regions();
     }
   }

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "store_impl.h"
+#include "tw/common/log.h"
 
 namespace tw::store {
 
@@ -82,23 +83,82 @@ std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) {
   return m;
 }
 
+Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns,
+                                   const std::function<void()>& sequenced) {
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  while (true) {
+    auto a = nvme_->AllocateEntry();
+    if (a.ok()) {
+      sequenced();
+      SummaryEntry t;
+      t.kind = kind;
+      t.key = key;
+      t.ns = ns;
+      t.region = a->region;
+      t.offset = uint64_t(a->region) * nvme_->region_size();
+      t.seq = a->seq;
+      t.epoch = a->epoch;
+      return nvme_->Commit(*a, t, /*wait=*/true);
+    }
+    if (a.status().code() != StatusCode::kResourceExhausted || Clock::now() >= deadline) {
+      sequenced();
+      return a.status();
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    if (stop_) {
+      l.unlock();
+      sequenced();
+      return CancelledError("store closing");
+    }
+    reclaim_wanted_ = true;
+    work_cv_.notify_all();
+    cv_.wait_for(l, std::chrono::milliseconds(20));
+  }
+}
+
 bool StoreImpl::Delete(const Key& key) {
-  std::lock_guard<std::mutex> l(mu_);
-  Entry* e = Find(key);
-  if (!e || e->state != State::kReady || e->doomed) return false;
-  RemoveEntry(key, false);
-  return true;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    Entry* e = Find(key);
+    if (!e || e->state != State::kReady || e->doomed) return false;
+    if (!nvme_) {
+      RemoveEntry(key, false);
+      return true;
+    }
+    // Pinned and doomed: a put of the key answers `busy` until the tombstone has its sequence
+    // number, so a put after the delete always orders after it.
+    Pin(*e);
+    RemoveEntry(key, false);
+  }
+  Status s = PersistTombstone(EntryKind::kDeleteKey, key, Key{}, [&] {
+    std::lock_guard<std::mutex> l(mu_);
+    Unpin(key);
+  });
+  if (!s.ok()) {
+    TW_LOG(kWarn, "delete: tombstone not written; the chunk may come back after a restart",
+           {{"key", key.Hex()}, {"error", s}});
+  }
+  return s.ok();
 }
 
 uint64_t StoreImpl::EvictNamespace(const Key& digest) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = ns_ids_.find(digest);
-  if (it == ns_ids_.end()) return 0;
   std::vector<Key> keys;
-  for (auto& [k, e] : index_) {
-    if (e.ns == it->second && e.state == State::kReady && !e.doomed) keys.push_back(k);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = ns_ids_.find(digest);
+    if (it == ns_ids_.end()) return 0;
+    for (auto& [k, e] : index_) {
+      if (e.ns == it->second && e.state == State::kReady && !e.doomed) keys.push_back(k);
+    }
+    for (const Key& k : keys) RemoveEntry(k, true);
   }
-  for (const Key& k : keys) RemoveEntry(k, true);
+  if (nvme_ && !keys.empty()) {
+    Status s = PersistTombstone(EntryKind::kEvictNamespace, Key{}, digest, [] {});
+    if (!s.ok()) {
+      TW_LOG(kWarn, "evict namespace: tombstone not written; chunks may come back after a restart",
+             {{"namespace", digest.Hex()}, {"error", s}});
+    }
+  }
   return keys.size();
 }
 

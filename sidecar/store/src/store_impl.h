@@ -15,6 +15,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -72,6 +73,7 @@ class StoreImpl final : public Store {
     bool unwritten = false;  // in DRAM only, not admitted to NVMe (dropping it loses it)
     bool hit = false;        // read since it was written (reinsertion on reclaim)
     bool doomed = false;     // removed while pinned
+    bool disk = false;       // put with durability `disk` (reclaim drops such chunks last)
   };
   struct DramObj {
     Key key;
@@ -135,8 +137,18 @@ class StoreImpl final : public Store {
   void TrimDram();
   void WritebackLoop();
   void ReclaimLoop();
-  bool ReclaimOne();
+  // What reclaiming each region would lose: 0 nothing (its chunks are gone or also in DRAM),
+  // 1 memory-durability chunks, 2 disk-acknowledged chunks. One pass over the index.
+  std::vector<uint8_t> ReclaimCosts();
+  // Reclaims the cheapest unpinned sealed region (by `cost`, then the configured order).
+  bool ReclaimOne(const std::vector<uint8_t>& cost);
   void OnLost(const SummaryEntry& e);
+  // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
+  // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its
+  // sequence number, before the wait for durability. Retries for space like puts do.
+  // REQUIRES: mu_ not held.
+  Status PersistTombstone(EntryKind kind, const Key& key, const Key& ns,
+                          const std::function<void()>& sequenced);
 
   StoreOptions opts_;
   std::unique_ptr<DramTier> dram_;

@@ -161,9 +161,14 @@ class Store {
   virtual void ReleaseLease(LeaseId lease) = 0;
 
   virtual std::optional<ChunkMeta> Stat(const Key& key) = 0;
-  // Removes a chunk (and, being unreachable, none of its descendants). False if absent.
+  // Removes a chunk (and, being unreachable, none of its descendants). With an NVMe tier it
+  // returns once a tombstone makes the deletion durable: the chunk stays deleted across
+  // restarts and crashes, and a later put of the key is kept. False if absent, or when the
+  // tombstone could not be written (the chunk is gone now but may come back after a restart).
   virtual bool Delete(const Key& key) = 0;
-  // Removes every chunk of a namespace; returns how many.
+  // Removes every chunk of a namespace; returns how many. Durable like Delete (one tombstone
+  // for the namespace); a put into the namespace that runs concurrently may be evicted by the
+  // next restart.
   virtual uint64_t EvictNamespace(const Key& namespace_digest) = 0;
   virtual std::vector<NamespaceUsage> Namespaces() = 0;
   // Calls `fn` for every stored chunk (no value bytes). Stops early when fn returns false.
