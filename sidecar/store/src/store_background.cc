@@ -17,22 +17,20 @@ void StoreImpl::WritebackLoop() {
     work_cv_.wait_for(l, 50ms, [&] { return stop_ || !writeback_q_.empty(); });
     if (stop_) break;
     if (writeback_q_.empty()) continue;
-    Key k = writeback_q_.front();
+    const Tag k = writeback_q_.front();
     writeback_q_.pop_front();
     Entry* e = Find(k);
-    if (!e || e->doomed || !e->dirty || e->state != State::kReady || e->dram == kNoDram) {
-      continue;
-    }
-    const uint64_t len = uint64_t(e->record_4k) * 4096;
+    if (!e || e->doomed || !e->dirty || !e->ready || !e->in_dram) continue;
+    const uint64_t len = e->record_len();
     if (!Admit(k, len)) {
       e->dirty = false;
       e->unwritten = true;
       cv_.notify_all();
       continue;
     }
-    Pin(*e);
-    uint8_t* rec = dram_->base() + dram_objs_[e->dram].off;
-    const uint64_t header_len = e->header_len;
+    Pin(k, *e);
+    uint8_t* rec = dram_->base() + dram_objs_[DramId(k)].off;
+    const uint64_t header_len = e->header_len();
     wb_busy_ = true;
     l.unlock();
     StatusOr<NvmeEngine::Allocation> a = InternalError("corrupt DRAM header");
@@ -60,7 +58,7 @@ void StoreImpl::WritebackLoop() {
         writeback_q_.push_back(k);  // no space yet: try again after reclaim
       } else if (!stop_) {
         TW_LOG(kWarn, "write-back failed; chunk stays in DRAM only",
-               {{"key", k.Hex()}, {"error", a.status()}});
+               {{"key", h.ok() ? h->info.key.Hex() : std::string("?")}, {"error", a.status()}});
         e->dirty = false;
         e->unwritten = true;
       }
@@ -73,19 +71,27 @@ void StoreImpl::WritebackLoop() {
 void StoreImpl::OnLost(const SummaryEntry& se) {
   std::lock_guard<std::mutex> l(mu_);
   if (stop_) return;
-  Entry* e = Find(se.key);
-  if (!e || e->nvme_off != se.offset) return;
-  region_pins_[nvme_->HeadOf(e->nvme_off)] -= e->pins;
-  e->nvme_off = kNoNvme;
-  if (e->dram != kNoDram) {
+  const Tag t = TagOf(se.key);
+  Entry* e = Find(t);
+  if (!e || e->nvme_off() != se.offset) return;
+  region_pins_[nvme_->HeadOf(se.offset)] -= Pins(t);
+  e->set_nvme_off(kNoNvme);
+  if (e->in_dram) {
     e->dirty = true;
-    writeback_q_.push_back(se.key);
+    writeback_q_.push_back(t);
     work_cv_.notify_all();
   } else {
-    RemoveEntry(se.key, false);
+    RemoveEntry(t, false);
   }
 }
 
+// Reclaims one sealed region (the first candidate in reclaim order that no read or lease
+// pins). A live chunk of the region is "wanted" when it was read since it was written or has
+// stored children outside the region, and so is every ancestor of a wanted chunk in the
+// region (a descendant is unreachable without them) unless the chain's top is an orphan
+// (parent gone). Wanted chunks also in DRAM lose their NVMe copy and are queued for
+// write-back; wanted chunks only on NVMe are rewritten elsewhere, ancestors first, within a
+// budget of a quarter of a region. Everything else is dropped.
 bool StoreImpl::ReclaimOne() {
   for (uint32_t r : nvme_->ReclaimCandidates(opts_.nvme.reclaim)) {
     {
@@ -93,36 +99,170 @@ bool StoreImpl::ReclaimOne() {
       if (region_pins_[r] > 0 || stop_) continue;
     }
     auto entries = nvme_->RegionEntries(r);
-    std::lock_guard<std::mutex> l(mu_);
-    if (region_pins_[r] > 0) continue;
-    std::vector<Key> keys;
-    if (entries.ok()) {
-      for (const SummaryEntry& se : *entries) keys.push_back(se.key);
-    } else {
-      for (auto& [k, e] : index_) {
-        if (e.nvme_off != kNoNvme && nvme_->HeadOf(e.nvme_off) == r) keys.push_back(k);
-      }
-    }
-    for (const Key& k : keys) {
-      Entry* e = Find(k);
-      if (!e || e->nvme_off == kNoNvme || nvme_->HeadOf(e->nvme_off) != r) continue;
-      if (e->dram != kNoDram) {
-        // Still in DRAM: it loses its NVMe copy; one read since it was written earns it a
-        // rewrite (reinsertion).
-        e->nvme_off = kNoNvme;
-        if (e->hit) {
-          e->dirty = true;
-          writeback_q_.push_back(k);
-        }
-        e->hit = false;
+    std::vector<std::pair<Tag, SummaryEntry>> rewrite;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (region_pins_[r] > 0) continue;
+      std::vector<Tag> tags;
+      if (entries.ok()) {
+        for (const SummaryEntry& se : *entries) tags.push_back(TagOf(se.key));
       } else {
-        RemoveEntry(k, true);
+        for (auto& [t, e] : index_) {
+          if (e.on_nvme() && nvme_->HeadOf(e.nvme_off()) == r) tags.push_back(t);
+        }
+      }
+      // The region's live chunks.
+      absl::flat_hash_map<Tag, size_t> pos;
+      std::vector<size_t> live;
+      for (size_t i = 0; i < tags.size(); ++i) {
+        Entry* e = Find(tags[i]);
+        if (!e || !e->on_nvme() || nvme_->HeadOf(e->nvme_off()) != r) continue;
+        if (entries.ok() && e->nvme_off() != (*entries)[i].offset) continue;
+        if (pos.try_emplace(tags[i], i).second) live.push_back(i);
+      }
+      std::vector<uint32_t> inside(tags.size(), 0);  // children within the region
+      for (size_t i : live) {
+        const Entry* e = Find(tags[i]);
+        auto it = e->parent ? pos.find(e->parent) : pos.end();
+        if (it != pos.end()) inside[it->second]++;
+      }
+      std::vector<int> want(tags.size(), -1);  // -1 unknown, else depth in the region + 1
+      for (size_t i : live) {
+        const Entry* e = Find(tags[i]);
+        const bool outside = e->children == kChildrenSticky || e->children > inside[i] || e->hit;
+        if (!outside) continue;
+        // Walk up to the chain's top in the region; keep the path unless the top is an orphan.
+        std::vector<size_t> path{i};
+        while (true) {
+          const Entry* c = Find(tags[path.back()]);
+          auto it = c->parent ? pos.find(c->parent) : pos.end();
+          if (it == pos.end() || path.size() > tags.size()) break;
+          path.push_back(it->second);
+        }
+        if (Orphan(*Find(tags[path.back()]))) continue;
+        for (size_t d = 0; d < path.size(); ++d) {
+          const int depth = int(path.size() - d);
+          want[path[d]] = std::max(want[path[d]], depth);
+        }
+      }
+      std::vector<std::pair<int, size_t>> keep;  // (depth, index): ancestors first
+      for (size_t i : live) {
+        Entry* e = Find(tags[i]);
+        if (e->in_dram) {
+          e->set_nvme_off(kNoNvme);
+          if (want[i] > 0) {
+            e->dirty = true;
+            writeback_q_.push_back(tags[i]);
+          }
+          e->hit = false;
+        } else if (want[i] > 0 && entries.ok()) {
+          keep.push_back({want[i], i});
+        }
+      }
+      std::sort(keep.begin(), keep.end());
+      absl::flat_hash_set<size_t> kept;
+      uint64_t budget = nvme_->region_size() / 4;
+      for (auto [depth, i] : keep) {
+        const SummaryEntry& se = (*entries)[i];
+        const uint64_t len = uint64_t(se.record_4k) * 4096;
+        if (len <= budget && !closing_) {
+          budget -= len;
+          rewrite.push_back({tags[i], se});
+          kept.insert(i);
+        }
+      }
+      // Drop the rest, deepest first.
+      for (size_t k = live.size(); k-- > 0;) {
+        const size_t i = live[k];
+        Entry* e = Find(tags[i]);
+        if (!e || e->in_dram || kept.contains(i)) continue;
+        RemoveEntry(tags[i], true);
         stats_.nvme.evictions++;
       }
     }
-    nvme_->ReleaseRegion(r);
-    cv_.notify_all();
-    work_cv_.notify_all();
+    // Read the records to rewrite while the region is still theirs.
+    std::vector<AlignedBuffer> bufs(rewrite.size());
+    for (size_t k = 0; k < rewrite.size(); ++k) {
+      const SummaryEntry& se = rewrite[k].second;
+      const uint64_t len = uint64_t(se.record_4k) * 4096;
+      AlignedBuffer b(len, false);
+      if (!b.data() || !nvme_->Read(se.offset, b.data(), len).ok()) continue;
+      auto h = DecodeHeader(b.data(), len);
+      if (h.ok() && h->info.key == se.key) bufs[k] = std::move(b);
+    }
+    std::vector<StatusOr<NvmeEngine::Allocation>> to;
+    std::vector<bool> moving(rewrite.size(), false);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (region_pins_[r] > 0) continue;  // read meanwhile: the region waits for the next round
+      // Wanted chunks leave the region: invisible (like a chunk being put) until written.
+      for (size_t k = 0; k < rewrite.size(); ++k) {
+        const auto& [t, se] = rewrite[k];
+        Entry* e = Find(t);
+        to.push_back(CancelledError("not moved"));
+        if (!e || e->nvme_off() != se.offset) continue;
+        if (e->in_dram) {  // promoted meanwhile
+          e->set_nvme_off(kNoNvme);
+          e->dirty = true;
+          writeback_q_.push_back(t);
+          continue;
+        }
+        if (!bufs[k].data()) {
+          RemoveEntry(t, true);
+          stats_.nvme.evictions++;
+          continue;
+        }
+        e->set_nvme_off(kNoNvme);
+        e->ready = false;
+        Pin(t, *e);
+        moving[k] = true;
+      }
+      nvme_->ReleaseRegion(r);
+      // Space for them now, before waiting puts take the freed region.
+      for (size_t k = 0; k < rewrite.size(); ++k) {
+        if (moving[k]) to[k] = nvme_->Allocate(uint64_t(rewrite[k].second.record_4k) * 4096);
+      }
+    }
+    std::vector<Status> wrote(rewrite.size());
+    for (size_t k = 0; k < rewrite.size(); ++k) {
+      if (!to[k].ok()) continue;
+      SetHeaderSeq(bufs[k].data(), to[k]->seq);
+      wrote[k] = nvme_->Write(*to[k], bufs[k].data());
+    }
+    std::vector<size_t> commit;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (size_t k = 0; k < rewrite.size(); ++k) {
+        if (!moving[k]) continue;
+        const Tag t = rewrite[k].first;
+        Entry* e = Find(t);  // pinned: still there, maybe doomed
+        if (to[k].ok() && wrote[k].ok() && !e->doomed) {
+          e->set_nvme_off(to[k]->offset);
+          region_pins_[nvme_->HeadOf(to[k]->offset)] += Pins(t);
+          e->ready = true;
+          e->hit = false;
+          stats_.rewrites++;
+          commit.push_back(k);
+        } else {
+          if (to[k].ok()) nvme_->Abort(*to[k]);
+          e->ready = true;
+          RemoveEntry(t, true);
+          stats_.nvme.evictions++;
+        }
+        Unpin(t);
+      }
+      cv_.notify_all();
+      work_cv_.notify_all();
+    }
+    for (size_t k : commit) {
+      SummaryEntry moved = rewrite[k].second;
+      moved.offset = to[k]->offset;
+      moved.region = to[k]->region;
+      moved.seq = to[k]->seq;
+      moved.epoch = to[k]->epoch;
+      // A failed commit reaches OnLost(), which drops the entry.
+      nvme_->Commit(*to[k], moved, /*wait=*/false).IgnoreError();
+    }
     return true;
   }
   return false;
@@ -133,14 +273,12 @@ void StoreImpl::TrimDram() {
   const double cap = double(dram_->capacity());
   if (double(dram_->used()) <= opts_.dram.high_watermark * cap) return;
   while (double(dram_->used()) > opts_.dram.low_watermark * cap) {
-    auto victim = dram_->PickVictim([&](uint32_t id) {
-      const Entry* e = Find(dram_objs_[id].key);
-      return e && e->pins == 0 && e->state == State::kReady && !e->dirty && !e->unwritten &&
-             e->nvme_off != kNoNvme;
+    auto victim = PickDramVictim([&](const Entry& e) {
+      return !e.pinned && e.ready && !e.dirty && !e.unwritten && e.on_nvme();
     });
     if (!victim) return;
-    Entry* e = Find(dram_objs_[*victim].key);
-    FreeDram(*e);  // demoted: the chunk stays on NVMe
+    const Tag t = TagOf(dram_objs_[*victim].key);
+    FreeDram(t, *Find(t));  // demoted: the chunk stays on NVMe
     stats_.dram.evictions++;
     cv_.notify_all();
   }
@@ -188,7 +326,7 @@ Status StoreImpl::Close(std::chrono::nanoseconds grace) {
     cv_.wait_until(l, std::min(deadline, Clock::now() + 20ms));
   }
   uint64_t left = 0;
-  for (auto& [k, e] : index_) left += e.dirty;
+  for (auto& [t, e] : index_) left += e.dirty;
   stop_ = true;
   closed_ = true;
   l.unlock();

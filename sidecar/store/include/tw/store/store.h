@@ -68,14 +68,43 @@ struct PutRequest {
   Deadline deadline = Deadline::max();
 };
 
+// A read lease: keeps chunks from being reclaimed until it expires or is released.
+using LeaseId = uint64_t;
+
 struct GetResult {
   Tier tier = Tier::kNone;              // where it was served from
   MissReason miss = MissReason::kNone;  // kNone on a hit
   uint64_t bytes = 0;                   // bytes copied to the caller
+  // Get(key, ranges, GetOptions) only: the stored value's segment sizes, read from the record
+  // header the get reads anyway (on a hit, and on a request that does not fit the value).
+  std::vector<uint64_t> segment_sizes;
+  // Get(key, ranges, GetOptions) only: why a request for a stored chunk could not be served
+  // as asked (then miss is kIoError; not counted as a device error): InvalidArgument, for a
+  // range outside the stored value or a whole-chunk destination smaller than the value (the
+  // message and segment_sizes say how much is needed).
+  Status error;
 };
 
-// A read lease: keeps chunks from being reclaimed until it expires or is released.
-using LeaseId = uint64_t;
+// Options of Get(key, ranges, GetOptions): a get that needs no Stat first.
+struct GetOptions {
+  Deadline deadline = Deadline::max();
+  LeaseId lease = 0;  // see Get()
+  // When set, a chunk stored under another namespace reads as absent (tenant isolation).
+  std::optional<Key> namespace_digest;
+  // Whole-chunk mode: `ranges` must be empty; every segment of the value is copied, back to
+  // back in segment order, to `dest`, which holds `capacity` bytes. GetResult::segment_sizes
+  // says where each segment landed.
+  bool whole_chunk = false;
+  void* dest = nullptr;
+  uint64_t capacity = 0;
+};
+
+// What the index alone knows of a stored chunk (Peek). No I/O.
+struct ChunkPeek {
+  Key namespace_digest;
+  Tier tier = Tier::kNone;    // kDram when in DRAM (possibly also on NVMe)
+  uint64_t record_bytes = 0;  // stored size: header + segments padded to 4 KiB (>= value size)
+};
 
 struct LookupResult {
   size_t prefix = 0;                    // number of leading keys of the chain that are stored
@@ -119,7 +148,9 @@ struct StoreStats {
   TierStats nvme;
   uint64_t puts_by_result[kPutResultCount] = {};  // indexed by PutResult
   uint64_t dropped_unwritten = 0;  // memory-durability chunks dropped before write-back
-  uint64_t index_bytes = 0;        // DRAM used by the index (gauge)
+  uint64_t index_bytes = 0;        // DRAM used by the index and its side tables (gauge)
+  uint64_t promotions = 0;         // chunks copied from NVMe into DRAM by gets
+  uint64_t rewrites = 0;           // chunks rewritten by NVMe reclaim (children or read)
 };
 
 // What Open() needs. Built from tw::config::Config by FromConfig().
@@ -153,6 +184,15 @@ class Store {
   // live lease from Lookup; without one the chunk is pinned for the duration of the call.
   virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
                         Deadline deadline = Deadline::max(), LeaseId lease = 0) = 0;
+  // The same, with a namespace check and a whole-chunk mode (GetOptions), and the stored
+  // segment sizes in the result: no Stat() needed before it. The default implementation
+  // (for test doubles) calls Stat() and the Get() above.
+  virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
+                        const GetOptions& options);
+  // What the index knows of a chunk, without I/O: namespace, tier, stored size. nullopt when
+  // not stored. It does not verify the full key (a 2^-64 tag collision can answer for another
+  // chunk; Get() and Stat() verify). The default implementation calls Stat().
+  virtual std::optional<ChunkPeek> Peek(const Key& key);
 
   // The longest stored prefix of `chain` (chain[0] is chunk 1, whose parent is the
   // namespace). A hit on chunk j counts as a hit on its ancestors. With `take_lease`, the
