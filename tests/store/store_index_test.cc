@@ -3,7 +3,9 @@
 // namespace quota order, and promotion from NVMe to DRAM.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "store_test_util.h"
 #include "tw/store/device.h"
@@ -288,6 +290,58 @@ TEST(StoreIndexTest, NvmeReclaimKeepsSharedPrefixes) {
   keys.push_back(all[all.size() - 2].info.key);
   keys.push_back(all.back().info.key);
   EXPECT_EQ(s->Lookup(keys, false).prefix, keys.size());
+  // The rewritten copies are the ones found after a restart.
+  ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
+  s.reset();
+  s = MustOpen(Options(mem, 0, 24 * MiB));
+  for (auto& c : prefix) {
+    bool eq;
+    ReadAll(*s, c, &eq);
+    EXPECT_TRUE(eq);
+  }
+}
+
+TEST(StoreIndexTest, ReclaimRewritesWhileChunksAreRead) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  auto s = MustOpen(Options(mem, 0, 24 * MiB));
+  std::vector<TestChunk> prefix = Chain(1, 4, testing::TestNamespace(), 24 * KiB);
+  for (auto& c : prefix) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  std::atomic<bool> done{false};
+  std::atomic<int> wrong{0}, hits{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!done) {
+        for (auto& c : prefix) {
+          bool eq;
+          GetResult r = ReadAll(*s, c, &eq);
+          if (r.miss == MissReason::kNone) {
+            hits++;
+            if (!eq) wrong++;
+          } else if (r.miss == MissReason::kCorrupt || r.miss == MissReason::kIoError) {
+            wrong++;  // a chunk being moved may miss for a moment, never fail
+          }
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 1200; ++i) {
+    TestChunk c = MakeChunk(1000 + i, {40 * KiB}, prefix.back().info.key);
+    ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored) << i;
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(hits.load(), 0);
+  StoreStats st = s->Stats();
+  EXPECT_EQ(st.nvme.corrupt, 0u);
+  EXPECT_GT(st.nvme.evictions, 200u);
+  EXPECT_GT(st.rewrites, 0u);
+  for (auto& c : prefix) {
+    bool eq;
+    ReadAll(*s, c, &eq);
+    EXPECT_TRUE(eq);
+  }
 }
 
 TEST(StoreIndexTest, QuotaEvictsOldestUnreadLeavesFirst) {

@@ -58,46 +58,6 @@ StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   return StoreImpl::Create(options);
 }
 
-GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges,
-                     const GetOptions& options) {
-  GetResult res;
-  auto meta = Stat(key);
-  if (!meta ||
-      (options.namespace_digest && meta->info.namespace_digest != *options.namespace_digest)) {
-    res.miss = MissReason::kAbsent;
-    return res;
-  }
-  res.segment_sizes = meta->info.segment_sizes;
-  std::vector<ScatterEntry> whole;
-  if (options.whole_chunk) {
-    if (meta->value_size > options.capacity || !ranges.empty()) {
-      res.miss = MissReason::kIoError;
-      res.error = InvalidArgumentError(StrCat("value of ", meta->value_size, " bytes does not fit ",
-                                              options.capacity, " bytes"));
-      return res;
-    }
-    uint64_t at = 0;
-    for (uint32_t i = 0; i < res.segment_sizes.size(); ++i) {
-      whole.push_back({i, 0, res.segment_sizes[i], static_cast<uint8_t*>(options.dest) + at});
-      at += res.segment_sizes[i];
-    }
-    ranges = whole;
-  }
-  GetResult g = Get(key, ranges, options.deadline, options.lease);
-  g.segment_sizes = std::move(res.segment_sizes);
-  return g;
-}
-
-std::optional<ChunkPeek> Store::Peek(const Key& key) {
-  auto meta = Stat(key);
-  if (!meta) return std::nullopt;
-  ChunkPeek p;
-  p.namespace_digest = meta->info.namespace_digest;
-  p.tier = meta->tier;
-  p.record_bytes = meta->value_size;
-  return p;
-}
-
 StoreImpl::StoreImpl(const StoreOptions& o) : opts_(o) {}
 
 StatusOr<std::unique_ptr<Store>> StoreImpl::Create(const StoreOptions& options) {

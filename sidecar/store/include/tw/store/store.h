@@ -217,4 +217,46 @@ class Store {
   virtual Status Close(std::chrono::nanoseconds grace) = 0;
 };
 
+// Default implementations, inline so that test doubles need not link the engine.
+inline GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges,
+                            const GetOptions& options) {
+  GetResult res;
+  auto meta = Stat(key);
+  if (!meta ||
+      (options.namespace_digest && meta->info.namespace_digest != *options.namespace_digest)) {
+    res.miss = MissReason::kAbsent;
+    return res;
+  }
+  res.segment_sizes = meta->info.segment_sizes;
+  std::vector<ScatterEntry> whole;
+  if (options.whole_chunk) {
+    if (meta->value_size > options.capacity || !ranges.empty()) {
+      res.miss = MissReason::kIoError;
+      res.error = InvalidArgumentError("whole-chunk get: value of " +
+                                       std::to_string(meta->value_size) + " bytes does not fit " +
+                                       std::to_string(options.capacity) + " bytes");
+      return res;
+    }
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < res.segment_sizes.size(); ++i) {
+      whole.push_back({i, 0, res.segment_sizes[i], static_cast<uint8_t*>(options.dest) + at});
+      at += res.segment_sizes[i];
+    }
+    ranges = whole;
+  }
+  GetResult g = Get(key, ranges, options.deadline, options.lease);
+  g.segment_sizes = std::move(res.segment_sizes);
+  return g;
+}
+
+inline std::optional<ChunkPeek> Store::Peek(const Key& key) {
+  auto meta = Stat(key);
+  if (!meta) return std::nullopt;
+  ChunkPeek p;
+  p.namespace_digest = meta->info.namespace_digest;
+  p.tier = meta->tier;
+  p.record_bytes = meta->value_size;
+  return p;
+}
+
 }  // namespace tw::store
