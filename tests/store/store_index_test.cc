@@ -39,6 +39,30 @@ std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
   return s.ok() ? std::move(*s) : nullptr;
 }
 
+// Forwards everything but Get(GetOptions) and Peek, so the default implementations answer.
+class Forwarding : public Store {
+ public:
+  explicit Forwarding(Store& s) : s_(s) {}
+  PutResult Put(const PutRequest& r) override { return s_.Put(r); }
+  GetResult Get(const Key& k, std::span<const ScatterEntry> r, Deadline d, LeaseId l) override {
+    return s_.Get(k, r, d, l);
+  }
+  using Store::Get;
+  LookupResult Lookup(std::span<const Key> c, bool t) override { return s_.Lookup(c, t); }
+  void ReleaseLease(LeaseId l) override { s_.ReleaseLease(l); }
+  std::optional<ChunkMeta> Stat(const Key& k) override { return s_.Stat(k); }
+  bool Delete(const Key& k) override { return s_.Delete(k); }
+  uint64_t EvictNamespace(const Key& n) override { return s_.EvictNamespace(n); }
+  std::vector<NamespaceUsage> Namespaces() override { return s_.Namespaces(); }
+  void Export(const std::function<bool(const ChunkMeta&)>& fn) override { s_.Export(fn); }
+  StoreStats Stats() override { return s_.Stats(); }
+  Status Reconfigure(const StoreOptions& o) override { return s_.Reconfigure(o); }
+  Status Close(std::chrono::nanoseconds g) override { return s_.Close(g); }
+
+ private:
+  Store& s_;
+};
+
 // The same chunk under another key that shares its first 8 bytes (its index tag).
 TestChunk SameTag(const TestChunk& c) {
   TestChunk d = MakeChunk(777, {c.segments[0].size()});
@@ -184,6 +208,8 @@ TEST(StoreIndexTest, GetOptionsNamespaceWholeChunkAndSegmentSizes) {
     auto s = MustOpen(o);
     ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
     check(*s, Tier::kDram);
+    Forwarding defaults(*s);  // what test doubles get from the base class
+    check(defaults, Tier::kDram);
     EXPECT_EQ(s->Stats().dram.io_errors, 0u);  // requests that do not fit are not device errors
     ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
   }

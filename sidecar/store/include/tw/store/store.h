@@ -244,6 +244,14 @@ inline GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges
     }
     ranges = whole;
   }
+  for (const ScatterEntry& r : ranges) {
+    if (r.segment >= res.segment_sizes.size() || r.offset > res.segment_sizes[r.segment] ||
+        r.length > res.segment_sizes[r.segment] - r.offset) {
+      res.miss = MissReason::kIoError;
+      res.error = InvalidArgumentError("get: a range lies outside the stored value");
+      return res;
+    }
+  }
   GetResult g = Get(key, ranges, options.deadline, options.lease);
   g.segment_sizes = std::move(res.segment_sizes);
   return g;
