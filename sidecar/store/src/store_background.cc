@@ -126,23 +126,39 @@ bool StoreImpl::ReclaimOne() {
         auto it = e->parent ? pos.find(e->parent) : pos.end();
         if (it != pos.end()) inside[it->second]++;
       }
-      std::vector<int> want(tags.size(), -1);  // -1 unknown, else depth in the region + 1
+      // Each live chunk's parent within the region, its depth there and its chain's top.
+      std::vector<int64_t> up(tags.size(), -1);
+      for (size_t i : live) {
+        const Entry* e = Find(tags[i]);
+        auto it = e->parent ? pos.find(e->parent) : pos.end();
+        if (it != pos.end() && it->second != i) up[i] = int64_t(it->second);
+      }
+      std::vector<int> depth(tags.size(), 0);  // 0: not known yet; the top is 1
+      std::vector<size_t> top(tags.size(), 0);
+      for (size_t i : live) {
+        std::vector<size_t> path;
+        size_t j = i;
+        while (depth[j] == 0 && path.size() <= tags.size()) {
+          path.push_back(j);
+          if (up[j] < 0) break;
+          j = size_t(up[j]);
+        }
+        int d = depth[j];
+        const size_t t = d ? top[j] : j;
+        for (size_t k = path.size(); k-- > 0;) {
+          depth[path[k]] = ++d;
+          top[path[k]] = t;
+        }
+      }
+      // Wanted: read since written, or with stored children outside the region; then every
+      // ancestor in the region, unless the chain's top is an orphan.
+      std::vector<bool> want(tags.size(), false);
       for (size_t i : live) {
         const Entry* e = Find(tags[i]);
         const bool outside = e->children == kChildrenSticky || e->children > inside[i] || e->hit;
-        if (!outside) continue;
-        // Walk up to the chain's top in the region; keep the path unless the top is an orphan.
-        std::vector<size_t> path{i};
-        while (true) {
-          const Entry* c = Find(tags[path.back()]);
-          auto it = c->parent ? pos.find(c->parent) : pos.end();
-          if (it == pos.end() || path.size() > tags.size()) break;
-          path.push_back(it->second);
-        }
-        if (Orphan(*Find(tags[path.back()]))) continue;
-        for (size_t d = 0; d < path.size(); ++d) {
-          const int depth = int(path.size() - d);
-          want[path[d]] = std::max(want[path[d]], depth);
+        if (!outside || Orphan(*Find(tags[top[i]]))) continue;
+        for (int64_t j = int64_t(i); j >= 0 && !want[size_t(j)]; j = up[size_t(j)]) {
+          want[size_t(j)] = true;
         }
       }
       std::vector<std::pair<int, size_t>> keep;  // (depth, index): ancestors first
@@ -150,13 +166,13 @@ bool StoreImpl::ReclaimOne() {
         Entry* e = Find(tags[i]);
         if (e->in_dram) {
           e->set_nvme_off(kNoNvme);
-          if (want[i] > 0) {
+          if (want[i]) {
             e->dirty = true;
             writeback_q_.push_back(tags[i]);
           }
           e->hit = false;
-        } else if (want[i] > 0 && entries.ok()) {
-          keep.push_back({want[i], i});
+        } else if (want[i] && entries.ok()) {
+          keep.push_back({depth[i], i});
         }
       }
       std::sort(keep.begin(), keep.end());
