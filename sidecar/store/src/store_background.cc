@@ -178,14 +178,15 @@ bool StoreImpl::ReclaimOne() {
       std::sort(keep.begin(), keep.end());
       absl::flat_hash_set<size_t> kept;
       uint64_t budget = nvme_->region_size() / 4;
-      for (auto [depth, i] : keep) {
+      // Ancestors first, until the budget is spent: a descendant kept without its ancestor
+      // would be unreachable.
+      for (auto [d, i] : keep) {
         const SummaryEntry& se = (*entries)[i];
         const uint64_t len = uint64_t(se.record_4k) * 4096;
-        if (len <= budget && !closing_) {
-          budget -= len;
-          rewrite.push_back({tags[i], se});
-          kept.insert(i);
-        }
+        if (len > budget || closing_) break;
+        budget -= len;
+        rewrite.push_back({tags[i], se});
+        kept.insert(i);
       }
       // Drop the rest, deepest first.
       for (size_t k = live.size(); k-- > 0;) {
