@@ -12,13 +12,18 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   ExpireLeases();
   std::vector<Tag> pinned;
   std::vector<Tag> found;
-  // By tag: the full key is verified when bytes are served (a tag collision, ~n/2^64 per
-  // key, can make a lookup report a chunk whose get then misses).
+  // By tag, and by full key for chunks in DRAM; the full key of a chunk only on NVMe is
+  // verified when its bytes are served (a tag collision, ~n/2^64 per key, can make a lookup
+  // report a chunk whose get then misses).
   for (const Key& k : chain) {
     const Tag t = TagOf(k);
     Entry* e = Find(t);
     if (!e || !e->ready || e->doomed) {
       r.miss = AbsentReason(t);
+      break;
+    }
+    if (e->in_dram && dram_objs_[DramId(t)].key != k) {
+      r.miss = MissReason::kAbsent;
       break;
     }
     r.tiers.push_back(e->in_dram ? Tier::kDram : Tier::kNvme);
