@@ -190,8 +190,9 @@ class Store {
   virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
                         const GetOptions& options);
   // What the index knows of a chunk, without I/O: namespace, tier, stored size. nullopt when
-  // not stored. It does not verify the full key (a 2^-64 tag collision can answer for another
-  // chunk; Get() and Stat() verify). The default implementation calls Stat().
+  // not stored. It verifies the full key only of a chunk in DRAM (for one only on NVMe, a
+  // tag collision, ~n/2^64, can answer for another chunk; Get() and Stat() always verify).
+  // The default implementation calls Stat().
   virtual std::optional<ChunkPeek> Peek(const Key& key);
 
   // The longest stored prefix of `chain` (chain[0] is chunk 1, whose parent is the
@@ -253,7 +254,7 @@ inline GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges
     }
   }
   GetResult g = Get(key, ranges, options.deadline, options.lease);
-  g.segment_sizes = std::move(res.segment_sizes);
+  if (g.miss == MissReason::kNone) g.segment_sizes = std::move(res.segment_sizes);
   return g;
 }
 
