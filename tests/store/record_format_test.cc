@@ -117,10 +117,12 @@ TEST(MetadataFormatTest, SummaryEntriesCarryDurabilityAndTombstones) {
   r.record_4k = 3;
   r.header_len = 4096;
   r.disk = true;
+  r.parent_tag = 0x0123456789abcdefull;
   EncodeEntry(r, buf);
   SummaryEntry d = DecodeEntry(buf);
   EXPECT_EQ(d.kind, EntryKind::kRecord);
   EXPECT_TRUE(d.disk);
+  EXPECT_EQ(d.parent_tag, 0x0123456789abcdefull);
   EXPECT_EQ(d.header_len, 4096u);
   r.disk = false;
   EncodeEntry(r, buf);

@@ -126,8 +126,12 @@ SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out) {
 void EncodeEntry(const SummaryEntry& e, uint8_t* out) {
   std::memcpy(out, e.key.bytes.data(), 32);
   std::memcpy(out + 32, e.ns.bytes.data(), 32);
+  // Bytes 64..95 held the whole parent key in the first builds; its first 8 bytes are still
+  // the parent's tag, and the last byte now holds flags (advisory only: an entry of those
+  // builds reads a random flag there).
   std::memset(out + 64, 0, 32);
-  out[64] = e.disk ? kFlagDisk : 0;
+  std::memcpy(out + 64, &e.parent_tag, 8);
+  out[95] = e.disk ? kFlagDisk : 0;
   const uint32_t off_4k = uint32_t(e.offset / kBlock);
   std::memcpy(out + 96, &off_4k, 4);
   std::memcpy(out + 100, &e.region, 4);
@@ -144,7 +148,8 @@ SummaryEntry DecodeEntry(const uint8_t* in) {
   SummaryEntry e;
   std::memcpy(e.key.bytes.data(), in, 32);
   std::memcpy(e.ns.bytes.data(), in + 32, 32);
-  e.disk = (in[64] & kFlagDisk) != 0;
+  std::memcpy(&e.parent_tag, in + 64, 8);
+  e.disk = (in[95] & kFlagDisk) != 0;
   uint32_t off_4k;
   std::memcpy(&off_4k, in + 96, 4);
   e.offset = uint64_t(off_4k) * kBlock;

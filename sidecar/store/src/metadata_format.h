@@ -82,7 +82,10 @@ struct SummaryEntry {
   uint64_t epoch = 0;       // epoch of the region when the record was written
   uint32_t record_4k = 0;   // record length in 4 KiB units; 0 for a tombstone
   uint32_t header_len = 0;  // bytes
-  bool disk = false;        // put with durability `disk` (flag bit 0; advisory: reclaim order)
+  // The first 8 bytes of the parent key (of the namespace digest for a first chunk): enough
+  // for recovery to rebuild the index's prefix links.
+  uint64_t parent_tag = 0;
+  bool disk = false;  // put with durability `disk` (flag bit 0; advisory: reclaim order)
   EntryKind kind = EntryKind::kRecord;
 
   bool tombstone() const { return kind != EntryKind::kRecord; }

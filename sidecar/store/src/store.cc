@@ -41,17 +41,6 @@ bool CoversExactly(const std::vector<uint64_t>& sizes, std::vector<ScatterEntry>
   return i == data.size();
 }
 
-bool InBounds(const RecordLayout& l, std::span<const ScatterEntry> ranges) {
-  for (const ScatterEntry& r : ranges) {
-    if (r.segment >= l.segment_sizes.size()) return false;
-    if (r.offset > l.segment_sizes[r.segment] || r.length > l.segment_sizes[r.segment] - r.offset ||
-        (r.length && !r.addr)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 StoreOptions StoreOptions::FromConfig(const config::Config& c) {
@@ -93,6 +82,10 @@ Status StoreImpl::Init() {
     n.on_lost = [this](const SummaryEntry& e) { OnLost(e); };
     std::vector<SummaryEntry> recovered;
     TW_ASSIGN_OR_RETURN(nvme_, NvmeEngine::Open(n, &recovered));
+    if (nvme_->region_count() > 0 &&
+        uint64_t(nvme_->region_count()) * nvme_->region_size() / 4096 >= kNoNvme4k) {
+      return InvalidArgumentError("NVMe logical space above 1 PiB: the index cannot address it");
+    }
     // A pinned arena is also registered with io_uring: write-back and demotion then write
     // from it without pinning its pages per request.
     if (dram_ && dram_->pinned()) {
@@ -105,15 +98,27 @@ Status StoreImpl::Init() {
     index_.reserve(recovered.size());
     for (const SummaryEntry& se : recovered) {
       Entry e;
-      e.nvme_off = se.offset;
+      e.set_nvme_off(se.offset);
       e.record_4k = se.record_4k;
-      e.header_len = se.header_len;
+      e.header_4k = se.header_len / 4096;
       e.disk = se.disk;
       e.ns = NsId(se.ns);
-      e.state = State::kReady;
-      index_[se.key] = e;
+      e.ready = true;
+      e.parent = se.parent_tag == TagOf(se.ns) ? 0 : se.parent_tag;
+      // Two keys with one tag: the first one recovered is kept, the other is a miss.
+      if (!index_.try_emplace(TagOf(se.key), e).second) continue;
       ns_[e.ns].chunks++;
       ns_[e.ns].bytes += uint64_t(se.record_4k) * 4096;
+    }
+    for (auto& [t, e] : index_) {
+      if (e.parent == 0) continue;
+      if (Entry* p = Find(e.parent)) {
+        if (p->children < kChildrenSticky) p->children++;
+        e.counted = true;
+      }
+    }
+    for (uint32_t i = 0; i < ns_.size(); ++i) {
+      if (ns_[i].quota > 0) RebuildOrder(i);
     }
   }
   budget_at_ = Clock::now();
@@ -123,9 +128,19 @@ Status StoreImpl::Init() {
   return OkStatus();
 }
 
-StoreImpl::Entry* StoreImpl::Find(const Key& key) {
-  auto it = index_.find(key);
+StoreImpl::Entry* StoreImpl::Find(Tag tag) {
+  auto it = index_.find(tag);
   return it == index_.end() ? nullptr : &it->second;
+}
+
+uint32_t StoreImpl::DramId(Tag tag) const {
+  auto it = dram_ids_.find(tag);
+  return it == dram_ids_.end() ? ~uint32_t{0} : it->second;
+}
+
+uint32_t StoreImpl::Pins(Tag tag) const {
+  auto it = pins_.find(tag);
+  return it == pins_.end() ? 0 : it->second;
 }
 
 uint64_t StoreImpl::QuotaFor(const Key& digest) const {
@@ -138,29 +153,37 @@ uint64_t StoreImpl::QuotaFor(const Key& digest) const {
 
 uint32_t StoreImpl::NsId(const Key& digest) {
   auto [it, inserted] = ns_ids_.try_emplace(digest, uint32_t(ns_.size()));
-  if (inserted) ns_.push_back(Ns{digest, 0, 0, QuotaFor(digest)});
+  if (inserted) {
+    Ns n;
+    n.digest = digest;
+    n.quota = QuotaFor(digest);
+    ns_.push_back(std::move(n));
+  }
   return it->second;
 }
 
-void StoreImpl::Pin(Entry& e) {
-  e.pins++;
-  if (e.nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e.nvme_off)]++;
+void StoreImpl::Pin(Tag tag, Entry& e) {
+  pins_[tag]++;
+  e.pinned = true;
+  if (e.on_nvme()) region_pins_[nvme_->HeadOf(e.nvme_off())]++;
 }
 
-void StoreImpl::Unpin(const Key& key) {
-  Entry* e = Find(key);
-  if (!e) return;
-  e->pins--;
-  if (e->nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e->nvme_off)]--;
-  if (e->pins == 0) {
-    if (e->doomed) RemoveEntry(key, false);
+void StoreImpl::Unpin(Tag tag) {
+  Entry* e = Find(tag);
+  if (!e || !e->pinned) return;
+  auto it = pins_.find(tag);
+  if (e->on_nvme()) region_pins_[nvme_->HeadOf(e->nvme_off())]--;
+  if (--it->second == 0) {
+    pins_.erase(it);
+    e->pinned = false;
+    if (e->doomed) RemoveEntry(tag, false);
     cv_.notify_all();
   }
 }
 
-void StoreImpl::AddGhost(const Key& key) {
-  if (ghost_.insert(key).second) {
-    ghost_fifo_.push_back(key);
+void StoreImpl::AddGhost(Tag tag) {
+  if (ghost_.insert(tag).second) {
+    ghost_fifo_.push_back(tag);
     if (ghost_fifo_.size() > kGhostCapacity) {
       ghost_.erase(ghost_fifo_.front());
       ghost_fifo_.pop_front();
@@ -168,42 +191,70 @@ void StoreImpl::AddGhost(const Key& key) {
   }
 }
 
-void StoreImpl::FreeDram(Entry& e) {
-  if (e.dram == kNoDram) return;
-  DramObj& o = dram_objs_[e.dram];
-  dram_->Remove(e.dram);
+void StoreImpl::FreeDram(Tag tag, Entry& e) {
+  if (!e.in_dram) return;
+  auto it = dram_ids_.find(tag);
+  const uint32_t id = it->second;
+  DramObj& o = dram_objs_[id];
+  dram_->Remove(id);
   dram_->Free(o.off, o.len);
-  free_objs_.push_back(e.dram);
-  e.dram = kNoDram;
+  free_objs_.push_back(id);
+  dram_ids_.erase(it);
+  e.in_dram = false;
+}
+
+void StoreImpl::AttachDram(Tag tag, Entry& e, const Key& key, uint64_t off, uint64_t len) {
+  uint32_t id;
+  if (!free_objs_.empty()) {
+    id = free_objs_.back();
+    free_objs_.pop_back();
+  } else {
+    id = uint32_t(dram_objs_.size());
+    dram_objs_.push_back({});
+  }
+  dram_objs_[id] = DramObj{key, off, len};
+  dram_ids_[tag] = id;
+  e.in_dram = true;
+}
+
+bool StoreImpl::Orphan(const Entry& e) {
+  if (e.parent == 0) return false;
+  const Entry* p = Find(e.parent);
+  return !p || p->doomed;
 }
 
 // Removes the entry now, or (pinned) marks it doomed so the last Unpin removes it.
-void StoreImpl::RemoveEntry(const Key& key, bool to_ghost) {
-  auto it = index_.find(key);
+void StoreImpl::RemoveEntry(Tag tag, bool to_ghost) {
+  auto it = index_.find(tag);
   if (it == index_.end()) return;
   Entry& e = it->second;
   if (!e.doomed) {
     ns_[e.ns].chunks--;
-    ns_[e.ns].bytes -= uint64_t(e.record_4k) * 4096;
+    ns_[e.ns].bytes -= e.record_len();
+    if (e.counted) {
+      Entry* p = Find(e.parent);
+      if (p && p->children > 0 && p->children < kChildrenSticky) p->children--;
+      e.counted = false;
+    }
   }
-  if (e.pins > 0) {
+  if (e.pinned) {
     e.doomed = true;
-    if (to_ghost) AddGhost(key);
+    if (to_ghost) AddGhost(tag);
     return;
   }
-  FreeDram(e);
+  FreeDram(tag, e);
   index_.erase(it);
-  if (to_ghost) AddGhost(key);
+  if (to_ghost) AddGhost(tag);
 }
 
-bool StoreImpl::Admit(const Key& key, uint64_t bytes) {
+bool StoreImpl::Admit(Tag tag, uint64_t bytes) {
   switch (opts_.admission.policy) {
     case config::AdmissionPolicy::kAll:
       return true;
     case config::AdmissionPolicy::kSecondSight:
-      if (seen_.contains(key)) return true;
-      seen_.insert(key);
-      seen_fifo_.push_back(key);
+      if (seen_.contains(tag)) return true;
+      seen_.insert(tag);
+      seen_fifo_.push_back(tag);
       if (seen_fifo_.size() > kSeenCapacity) {
         seen_.erase(seen_fifo_.front());
         seen_fifo_.pop_front();
@@ -224,25 +275,79 @@ bool StoreImpl::Admit(const Key& key, uint64_t bytes) {
 }
 
 // Evicts chunks of namespace `ns` (any tier, unpinned) until `need` more bytes fit its quota.
+// Order: the namespace's clock over insertion order. Chunks whose parent is gone go first;
+// a chunk read since the clock last passed it, or with stored children, gets another round;
+// when a whole round finds nothing else, chunks with children go too, oldest first.
 bool StoreImpl::MakeRoomInNamespace(uint32_t ns, uint64_t need) {
   Ns& n = ns_[ns];
   if (n.quota == 0 || n.bytes + need <= n.quota) return true;
   if (need > n.quota) return false;
-  std::vector<Key> victims;
-  uint64_t freed = 0;
-  for (auto& [k, e] : index_) {
-    if (n.bytes - freed + need <= n.quota) break;
-    if (e.ns != ns || e.pins > 0 || e.state != State::kReady || e.doomed) continue;
-    victims.push_back(k);
-    freed += uint64_t(e.record_4k) * 4096;
-  }
-  for (const Key& k : victims) {
-    Entry* e = Find(k);
-    if (e && e->dram != kNoDram && e->nvme_off == kNoNvme) stats_.dropped_unwritten += e->dirty;
-    RemoveEntry(k, true);
-    stats_.nvme.evictions++;
+  for (int pass = 0; pass < 2 && n.bytes + need > n.quota; ++pass) {
+    // Two rounds: the first may only clear reference bits.
+    size_t budget = 2 * n.order.size() + 1;
+    while (budget-- > 0 && !n.order.empty() && n.bytes + need > n.quota) {
+      const Tag t = n.order.front();
+      n.order.pop_front();
+      Entry* e = Find(t);
+      if (!e || e->ns != ns || e->doomed) continue;  // removed since
+      if (!e->ready || e->pinned) {
+        n.order.push_back(t);
+        continue;
+      }
+      if (pass == 0 && !Orphan(*e)) {
+        if (e->qref) {
+          e->qref = false;
+          n.order.push_back(t);
+          continue;
+        }
+        if (e->children > 0) {
+          n.order.push_back(t);
+          continue;
+        }
+      }
+      if (e->in_dram && !e->on_nvme()) stats_.dropped_unwritten += e->dirty;
+      RemoveEntry(t, true);
+      stats_.nvme.evictions++;
+    }
   }
   return n.bytes + need <= n.quota;
+}
+
+void StoreImpl::NoteInNamespace(uint32_t ns, Tag tag) {
+  Ns& n = ns_[ns];
+  if (n.quota == 0) return;
+  n.order.push_back(tag);
+  if (n.order.size() > 2 * n.chunks + 1024) RebuildOrder(ns);
+}
+
+// Rebuilds a namespace's quota order from its live entries, keeping the current order where
+// there is one (index order for the rest).
+void StoreImpl::RebuildOrder(uint32_t ns) {
+  Ns& n = ns_[ns];
+  std::deque<Tag> order;
+  absl::flat_hash_set<Tag> in;
+  for (Tag t : n.order) {
+    const Entry* e = Find(t);
+    if (e && e->ns == ns && !e->doomed && in.insert(t).second) order.push_back(t);
+  }
+  for (auto& [t, e] : index_) {
+    if (e.ns == ns && !e.doomed && !in.contains(t)) order.push_back(t);
+  }
+  n.order = std::move(order);
+}
+
+std::optional<uint32_t> StoreImpl::PickDramVictim(
+    const std::function<bool(const Entry&)>& evictable) {
+  // First leaves and orphans: a chunk whose descendants are stored outlives them.
+  for (int pass = 0; pass < 2; ++pass) {
+    auto victim = dram_->PickVictim([&](uint32_t id) {
+      const Entry* e = Find(TagOf(dram_objs_[id].key));
+      if (!e || !evictable(*e)) return false;
+      return pass == 1 || e->children == 0 || Orphan(*e);
+    });
+    if (victim) return victim;
+  }
+  return std::nullopt;
 }
 
 std::optional<uint64_t> StoreImpl::AllocateDram(uint64_t len, Deadline deadline,
@@ -254,20 +359,19 @@ std::optional<uint64_t> StoreImpl::AllocateDram(uint64_t len, Deadline deadline,
     // dropped: the put must not block on a slow or failing NVMe tier forever.
     auto now = Clock::now();
     bool drop_dirty = now >= deadline || now - started > std::chrono::seconds(2);
-    auto victim = dram_->PickVictim([&](uint32_t id) {
-      const Entry* e = Find(dram_objs_[id].key);
-      if (!e || e->pins > 0 || e->state != State::kReady) return false;
-      return !e->dirty || drop_dirty;
+    auto victim = PickDramVictim([&](const Entry& e) {
+      if (e.pinned || !e.ready) return false;
+      return !e.dirty || drop_dirty;
     });
     if (victim) {
-      Key k = dram_objs_[*victim].key;
-      Entry* e = Find(k);
+      const Tag t = TagOf(dram_objs_[*victim].key);
+      Entry* e = Find(t);
       stats_.dram.evictions++;
-      if (e->nvme_off != kNoNvme) {
-        FreeDram(*e);  // demoted: it stays on NVMe
+      if (e->on_nvme()) {
+        FreeDram(t, *e);  // demoted: it stays on NVMe
       } else {
         if (e->dirty || e->unwritten) stats_.dropped_unwritten++;
-        RemoveEntry(k, true);
+        RemoveEntry(t, true);
       }
       continue;
     }
@@ -293,6 +397,12 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   const RecordLayout layout = ComputeLayout(info);
   const uint64_t len = layout.record_len;
   const bool disk = req.durability == Durability::kDisk;
+  const Tag tag = TagOf(info.key);
+  if (len / 4096 > kMaxRecord4k || layout.header_len / 4096 > kMaxHeader4k) {
+    TW_LOG(kWarn, "put: record too large for the index",
+           {{"key", info.key.Hex()}, {"record_bytes", len}});
+    return answer(PutResult::kInvalid);
+  }
   bool use_dram = false;
   uint64_t dram_off = 0;
   {
@@ -303,45 +413,49 @@ PutResult StoreImpl::Put(const PutRequest& req) {
       return r;
     };
     if (closing_) return bump(PutResult::kBusy);
-    if (Entry* e = Find(info.key)) return bump(e->doomed ? PutResult::kBusy : PutResult::kExists);
+    // A stored key answers `exists`; so does, with probability ~n/2^64, a key whose 8-byte
+    // tag another stored key has (its reads then miss: every read verifies the full key).
+    if (Entry* e = Find(tag)) return bump(e->doomed ? PutResult::kBusy : PutResult::kExists);
     if (disk && !nvme_) return bump(PutResult::kRejectedAdmission);
     if (!dram_ && !nvme_) return bump(PutResult::kRejectedAdmission);
+    if (ns_.size() >= kMaxNamespaces && !ns_ids_.contains(info.namespace_digest)) {
+      return bump(PutResult::kBusy);
+    }
     uint32_t ns = NsId(info.namespace_digest);
     if (!MakeRoomInNamespace(ns, len)) return bump(PutResult::kQuota);
     bool fits_dram = dram_ && len <= dram_->capacity() / 2;
     if (!fits_dram && !nvme_) return bump(PutResult::kBusy);
-    if (nvme_ && (disk || !fits_dram) && !Admit(info.key, len)) {
+    if (nvme_ && (disk || !fits_dram) && !Admit(tag, len)) {
       return bump(PutResult::kRejectedAdmission);
     }
     // Reserve the key: other puts of it now answer `exists`.
-    Entry& e = index_[info.key];
+    Entry& e = index_[tag];
     e = Entry{};
     e.ns = ns;
-    e.record_4k = uint32_t(len / 4096);
-    e.header_len = uint32_t(layout.header_len);
-    e.pins = 1;  // the put's own pin keeps reclaim and eviction away
+    e.record_4k = len / 4096;
+    e.header_4k = layout.header_len / 4096;
+    if (info.parent != info.namespace_digest) {
+      e.parent = TagOf(info.parent);
+      if (Entry* p = Find(e.parent); p && !p->doomed) {
+        if (p->children < kChildrenSticky) p->children++;
+        e.counted = true;
+      }
+    }
+    Pin(tag, e);  // the put's own pin keeps reclaim and eviction away
     e.disk = disk;
     ns_[ns].chunks++;
     ns_[ns].bytes += len;
+    NoteInNamespace(ns, tag);
     if (fits_dram) {
       auto off = AllocateDram(len, req.deadline, l);
-      Entry* again = Find(info.key);
+      Entry* again = Find(tag);
       if (off) {
         use_dram = true;
         dram_off = *off;
-        uint32_t id;
-        if (!free_objs_.empty()) {
-          id = free_objs_.back();
-          free_objs_.pop_back();
-        } else {
-          id = uint32_t(dram_objs_.size());
-          dram_objs_.push_back({});
-        }
-        dram_objs_[id] = DramObj{info.key, dram_off, len};
-        again->dram = id;
+        AttachDram(tag, *again, info.key, dram_off, len);
       } else if (!disk || !nvme_) {
-        again->pins = 0;
-        RemoveEntry(info.key, false);
+        Unpin(tag);
+        RemoveEntry(tag, false);
         return bump(PutResult::kBusy);
       }
     }
@@ -384,7 +498,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
   }
   bool on_nvme = false;
   if (result == PutResult::kStored && (disk || !use_dram)) {
-    auto a = WriteRecord(info.key, info, rec, rec, layout, disk, req.deadline);
+    auto a = WriteRecord(tag, info, rec, rec, layout, disk, req.deadline);
     if (!a.ok()) {
       result = a.status().code() == StatusCode::kResourceExhausted ||
                        a.status().code() == StatusCode::kDeadlineExceeded
@@ -395,34 +509,34 @@ PutResult StoreImpl::Put(const PutRequest& req) {
     }
   }
   std::lock_guard<std::mutex> l(mu_);
-  Entry* e = Find(info.key);
+  Entry* e = Find(tag);
   stats_.puts_by_result[size_t(result)]++;
   if (result != PutResult::kStored) {
-    e->pins--;
-    if (e->nvme_off != kNoNvme) region_pins_[nvme_->HeadOf(e->nvme_off)]--;
-    e->nvme_off = kNoNvme;
-    RemoveEntry(info.key, false);
+    if (e->on_nvme()) region_pins_[nvme_->HeadOf(e->nvme_off())] -= Pins(tag);
+    e->set_nvme_off(kNoNvme);
+    Unpin(tag);
+    RemoveEntry(tag, false);
     return result;
   }
-  e->state = State::kReady;
-  Unpin(info.key);
+  e->ready = true;
+  Unpin(tag);
   if (use_dram) {
     stats_.dram.bytes_written += layout.value_size;
-    bool was_ghost = ghost_.erase(info.key) > 0;
-    dram_->Insert(e->dram, len, was_ghost);
+    bool was_ghost = ghost_.erase(tag) > 0;
+    dram_->Insert(DramId(tag), len, was_ghost);
     if (!on_nvme && nvme_) {
       e->dirty = true;
-      writeback_q_.push_back(info.key);
+      writeback_q_.push_back(tag);
       work_cv_.notify_all();
     }
   } else {
-    ghost_.erase(info.key);
+    ghost_.erase(tag);
   }
   if (on_nvme) stats_.nvme.bytes_written += layout.value_size;
   return result;
 }
 
-StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const ChunkInfo& info,
+StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(Tag tag, const ChunkInfo& info,
                                                         uint8_t* header, const uint8_t* record,
                                                         const RecordLayout& layout, bool wait,
                                                         Deadline deadline) {
@@ -452,20 +566,22 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
     // The location is set before the commit, so a region sealed right after the commit is
     // never reclaimed without this entry being dropped with it.
     std::lock_guard<std::mutex> l(mu_);
-    Entry* e = Find(key);
-    if (!e || e->doomed) {  // deleted meanwhile: its tombstone may already be older
+    Entry* e = Find(tag);
+    // Deleted meanwhile (its tombstone may already be older), or removed and put again.
+    if (!e || e->doomed || e->on_nvme()) {
       nvme_->Abort(a);
       return CancelledError("entry removed during write");
     }
     disk = e->disk;
-    e->nvme_off = a.offset;
-    e->record_4k = uint32_t(a.length / 4096);
-    e->header_len = uint32_t(layout.header_len);
-    region_pins_[nvme_->HeadOf(a.offset)] += e->pins;
+    e->set_nvme_off(a.offset);
+    e->record_4k = a.length / 4096;
+    e->header_4k = layout.header_len / 4096;
+    region_pins_[nvme_->HeadOf(a.offset)] += Pins(tag);
   }
   SummaryEntry se;
-  se.key = key;
+  se.key = info.key;
   se.ns = info.namespace_digest;
+  se.parent_tag = TagOf(info.parent);
   se.offset = a.offset;
   se.region = a.region;
   se.seq = a.seq;
@@ -476,167 +592,6 @@ StatusOr<NvmeEngine::Allocation> StoreImpl::WriteRecord(const Key& key, const Ch
   s = nvme_->Commit(a, se, wait);
   if (!s.ok()) return s;
   return a;
-}
-
-MissReason StoreImpl::AbsentReason(const Key& key) const {
-  return ghost_.contains(key) ? MissReason::kEvicted : MissReason::kAbsent;
-}
-
-void StoreImpl::CountMiss(MissReason r) {
-  stats_.dram.misses_by_reason[size_t(r)]++;
-  if (nvme_) stats_.nvme.misses_by_reason[size_t(r)]++;
-}
-
-StoreImpl::ReadPlan StoreImpl::PlanRead(Entry& e) {
-  ReadPlan p;
-  p.record_len = uint64_t(e.record_4k) * 4096;
-  p.header_len = e.header_len;
-  if (e.dram != kNoDram) {
-    p.tier = Tier::kDram;
-    p.dram = dram_->base() + dram_objs_[e.dram].off;
-    dram_->Touch(e.dram);
-  } else {
-    p.tier = Tier::kNvme;
-    p.nvme_off = e.nvme_off;
-    nvme_->Touch(e.nvme_off);
-  }
-  e.hit = true;
-  Pin(e);
-  return p;
-}
-
-GetResult StoreImpl::Get(const Key& key, std::span<const ScatterEntry> ranges, Deadline deadline,
-                         LeaseId /*lease*/) {
-  GetResult res;
-  ReadPlan p;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    Entry* e = Find(key);
-    if (!e || e->state != State::kReady || e->doomed) {
-      res.miss = AbsentReason(key);
-      CountMiss(res.miss);
-      return res;
-    }
-    if (Clock::now() >= deadline) {
-      res.miss = MissReason::kDeadline;
-      CountMiss(res.miss);
-      return res;
-    }
-    p = PlanRead(*e);
-  }
-  uint64_t bytes = 0;
-  MissReason miss = p.tier == Tier::kDram ? ReadDram(p, ranges, &bytes)
-                                          : ReadNvme(key, p, ranges, deadline, &bytes);
-  std::lock_guard<std::mutex> l(mu_);
-  Unpin(key);
-  TierStats& t = p.tier == Tier::kDram ? stats_.dram : stats_.nvme;
-  if (miss == MissReason::kNone) {
-    t.hits++;
-    t.bytes_read += bytes;
-    if (p.tier == Tier::kNvme) stats_.dram.misses_by_reason[size_t(MissReason::kAbsent)]++;
-    res.tier = p.tier;
-    res.bytes = bytes;
-    return res;
-  }
-  t.misses_by_reason[size_t(miss)]++;
-  if (miss == MissReason::kCorrupt) {
-    t.corrupt++;
-    TW_LOG(kWarn, "dropping a corrupt chunk", {{"key", key.Hex()}, {"tier", ToString(p.tier)}});
-    RemoveEntry(key, false);
-  } else if (miss == MissReason::kIoError) {
-    t.io_errors++;
-  }
-  res.miss = miss;
-  return res;
-}
-
-StatusOr<RecordHeader> StoreImpl::ReadHeader(const ReadPlan& p) {
-  if (p.tier == Tier::kDram) return DecodeHeader(p.dram, p.header_len);
-  AlignedBuffer hb(p.header_len, false);
-  if (!hb.data()) return ResourceExhaustedError("out of memory");
-  TW_RETURN_IF_ERROR(nvme_->Read(p.nvme_off, hb.data(), p.header_len));
-  return DecodeHeader(hb.data(), p.header_len);
-}
-
-MissReason StoreImpl::ReadDram(const ReadPlan& p, std::span<const ScatterEntry> ranges,
-                               uint64_t* bytes) {
-  auto h = DecodeHeader(p.dram, p.header_len);
-  if (!h.ok()) return MissReason::kCorrupt;
-  RecordLayout l = ComputeLayout(h->header_len, h->info.segment_sizes);
-  if (!InBounds(l, ranges)) return MissReason::kIoError;
-  for (const ScatterEntry& r : ranges) {
-    CopyLarge(r.addr, p.dram + l.segment_offsets[r.segment] + r.offset, r.length);
-    *bytes += r.length;
-  }
-  return MissReason::kNone;
-}
-
-MissReason StoreImpl::ReadNvme(const Key& key, const ReadPlan& p,
-                               std::span<const ScatterEntry> ranges, Deadline deadline,
-                               uint64_t* bytes) {
-  auto h = ReadHeader(p);
-  if (!h.ok()) {
-    return h.status().code() == StatusCode::kDataLoss ||
-                   h.status().code() == StatusCode::kFailedPrecondition
-               ? MissReason::kCorrupt
-               : MissReason::kIoError;
-  }
-  if (h->info.key != key) return MissReason::kCorrupt;
-  RecordLayout l = ComputeLayout(h->header_len, h->info.segment_sizes);
-  if (l.record_len != p.record_len) return MissReason::kCorrupt;
-  if (!InBounds(l, ranges)) return MissReason::kIoError;
-  // Every touched segment is read whole (its CRC covers all of it): straight into the
-  // caller's memory when one aligned range asks for the whole 4 KiB-multiple segment, else
-  // through a bounce buffer.
-  std::vector<int> direct(l.segment_sizes.size(), -1);
-  std::vector<bool> touched(l.segment_sizes.size(), false);
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    const ScatterEntry& r = ranges[i];
-    if (r.length == 0) continue;
-    touched[r.segment] = true;
-    uint64_t sz = l.segment_sizes[r.segment];
-    if (r.offset == 0 && r.length == sz && sz % kIoAlign == 0 &&
-        reinterpret_cast<uintptr_t>(r.addr) % kIoAlign == 0 && direct[r.segment] == -1) {
-      direct[r.segment] = int(i);
-    }
-  }
-  uint64_t bounce_len = 0;
-  std::vector<uint64_t> bounce_at(l.segment_sizes.size(), 0);
-  for (size_t s = 0; s < touched.size(); ++s) {
-    if (touched[s] && direct[s] < 0) {
-      bounce_at[s] = bounce_len;
-      bounce_len += AlignUp(l.segment_sizes[s], kIoAlign);
-    }
-  }
-  AlignedBuffer bounce(bounce_len, false);
-  if (bounce_len && !bounce.data()) return MissReason::kIoError;
-  std::vector<VolumeIo> ios;
-  for (size_t s = 0; s < touched.size(); ++s) {
-    if (!touched[s]) continue;
-    uint64_t padded = AlignUp(l.segment_sizes[s], kIoAlign);
-    if (padded == 0) continue;
-    void* dst = direct[s] >= 0 ? ranges[size_t(direct[s])].addr : bounce.data() + bounce_at[s];
-    ios.push_back({p.nvme_off + l.segment_offsets[s], padded, dst});
-  }
-  Status st = nvme_->Read(ios);
-  if (!st.ok()) return MissReason::kIoError;
-  for (size_t s = 0; s < touched.size(); ++s) {
-    if (!touched[s]) continue;
-    const uint8_t* src = direct[s] >= 0
-                             ? static_cast<const uint8_t*>(ranges[size_t(direct[s])].addr)
-                             : bounce.data() + bounce_at[s];
-    if (Crc32c(src, l.segment_sizes[s]) != h->segment_crcs[s]) return MissReason::kCorrupt;
-  }
-  for (size_t i = 0; i < ranges.size(); ++i) {
-    const ScatterEntry& r = ranges[i];
-    if (r.length && direct[r.segment] != int(i)) {
-      CopyLarge(r.addr, bounce.data() + bounce_at[r.segment] + r.offset, r.length);
-    }
-    *bytes += r.length;
-  }
-  // The I/O is complete, so a late answer never lands in memory the caller reuses.
-  if (Clock::now() > deadline) return MissReason::kDeadline;
-  return MissReason::kNone;
 }
 
 }  // namespace tw::store

@@ -11,28 +11,39 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   LookupResult r;
   std::lock_guard<std::mutex> l(mu_);
   ExpireLeases();
-  std::vector<Key> pinned;
+  std::vector<Tag> pinned;
+  std::vector<Tag> found;
+  // By tag, and by full key for chunks in DRAM; the full key of a chunk only on NVMe is
+  // verified when its bytes are served (a tag collision, ~n/2^64 per key, can make a lookup
+  // report a chunk whose get then misses).
   for (const Key& k : chain) {
-    Entry* e = Find(k);
-    if (!e || e->state != State::kReady || e->doomed) {
-      r.miss = AbsentReason(k);
+    const Tag t = TagOf(k);
+    Entry* e = Find(t);
+    if (!e || !e->ready || e->doomed) {
+      r.miss = AbsentReason(t);
       break;
     }
-    r.tiers.push_back(e->dram != kNoDram ? Tier::kDram : Tier::kNvme);
+    if (e->in_dram && dram_objs_[DramId(t)].key != k) {
+      r.miss = MissReason::kAbsent;
+      break;
+    }
+    r.tiers.push_back(e->in_dram ? Tier::kDram : Tier::kNvme);
     e->hit = true;
+    e->qref = true;
+    found.push_back(t);
     if (take_lease) {
-      Pin(*e);
-      pinned.push_back(k);
+      Pin(t, *e);
+      pinned.push_back(t);
     }
   }
   r.prefix = r.tiers.size();
   // A hit on chunk j is a hit on each of its ancestors. They are touched deepest first, so the
   // ancestors end up the most recently used: under pressure, descendants go before the
   // ancestors they cannot be reached without.
-  for (size_t i = r.prefix; i-- > 0;) {
-    Entry* e = Find(chain[i]);
-    if (e->dram != kNoDram) dram_->Touch(e->dram);
-    if (e->nvme_off != kNoNvme) nvme_->Touch(e->nvme_off);
+  for (size_t i = found.size(); i-- > 0;) {
+    Entry* e = Find(found[i]);
+    if (e->in_dram) dram_->Touch(DramId(found[i]));
+    if (e->on_nvme()) nvme_->Touch(e->nvme_off());
   }
   if (take_lease && !pinned.empty()) {
     r.lease = next_lease_++;
@@ -45,7 +56,7 @@ void StoreImpl::ReleaseLease(LeaseId lease) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = leases_.find(lease);
   if (it == leases_.end()) return;
-  for (const Key& k : it->second.keys) Unpin(k);
+  for (Tag t : it->second.tags) Unpin(t);
   leases_.erase(it);
 }
 
@@ -56,23 +67,34 @@ void StoreImpl::ExpireLeases() {
       ++it;
       continue;
     }
-    for (const Key& k : it->second.keys) Unpin(k);
+    for (Tag t : it->second.tags) Unpin(t);
     it = leases_.erase(it);
   }
 }
 
-std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) {
+std::optional<ChunkMeta> StoreImpl::StatTag(Tag tag, const Key* expect) {
   ReadPlan p;
   {
     std::lock_guard<std::mutex> l(mu_);
-    Entry* e = Find(key);
-    if (!e || e->state != State::kReady || e->doomed) return std::nullopt;
-    p = PlanRead(*e);
+    Entry* e = Find(tag);
+    if (!e || !e->ready || e->doomed) return std::nullopt;
+    p.record_len = e->record_len();
+    p.header_len = e->header_len();
+    if (e->in_dram) {
+      p.tier = Tier::kDram;
+      p.dram = dram_->base() + dram_objs_[DramId(tag)].off;
+    } else {
+      p.tier = Tier::kNvme;
+      p.nvme_off = e->nvme_off();
+    }
+    Pin(tag, *e);
   }
   auto h = ReadHeader(p);
   std::lock_guard<std::mutex> l(mu_);
-  Unpin(key);
-  if (!h.ok()) return std::nullopt;
+  Unpin(tag);
+  if (!h.ok() || TagOf(h->info.key) != tag || (expect && h->info.key != *expect)) {
+    return std::nullopt;
+  }
   ChunkMeta m;
   m.info = std::move(h->info);
   m.value_size = 0;
@@ -116,23 +138,41 @@ Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns
   }
 }
 
+std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) { return StatTag(TagOf(key), &key); }
+
 bool StoreImpl::Delete(const Key& key) {
-  {
+  const Tag t = TagOf(key);
+  bool removed = false;
+  // The full key of a chunk only on NVMe is in its record header: read it (unlocked), then
+  // remove the entry if it has not moved meanwhile (retry if it has).
+  for (int attempt = 0; attempt < 3 && !removed; ++attempt) {
+    uint64_t at = kNoNvme;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      Entry* e = Find(t);
+      if (!e || !e->ready || e->doomed) return false;
+      if (e->in_dram && dram_objs_[DramId(t)].key != key) return false;
+      if (!e->in_dram) at = e->nvme_off();
+    }
+    if (at != kNoNvme && !StatTag(t, &key)) return false;
     std::lock_guard<std::mutex> l(mu_);
-    Entry* e = Find(key);
-    if (!e || e->state != State::kReady || e->doomed) return false;
+    Entry* e = Find(t);
+    if (!e || !e->ready || e->doomed) return false;
+    if (e->in_dram ? dram_objs_[DramId(t)].key != key : e->nvme_off() != at) continue;
     if (!nvme_) {
-      RemoveEntry(key, false);
+      RemoveEntry(t, false);
       return true;
     }
     // Pinned and doomed: a put of the key answers `busy` until the tombstone has its sequence
     // number, so a put after the delete always orders after it.
-    Pin(*e);
-    RemoveEntry(key, false);
+    Pin(t, *e);
+    RemoveEntry(t, false);
+    removed = true;
   }
+  if (!removed) return false;
   Status s = PersistTombstone(EntryKind::kDeleteKey, key, Key{}, [&] {
     std::lock_guard<std::mutex> l(mu_);
-    Unpin(key);
+    Unpin(t);
   });
   if (!s.ok()) {
     TW_LOG(kWarn, "delete: tombstone not written; the chunk may come back after a restart",
@@ -142,24 +182,27 @@ bool StoreImpl::Delete(const Key& key) {
 }
 
 uint64_t StoreImpl::EvictNamespace(const Key& digest) {
-  std::vector<Key> keys;
+  uint64_t n = 0;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = ns_ids_.find(digest);
     if (it == ns_ids_.end()) return 0;
-    for (auto& [k, e] : index_) {
-      if (e.ns == it->second && e.state == State::kReady && !e.doomed) keys.push_back(k);
+    std::vector<Tag> tags;
+    for (auto& [t, e] : index_) {
+      if (e.ns == it->second && e.ready && !e.doomed) tags.push_back(t);
     }
-    for (const Key& k : keys) RemoveEntry(k, true);
+    for (Tag t : tags) RemoveEntry(t, true);
+    ns_[it->second].order.clear();
+    n = tags.size();
   }
-  if (nvme_ && !keys.empty()) {
+  if (nvme_ && n > 0) {
     Status s = PersistTombstone(EntryKind::kEvictNamespace, Key{}, digest, [] {});
     if (!s.ok()) {
       TW_LOG(kWarn, "evict namespace: tombstone not written; chunks may come back after a restart",
              {{"namespace", digest.Hex()}, {"error", s}});
     }
   }
-  return keys.size();
+  return n;
 }
 
 std::vector<NamespaceUsage> StoreImpl::Namespaces() {
@@ -173,29 +216,43 @@ std::vector<NamespaceUsage> StoreImpl::Namespaces() {
 }
 
 void StoreImpl::Export(const std::function<bool(const ChunkMeta&)>& fn) {
-  std::vector<Key> keys;
+  std::vector<Tag> tags;
   {
     std::lock_guard<std::mutex> l(mu_);
-    for (auto& [k, e] : index_) {
-      if (e.state == State::kReady && !e.doomed) keys.push_back(k);
+    for (auto& [t, e] : index_) {
+      if (e.ready && !e.doomed) tags.push_back(t);
     }
   }
-  for (const Key& k : keys) {
-    auto m = Stat(k);
+  // Full keys, token ids and the rest come from the record headers.
+  for (Tag t : tags) {
+    auto m = StatTag(t, nullptr);
     if (m && !fn(*m)) return;
   }
 }
+
+namespace {
+
+// Bytes of an absl::flat_hash_{map,set} of `capacity` slots of `slot` bytes: the slots, one
+// control byte per slot plus a group's worth of cloned control bytes, and a growth counter.
+template <typename Table>
+uint64_t TableBytes(const Table& t) {
+  const uint64_t cap = t.capacity();
+  if (cap == 0) return 0;
+  return cap * (sizeof(typename Table::slot_type) + 1) + 16 + sizeof(size_t);
+}
+
+}  // namespace
 
 StoreStats StoreImpl::Stats() {
   std::lock_guard<std::mutex> l(mu_);
   StoreStats s = stats_;
   uint64_t dram_chunks = 0, nvme_chunks = 0, nvme_used = 0;
-  for (auto& [k, e] : index_) {
-    if (e.doomed || e.state != State::kReady) continue;
-    dram_chunks += e.dram != kNoDram;
-    if (e.nvme_off != kNoNvme) {
+  for (auto& [t, e] : index_) {
+    if (e.doomed || !e.ready) continue;
+    dram_chunks += e.in_dram;
+    if (e.on_nvme()) {
       nvme_chunks++;
-      nvme_used += uint64_t(e.record_4k) * 4096;
+      nvme_used += e.record_len();
     }
   }
   if (dram_) {
@@ -210,8 +267,16 @@ StoreStats StoreImpl::Stats() {
     s.nvme.chunks = nvme_chunks;
     s.nvme.io_errors += c.io_errors;
   }
-  s.index_bytes = index_.capacity() * (sizeof(Key) + sizeof(Entry) + 1) +
-                  dram_objs_.capacity() * sizeof(DramObj);
+  // Everything the index keeps per chunk or per key: the table at its real capacity, the
+  // side tables, the DRAM objects, namespaces with their quota order, the ghost and
+  // admission sets with their FIFOs, and the write-back queue.
+  uint64_t b = TableBytes(index_) + TableBytes(dram_ids_) + TableBytes(pins_) +
+               TableBytes(ns_ids_) + TableBytes(ghost_) + TableBytes(seen_);
+  b += dram_objs_.capacity() * sizeof(DramObj) + free_objs_.capacity() * sizeof(uint32_t);
+  b += ns_.capacity() * sizeof(Ns);
+  for (const Ns& n : ns_) b += n.order.size() * sizeof(Tag);
+  b += (ghost_fifo_.size() + seen_fifo_.size() + writeback_q_.size()) * sizeof(Tag);
+  s.index_bytes = b;
   return s;
 }
 
@@ -221,7 +286,16 @@ Status StoreImpl::Reconfigure(const StoreOptions& o) {
   opts_.default_namespace_quota = o.default_namespace_quota;
   opts_.admission = o.admission;
   opts_.lease_duration = o.lease_duration;
-  for (Ns& n : ns_) n.quota = QuotaFor(n.digest);
+  for (uint32_t i = 0; i < ns_.size(); ++i) {
+    Ns& n = ns_[i];
+    const uint64_t was = n.quota;
+    n.quota = QuotaFor(n.digest);
+    if (n.quota == 0) {
+      n.order.clear();
+    } else if (was == 0) {
+      RebuildOrder(i);
+    }
+  }
   return OkStatus();
 }
 

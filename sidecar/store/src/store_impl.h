@@ -8,9 +8,16 @@
 // neither freed nor reused, and its NVMe region is not reclaimed. Lock order: mu_ before the
 // engine's internal mutex; the engine never calls back into the Store while holding its own.
 //
-// Entry life: kFilling (invisible to readers; its key answers `exists` to other puts) →
-// kReady. Removing an entry that is pinned marks it `doomed` (invisible) and the last unpin
+// Entry life: filling (invisible to readers; its key answers `exists` to other puts) →
+// ready. Removing an entry that is pinned marks it `doomed` (invisible) and the last unpin
 // removes it.
+//
+// The index is keyed by a chunk's 8-byte tag (the first 8 bytes of its SHA-256-derived key)
+// and holds a packed 24-byte entry: 32 bytes a slot. The full key is verified wherever bytes
+// are served: against the DRAM object's key, or the record header read from NVMe. Two live
+// keys with one tag (probability about n^2 / 2^65) never serve each other's bytes: the second
+// key's put answers `exists` and its reads miss (`absent`); see docs/storage.md. The ghost
+// set, the admission set, the write-back queue, leases and pins hold tags too.
 #pragma once
 
 #include <condition_variable>
@@ -25,6 +32,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "aligned_buffer.h"
 #include "dram_tier.h"
 #include "nvme_engine.h"
 #include "record_format.h"
@@ -40,6 +48,9 @@ class StoreImpl final : public Store {
   PutResult Put(const PutRequest& request) override;
   GetResult Get(const Key& key, std::span<const ScatterEntry> ranges, Deadline deadline,
                 LeaseId lease) override;
+  GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
+                const GetOptions& options) override;
+  std::optional<ChunkPeek> Peek(const Key& key) override;
   LookupResult Lookup(std::span<const Key> chain, bool take_lease) override;
   void ReleaseLease(LeaseId lease) override;
   std::optional<ChunkMeta> Stat(const Key& key) override;
@@ -54,29 +65,52 @@ class StoreImpl final : public Store {
   // For tests: bytes the NVMe devices have read and written since Open.
   uint64_t nvme_bytes_read();
 
+  using Tag = uint64_t;
+  static Tag TagOf(const Key& k) {
+    uint64_t v;
+    __builtin_memcpy(&v, k.bytes.data(), sizeof v);
+    return v;
+  }
+
  private:
   static constexpr uint64_t kNoNvme = ~uint64_t{0};
-  static constexpr uint32_t kNoDram = ~uint32_t{0};
-  enum class State : uint8_t {
-    kFilling = 0,  // being put; invisible to readers
-    kReady = 1,    // readable
-  };
+  static constexpr uint64_t kNvmeBits = 38;  // 4 KiB units: 1 PiB of logical space
+  static constexpr uint64_t kNoNvme4k = (uint64_t{1} << kNvmeBits) - 1;
+  static constexpr uint64_t kMaxRecord4k = (uint64_t{1} << 26) - 1;  // 256 GiB records
+  static constexpr uint64_t kMaxHeader4k = (uint64_t{1} << 12) - 1;  // 16 MiB headers
+  static constexpr uint32_t kMaxNamespaces = (uint32_t{1} << 20) - 1;
+  static constexpr uint8_t kChildrenSticky = 255;
+  // One index slot's value: 24 bytes. Pins and DRAM object ids live in side tables (few
+  // chunks are pinned or in DRAM at once); the flags say whether there is one.
   struct Entry {
-    uint64_t nvme_off = kNoNvme;  // logical offset of the NVMe record
-    uint32_t record_4k = 0;       // record length in 4 KiB units
-    uint32_t header_len = 0;      // bytes
-    uint32_t dram = kNoDram;      // DRAM object id
-    uint32_t ns = 0;              // namespace id
-    uint32_t pins = 0;
-    State state = State::kFilling;
-    bool dirty = false;      // in DRAM only, queued for write-back
-    bool unwritten = false;  // in DRAM only, not admitted to NVMe (dropping it loses it)
-    bool hit = false;        // read since it was written (reinsertion on reclaim)
-    bool doomed = false;     // removed while pinned
-    bool disk = false;       // put with durability `disk` (reclaim drops such chunks last)
+    uint64_t parent = 0;  // tag of the parent chunk; 0 for a first chunk (parent = namespace)
+    uint64_t nvme_4k : kNvmeBits = kNoNvme4k;  // NVMe record offset in 4 KiB units
+    uint64_t record_4k : 64 - kNvmeBits = 0;   // record length in 4 KiB units
+    uint32_t ns : 20 = 0;                      // namespace id
+    uint32_t header_4k : 12 = 0;               // header length in 4 KiB units
+    uint8_t children = 0;        // stored chunks naming this one as parent (255: at least that)
+    bool ready : 1 = false;      // readable (else being put)
+    bool dirty : 1 = false;      // in DRAM only, queued for write-back
+    bool unwritten : 1 = false;  // in DRAM only, not admitted to NVMe (dropping it loses it)
+    bool hit : 1 = false;        // read since it was written (reinsertion on reclaim)
+    bool doomed : 1 = false;     // removed while pinned
+    bool in_dram : 1 = false;    // has a DRAM object (dram_ids_)
+    bool pinned : 1 = false;     // has pins (pins_)
+    bool counted : 1 = false;    // counted in its parent's `children`
+    bool qref : 1 = false;       // read since the quota order last looked at it
+    bool nvme_read : 1 = false;  // served from NVMe once (promotion on the second time)
+    bool disk : 1 = false;       // put with durability `disk` (reclaim drops such chunks last)
+
+    uint64_t nvme_off() const { return nvme_4k == kNoNvme4k ? kNoNvme : nvme_4k * 4096; }
+    void set_nvme_off(uint64_t off) { nvme_4k = off == kNoNvme ? kNoNvme4k : off / 4096; }
+    bool on_nvme() const { return nvme_4k != kNoNvme4k; }
+    uint64_t record_len() const { return uint64_t(record_4k) * 4096; }
+    uint64_t header_len() const { return uint64_t(header_4k) * 4096; }
   };
+  static_assert(sizeof(Entry) <= 24);
+  static_assert(sizeof(std::pair<const Tag, Entry>) <= 32);
   struct DramObj {
-    Key key;
+    Key key;  // the full key: reads from DRAM verify it
     uint64_t off = 0;
     uint64_t len = 0;
   };
@@ -85,10 +119,14 @@ class StoreImpl final : public Store {
     uint64_t chunks = 0;
     uint64_t bytes = 0;
     uint64_t quota = 0;
+    // Quota eviction order (kept while quota > 0): tags in insertion order, scanned like a
+    // clock (read chunks and chunks with stored children get another round). May hold tags
+    // of removed chunks; they are skipped.
+    std::deque<Tag> order;
   };
   struct Lease {
     Clock::time_point expiry;
-    std::vector<Key> keys;
+    std::vector<Tag> tags;
   };
   // Where a pinned read goes.
   struct ReadPlan {
@@ -97,40 +135,67 @@ class StoreImpl final : public Store {
     uint64_t nvme_off = 0;
     uint64_t header_len = 0;
     uint64_t record_len = 0;
+    bool promote = false;  // an NVMe read that may copy the chunk into DRAM
+  };
+  // A record header as read for a get: decoded, plus its raw bytes when read from NVMe.
+  struct HeaderRead {
+    RecordHeader h;
+    AlignedBuffer raw;  // empty when read from DRAM
   };
 
   explicit StoreImpl(const StoreOptions& o);
   Status Init();
 
   // All REQUIRES mu_ held.
-  Entry* Find(const Key& key);
+  Entry* Find(Tag tag);
   uint32_t NsId(const Key& digest);
-  void Pin(Entry& e);
-  void Unpin(const Key& key);
-  void RemoveEntry(const Key& key, bool to_ghost);
-  void FreeDram(Entry& e);
-  void AddGhost(const Key& key);
-  bool Admit(const Key& key, uint64_t bytes);
+  uint32_t DramId(Tag tag) const;
+  uint32_t Pins(Tag tag) const;
+  void Pin(Tag tag, Entry& e);
+  void Unpin(Tag tag);
+  void RemoveEntry(Tag tag, bool to_ghost);
+  void FreeDram(Tag tag, Entry& e);
+  void AttachDram(Tag tag, Entry& e, const Key& key, uint64_t off, uint64_t len);
+  // True when the chunk's parent chunk is not stored: no prefix lookup reaches it.
+  bool Orphan(const Entry& e);
+  void AddGhost(Tag tag);
+  bool Admit(Tag tag, uint64_t bytes);
   bool MakeRoomInNamespace(uint32_t ns, uint64_t need);
+  void NoteInNamespace(uint32_t ns, Tag tag);
+  void RebuildOrder(uint32_t ns);
+  // Picks a DRAM victim among objects for which `evictable` holds: leaves and orphans first.
+  std::optional<uint32_t> PickDramVictim(const std::function<bool(const Entry&)>& evictable);
   std::optional<uint64_t> AllocateDram(uint64_t len, Deadline deadline,
                                        std::unique_lock<std::mutex>& l);
   void ExpireLeases();
-  MissReason AbsentReason(const Key& key) const;
+  MissReason AbsentReason(Tag tag) const;
   void CountMiss(MissReason r);
   uint64_t QuotaFor(const Key& digest) const;
-  ReadPlan PlanRead(Entry& e);
+  ReadPlan PlanRead(Tag tag, Entry& e);
+
+  GetResult DoGet(const Key& key, std::span<const ScatterEntry> ranges, const GetOptions& o,
+                  bool legacy);
+  // Copies a chunk just read whole from NVMe into DRAM when there is room without evicting.
+  // The entry is pinned by the caller's read. No lock held on entry.
+  void Promote(Tag tag, const Key& key, const ReadPlan& p, const HeaderRead& hr,
+               const RecordLayout& l, std::span<const ScatterEntry> ranges);
+  // Reads (pinned) and verifies the header of the chunk `tag`; nullopt when absent, when the
+  // header fails, or when `expect` is given and the full key differs. No lock held on entry.
+  std::optional<ChunkMeta> StatTag(Tag tag, const Key* expect);
 
   // Writes a whole record to NVMe: `header` (final CRCs; its sequence number is set here)
   // and the rest of the record at `record + header_len`. Sets the entry's NVMe location
   // before committing. No lock held on entry.
-  StatusOr<NvmeEngine::Allocation> WriteRecord(const Key& key, const ChunkInfo& info,
-                                               uint8_t* header, const uint8_t* record,
-                                               const RecordLayout& layout, bool wait,
-                                               Deadline deadline);
-  // Reads header + requested ranges of an NVMe record into caller memory, verifying CRCs.
-  MissReason ReadNvme(const Key& key, const ReadPlan& p, std::span<const ScatterEntry> ranges,
-                      Deadline deadline, uint64_t* bytes);
-  MissReason ReadDram(const ReadPlan& p, std::span<const ScatterEntry> ranges, uint64_t* bytes);
+  StatusOr<NvmeEngine::Allocation> WriteRecord(Tag tag, const ChunkInfo& info, uint8_t* header,
+                                               const uint8_t* record, const RecordLayout& layout,
+                                               bool wait, Deadline deadline);
+  // Reads the header of a planned read and checks its key. kNone, or why not.
+  MissReason ReadHeaderFor(const Key& key, const ReadPlan& p, HeaderRead* out);
+  // Reads the requested ranges of an NVMe record into caller memory, verifying CRCs.
+  MissReason ReadNvme(const ReadPlan& p, const RecordHeader& h, const RecordLayout& l,
+                      std::span<const ScatterEntry> ranges, Deadline deadline, uint64_t* bytes);
+  MissReason ReadDram(const ReadPlan& p, const RecordLayout& l,
+                      std::span<const ScatterEntry> ranges, uint64_t* bytes);
   StatusOr<RecordHeader> ReadHeader(const ReadPlan& p);
 
   // Evicts clean DRAM chunks above dram.high_watermark down to dram.low_watermark.
@@ -157,18 +222,20 @@ class StoreImpl final : public Store {
   std::mutex mu_;
   std::condition_variable cv_;       // space freed, write-back done, unpinned
   std::condition_variable work_cv_;  // wakes the background threads
-  absl::flat_hash_map<Key, Entry> index_;
+  absl::flat_hash_map<Tag, Entry> index_;
+  absl::flat_hash_map<Tag, uint32_t> dram_ids_;  // chunks in DRAM → DRAM object id
+  absl::flat_hash_map<Tag, uint32_t> pins_;      // pinned chunks → pin count
   std::vector<DramObj> dram_objs_;
   std::vector<uint32_t> free_objs_;
   absl::flat_hash_map<Key, uint32_t> ns_ids_;
   std::vector<Ns> ns_;
-  std::deque<Key> ghost_fifo_;
-  absl::flat_hash_set<Key> ghost_;
-  std::deque<Key> seen_fifo_;  // admission on second sight
-  absl::flat_hash_set<Key> seen_;
+  std::deque<Tag> ghost_fifo_;
+  absl::flat_hash_set<Tag> ghost_;
+  std::deque<Tag> seen_fifo_;  // admission on second sight
+  absl::flat_hash_set<Tag> seen_;
   double budget_tokens_ = 0;
   Clock::time_point budget_at_;
-  std::deque<Key> writeback_q_;
+  std::deque<Tag> writeback_q_;
   std::vector<uint32_t> region_pins_;
   std::map<LeaseId, Lease> leases_;
   LeaseId next_lease_ = 1;

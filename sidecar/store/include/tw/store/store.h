@@ -68,14 +68,43 @@ struct PutRequest {
   Deadline deadline = Deadline::max();
 };
 
+// A read lease: keeps chunks from being reclaimed until it expires or is released.
+using LeaseId = uint64_t;
+
 struct GetResult {
   Tier tier = Tier::kNone;              // where it was served from
   MissReason miss = MissReason::kNone;  // kNone on a hit
   uint64_t bytes = 0;                   // bytes copied to the caller
+  // Get(key, ranges, GetOptions) only: the stored value's segment sizes, read from the record
+  // header the get reads anyway (on a hit, and on a request that does not fit the value).
+  std::vector<uint64_t> segment_sizes;
+  // Get(key, ranges, GetOptions) only: why a request for a stored chunk could not be served
+  // as asked (then miss is kIoError; not counted as a device error): InvalidArgument, for a
+  // range outside the stored value or a whole-chunk destination smaller than the value (the
+  // message and segment_sizes say how much is needed).
+  Status error;
 };
 
-// A read lease: keeps chunks from being reclaimed until it expires or is released.
-using LeaseId = uint64_t;
+// Options of Get(key, ranges, GetOptions): a get that needs no Stat first.
+struct GetOptions {
+  Deadline deadline = Deadline::max();
+  LeaseId lease = 0;  // see Get()
+  // When set, a chunk stored under another namespace reads as absent (tenant isolation).
+  std::optional<Key> namespace_digest;
+  // Whole-chunk mode: `ranges` must be empty; every segment of the value is copied, back to
+  // back in segment order, to `dest`, which holds `capacity` bytes. GetResult::segment_sizes
+  // says where each segment landed.
+  bool whole_chunk = false;
+  void* dest = nullptr;
+  uint64_t capacity = 0;
+};
+
+// What the index alone knows of a stored chunk (Peek). No I/O.
+struct ChunkPeek {
+  Key namespace_digest;
+  Tier tier = Tier::kNone;    // kDram when in DRAM (possibly also on NVMe)
+  uint64_t record_bytes = 0;  // stored size: header + segments padded to 4 KiB (>= value size)
+};
 
 struct LookupResult {
   size_t prefix = 0;                    // number of leading keys of the chain that are stored
@@ -119,7 +148,9 @@ struct StoreStats {
   TierStats nvme;
   uint64_t puts_by_result[kPutResultCount] = {};  // indexed by PutResult
   uint64_t dropped_unwritten = 0;  // memory-durability chunks dropped before write-back
-  uint64_t index_bytes = 0;        // DRAM used by the index (gauge)
+  uint64_t index_bytes = 0;        // DRAM used by the index and its side tables (gauge)
+  uint64_t promotions = 0;         // chunks copied from NVMe into DRAM by gets
+  uint64_t rewrites = 0;           // chunks rewritten by NVMe reclaim (children or read)
 };
 
 // What Open() needs. Built from tw::config::Config by FromConfig().
@@ -153,6 +184,16 @@ class Store {
   // live lease from Lookup; without one the chunk is pinned for the duration of the call.
   virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
                         Deadline deadline = Deadline::max(), LeaseId lease = 0) = 0;
+  // The same, with a namespace check and a whole-chunk mode (GetOptions), and the stored
+  // segment sizes in the result: no Stat() needed before it. The default implementation
+  // (for test doubles) calls Stat() and the Get() above.
+  virtual GetResult Get(const Key& key, std::span<const ScatterEntry> ranges,
+                        const GetOptions& options);
+  // What the index knows of a chunk, without I/O: namespace, tier, stored size. nullopt when
+  // not stored. It verifies the full key only of a chunk in DRAM (for one only on NVMe, a
+  // tag collision, ~n/2^64, can answer for another chunk; Get() and Stat() always verify).
+  // The default implementation calls Stat().
+  virtual std::optional<ChunkPeek> Peek(const Key& key);
 
   // The longest stored prefix of `chain` (chain[0] is chunk 1, whose parent is the
   // namespace). A hit on chunk j counts as a hit on its ancestors. With `take_lease`, the
@@ -181,5 +222,55 @@ class Store {
   // Writes back memory-durability chunks for up to `grace`, writes a clean summary.
   virtual Status Close(std::chrono::nanoseconds grace) = 0;
 };
+
+// Default implementations, inline so that test doubles need not link the engine.
+inline GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges,
+                            const GetOptions& options) {
+  GetResult res;
+  auto meta = Stat(key);
+  if (!meta ||
+      (options.namespace_digest && meta->info.namespace_digest != *options.namespace_digest)) {
+    res.miss = MissReason::kAbsent;
+    return res;
+  }
+  res.segment_sizes = meta->info.segment_sizes;
+  std::vector<ScatterEntry> whole;
+  if (options.whole_chunk) {
+    if (meta->value_size > options.capacity || !ranges.empty()) {
+      res.miss = MissReason::kIoError;
+      res.error = InvalidArgumentError("whole-chunk get: value of " +
+                                       std::to_string(meta->value_size) + " bytes does not fit " +
+                                       std::to_string(options.capacity) + " bytes");
+      return res;
+    }
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < res.segment_sizes.size(); ++i) {
+      whole.push_back({i, 0, res.segment_sizes[i], static_cast<uint8_t*>(options.dest) + at});
+      at += res.segment_sizes[i];
+    }
+    ranges = whole;
+  }
+  for (const ScatterEntry& r : ranges) {
+    if (r.segment >= res.segment_sizes.size() || r.offset > res.segment_sizes[r.segment] ||
+        r.length > res.segment_sizes[r.segment] - r.offset) {
+      res.miss = MissReason::kIoError;
+      res.error = InvalidArgumentError("get: a range lies outside the stored value");
+      return res;
+    }
+  }
+  GetResult g = Get(key, ranges, options.deadline, options.lease);
+  if (g.miss == MissReason::kNone) g.segment_sizes = std::move(res.segment_sizes);
+  return g;
+}
+
+inline std::optional<ChunkPeek> Store::Peek(const Key& key) {
+  auto meta = Stat(key);
+  if (!meta) return std::nullopt;
+  ChunkPeek p;
+  p.namespace_digest = meta->info.namespace_digest;
+  p.tier = meta->tier;
+  p.record_bytes = meta->value_size;
+  return p;
+}
 
 }  // namespace tw::store
