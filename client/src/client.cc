@@ -89,6 +89,14 @@ void Client::Close() {
   if (conn_) conn_->Close();
 }
 
+Client::ReadsOwnReply::ReadsOwnReply() { Connection::CallerReads::Begin(); }
+Client::ReadsOwnReply::~ReadsOwnReply() { Connection::CallerReads::End(); }
+
+void Client::WaitReady(const std::function<bool()>& ready,
+                       std::chrono::steady_clock::time_point deadline) {
+  conn_->WaitReady(ready, deadline);
+}
+
 StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace>& namespaces,
                                                      ms timeout) {
   pb::DeclareNamespacesRequest req;

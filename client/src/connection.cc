@@ -58,8 +58,10 @@ namespace {
 thread_local int caller_reads = 0;  // live Connection::CallerReads on this thread
 }  // namespace
 
-Connection::CallerReads::CallerReads() { ++caller_reads; }
-Connection::CallerReads::~CallerReads() { --caller_reads; }
+Connection::CallerReads::CallerReads() { Begin(); }
+Connection::CallerReads::~CallerReads() { End(); }
+void Connection::CallerReads::Begin() { ++caller_reads; }
+void Connection::CallerReads::End() { --caller_reads; }
 
 Connection::Connection(int fd, uint32_t max_in_flight)
     : fd_(fd), buf_(1 << 16), max_in_flight_(max_in_flight) {

@@ -74,6 +74,9 @@ class Connection {
     ~CallerReads();
     CallerReads(const CallerReads&) = delete;
     CallerReads& operator=(const CallerReads&) = delete;
+    // What the constructor and destructor do, for wrappers that cannot hold one.
+    static void Begin();
+    static void End();
   };
 
   // Returns once `ready()` (which must become true when a completion runs) or at `deadline`.

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <span>
@@ -108,6 +109,24 @@ class Client {
   // Fails requests in flight with kCancelled and closes the socket. Idempotent; the arena
   // stays mapped until the Client is destroyed.
   void Close();
+
+  // For synchronous wrappers over the *Async calls (the C API; the synchronous methods above
+  // do this themselves): while a ReadsOwnReply lives on a thread, the requests that thread
+  // sends do not wake the connection's reader thread, and WaitReady() then reads their
+  // replies on the calling thread — saving the hand-off from the reader thread, which costs
+  // more than twd's answer to a small request. REQUIRES: the thread calls WaitReady() (or
+  // waits on the future) right after sending.
+  class ReadsOwnReply {
+   public:
+    ReadsOwnReply();
+    ~ReadsOwnReply();
+    ReadsOwnReply(const ReadsOwnReply&) = delete;
+    ReadsOwnReply& operator=(const ReadsOwnReply&) = delete;
+  };
+  // Returns once `ready()` (true once the awaited future is ready) or at `deadline`,
+  // reading and completing replies on this thread meanwhile when no other thread reads.
+  void WaitReady(const std::function<bool()>& ready,
+                 std::chrono::steady_clock::time_point deadline);
 
  private:
   Client(ClientOptions options, Arena arena, std::unique_ptr<Connection> conn);
