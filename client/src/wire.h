@@ -32,7 +32,7 @@ Stats FromProto(const pb::StatsResponse& s);
 Status ErrorOf(const ReplyFrame& f);
 
 // Sends `request` as `op` and returns a future of `convert(Response)`. `convert` returns
-// StatusOr<T>; it runs on the reader thread.
+// StatusOr<T>; it runs on whichever thread reads the reply (Connection).
 template <typename Response, typename T, typename Convert>
 Future<T> Call(Connection& conn, protocol::Opcode op, const google::protobuf::MessageLite& request,
                Convert convert, int pass_fd = -1) {

@@ -8,14 +8,16 @@
 //
 // Every operation is batched and comes in two forms: `FooAsync(...)` sends the request and
 // returns a Future that completes when twd answers (requests are pipelined with ids and may
-// complete out of order), and `Foo(...)` = FooAsync(...) then Await. A request's `timeout`
+// complete out of order), and `Foo(...)`, which sends the same request and reads its reply on
+// the calling thread when no other thread is reading the connection. A request's `timeout`
 // is also its deadline at twd: data that cannot arrive in time is a miss with reason
 // kDeadline. Await gives up `kAwaitSlack` after the deadline with kDeadlineExceeded (twd did
 // not answer at all); the arena ranges of such a request must not be reused until the
 // connection is closed.
 //
 // Threading: all methods are thread-safe; any number of threads may have requests in
-// flight. Futures complete on the connection's reader thread. Lifetime: destroying the
+// flight. Futures complete on the connection's reader thread, or on a thread inside a
+// synchronous call that read their reply. Lifetime: destroying the
 // Client (or Close()) fails requests in flight with kCancelled and unmaps the arena.
 #pragma once
 
