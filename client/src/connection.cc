@@ -104,12 +104,15 @@ bool Connection::TakeReadRole() {
   std::lock_guard<std::mutex> l(mu_);
   if (closed_ || !failed_.ok() || reading_) return false;
   reading_ = true;
+  caller_reading_ = true;
   return true;
 }
 
 void Connection::ReleaseReadRole() {
   std::lock_guard<std::mutex> l(mu_);
   reading_ = false;
+  caller_reading_ = false;
+  role_cv_.notify_all();
   // Replies still owed to others: the reader thread takes over.
   if (!pending_.empty()) reader_cv_.notify_one();
 }
@@ -153,13 +156,7 @@ Status Connection::Send(protocol::Opcode op, std::string_view body, Completion c
 
 void Connection::WaitReady(const std::function<bool()>& ready,
                            std::chrono::steady_clock::time_point deadline) {
-  if (ready()) return;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (closed_ || !failed_.ok() || reading_) return;
-    reading_ = true;
-    caller_reading_ = true;
-  }
+  if (ready() || !TakeReadRole()) return;
   while (!ready()) {
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::steady_clock::duration::zero()) break;
@@ -169,13 +166,7 @@ void Connection::WaitReady(const std::function<bool()>& ready,
     const ReadResult r = ReadOnce(timeout);
     if (r == ReadResult::kEnded) break;
   }
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    reading_ = false;
-    caller_reading_ = false;
-    role_cv_.notify_all();
-    if (!pending_.empty()) reader_cv_.notify_one();
-  }
+  ReleaseReadRole();
 }
 
 Status Connection::WriteAll(const std::string& frame, int pass_fd) {

@@ -106,7 +106,8 @@ class Connection {
   ReadResult ReadOnce(int timeout_ms);
   // Records why the connection ended and fails every pending request.
   void End(const Status& status);
-  // Takes the read role if it is free; false when another thread reads (or it is over).
+  // A calling thread (Send's drain, WaitReady) takes the read role if it is free; false when
+  // another thread reads (or the connection is over). Close() waits for its release.
   bool TakeReadRole();
   void ReleaseReadRole();
   void FailAll(const Status& status);
@@ -129,7 +130,7 @@ class Connection {
   Status failed_;                                     // guarded by mu_: why it stopped
   bool closed_ = false;                               // guarded by mu_
   bool reading_ = false;                              // guarded by mu_: read role held
-  bool caller_reading_ = false;                       // guarded by mu_: held in WaitReady
+  bool caller_reading_ = false;                       // guarded by mu_: held by a caller
   std::condition_variable reader_cv_;                 // the reader thread waits for work
   std::condition_variable role_cv_;                   // Close() waits for a reading caller to leave
 };
