@@ -50,6 +50,7 @@ AdminClient::~AdminClient() { conn_->Close(); }
 
 StatusOr<std::vector<NamespaceInfo>> AdminClient::Namespaces() {
   pb::NamespacesRequest req;
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::NamespacesResponse, std::vector<NamespaceInfo>>(
       *conn_, Opcode::kAdminNamespaces, req,
       [](const pb::NamespacesResponse& r) -> StatusOr<std::vector<NamespaceInfo>> {
@@ -65,16 +66,17 @@ StatusOr<std::vector<NamespaceInfo>> AdminClient::Namespaces() {
         }
         return out;
       });
-  return Await(f, timeout_);
+  return wire::Wait(*conn_, f, timeout_);
 }
 
 StatusOr<uint64_t> AdminClient::EvictNamespace(const Key& digest) {
   pb::EvictNamespaceRequest req;
   req.set_namespace_digest(wire::KeyBytes(digest));
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::EvictNamespaceResponse, uint64_t>(
       *conn_, Opcode::kAdminEvictNamespace, req,
       [](const pb::EvictNamespaceResponse& r) -> StatusOr<uint64_t> { return r.evicted(); });
-  return Await(f, timeout_);
+  return wire::Wait(*conn_, f, timeout_);
 }
 
 Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks,
@@ -125,12 +127,13 @@ Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks
 
 StatusOr<std::pair<Stats, std::string>> AdminClient::GetStats() {
   pb::AdminStatsRequest req;
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::AdminStatsResponse, std::pair<Stats, std::string>>(
       *conn_, Opcode::kAdminStats, req,
       [](const pb::AdminStatsResponse& r) -> StatusOr<std::pair<Stats, std::string>> {
         return std::make_pair(wire::FromProto(r.stats()), r.metrics_text());
       });
-  return Await(f, timeout_);
+  return wire::Wait(*conn_, f, timeout_);
 }
 
 }  // namespace tw::client

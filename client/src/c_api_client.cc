@@ -1,6 +1,8 @@
 // The C ABI's connection and operations (tw_client.h, "Connection" and "Operations"), a thin
 // layer over tw::client::Client: it copies C inputs into C++ requests, and copies answers
 // back into the caller's structures on the thread that waits.
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -193,9 +195,15 @@ int Started(StatusOr<tw_future*> f, tw_future** out) {
   return TW_OK;
 }
 
+// Completes a request started under a Client::ReadsOwnReply: this thread reads its reply.
 int RunSync(StatusOr<tw_future*> f, tw_client* c, uint32_t timeout_ms) {
   if (!f.ok()) return Fail(f.status());
-  return Complete(*f, Timeout(c, timeout_ms));
+  const milliseconds timeout = Timeout(c, timeout_ms);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  tw_future* fut = *f;
+  c->impl->WaitReady([fut] { return fut->WaitFor(milliseconds(0)); }, deadline);
+  const auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+  return Complete(fut, std::max(left, milliseconds(0)));
 }
 
 }  // namespace
@@ -252,15 +260,18 @@ uint32_t tw_client_max_batch(tw_client* client) {
 int tw_client_lookup(tw_client* c, const uint8_t* digests, const uint8_t* keys, size_t chain_length,
                      size_t n_chains, uint32_t flags, uint32_t timeout_ms,
                      tw_lookup_result* result) {
+  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
   return RunSync(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result),
                  c, timeout_ms);
 }
 
 int tw_client_get(tw_client* c, tw_get_item* items, size_t n, uint64_t lease, uint32_t timeout_ms) {
+  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
   return RunSync(StartGet(c, items, n, lease, timeout_ms), c, timeout_ms);
 }
 
 int tw_client_put(tw_client* c, tw_put_item* items, size_t n, int durability, uint32_t timeout_ms) {
+  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
   return RunSync(StartPut(c, items, n, durability, timeout_ms), c, timeout_ms);
 }
 

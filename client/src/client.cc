@@ -42,6 +42,7 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   }
   hello.set_arena_size(c->arena_.size());
   size_t declared = c->options_.namespaces.size();
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::HelloResponse, SessionInfo>(
       *c->conn_, Opcode::kHello, hello,
       [declared](const pb::HelloResponse& r) -> StatusOr<SessionInfo> {
@@ -65,7 +66,7 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
         return s;
       },
       c->arena_.fd());
-  auto session = Await(f, c->options_.timeout);
+  auto session = wire::Wait(*c->conn_, f, c->options_.timeout);
   if (!session.ok())
     return session.status().WithPrefix(StrCat("hello to ", c->options_.socket_path));
   c->session_ = std::move(*session);
@@ -88,6 +89,14 @@ void Client::Close() {
   if (conn_) conn_->Close();
 }
 
+Client::ReadsOwnReply::ReadsOwnReply() { Connection::CallerReads::Begin(); }
+Client::ReadsOwnReply::~ReadsOwnReply() { Connection::CallerReads::End(); }
+
+void Client::WaitReady(const std::function<bool()>& ready,
+                       std::chrono::steady_clock::time_point deadline) {
+  conn_->WaitReady(ready, deadline);
+}
+
 StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace>& namespaces,
                                                      ms timeout) {
   pb::DeclareNamespacesRequest req;
@@ -97,6 +106,7 @@ StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace
     *req.add_namespaces() = protocol::ToProto(*n);
   }
   size_t want = namespaces.size();
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::DeclareNamespacesResponse, std::vector<Key>>(
       *conn_, Opcode::kDeclareNamespaces, req,
       [want](const pb::DeclareNamespacesResponse& r) -> StatusOr<std::vector<Key>> {
@@ -110,7 +120,7 @@ StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace
         }
         return out;
       });
-  TW_ASSIGN_OR_RETURN(auto digests, Await(f, Effective(timeout)));
+  TW_ASSIGN_OR_RETURN(auto digests, wire::Wait(*conn_, f, Effective(timeout)));
   session_.namespace_digests.insert(session_.namespace_digests.end(), digests.begin(),
                                     digests.end());
   return digests;
@@ -158,8 +168,9 @@ Future<std::vector<LookupReply>> Client::LookupAsync(
 
 StatusOr<std::vector<LookupReply>> Client::Lookup(
     const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = LookupAsync(items, take_lease, timeout);
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::span<const Key> keys,
@@ -173,10 +184,11 @@ StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::sp
 StatusOr<uint32_t> Client::ReleaseLeases(const std::vector<uint64_t>& leases, ms timeout) {
   pb::ReleaseLeasesRequest req;
   for (uint64_t l : leases) req.add_leases(l);
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::ReleaseLeasesResponse, uint32_t>(
       *conn_, Opcode::kReleaseLeases, req,
       [](const pb::ReleaseLeasesResponse& r) -> StatusOr<uint32_t> { return r.released(); });
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 Future<std::vector<GetReply>> Client::GetAsync(const std::vector<GetItem>& items, ms timeout) {
@@ -211,8 +223,9 @@ Future<std::vector<GetReply>> Client::GetAsync(const std::vector<GetItem>& items
 }
 
 StatusOr<std::vector<GetReply>> Client::Get(const std::vector<GetItem>& items, ms timeout) {
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = GetAsync(items, timeout);
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 Future<std::vector<PutReply>> Client::PutAsync(const std::vector<PutItem>& items, ms timeout) {
@@ -244,14 +257,16 @@ Future<std::vector<PutReply>> Client::PutAsync(const std::vector<PutItem>& items
 }
 
 StatusOr<std::vector<PutReply>> Client::Put(const std::vector<PutItem>& items, ms timeout) {
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = PutAsync(items, timeout);
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 StatusOr<std::vector<ExistsReply>> Client::Exists(const std::vector<KeyRef>& refs, ms timeout) {
   pb::ExistsRequest req;
   for (const KeyRef& r : refs) wire::ToProto(r, req.add_items());
   size_t want = refs.size();
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::ExistsResponse, std::vector<ExistsReply>>(
       *conn_, Opcode::kExists, req,
       [want](const pb::ExistsResponse& r) -> StatusOr<std::vector<ExistsReply>> {
@@ -269,13 +284,14 @@ StatusOr<std::vector<ExistsReply>> Client::Exists(const std::vector<KeyRef>& ref
         }
         return out;
       });
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 StatusOr<std::vector<bool>> Client::Delete(const std::vector<KeyRef>& refs, ms timeout) {
   pb::DeleteRequest req;
   for (const KeyRef& r : refs) wire::ToProto(r, req.add_items());
   size_t want = refs.size();
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::DeleteResponse, std::vector<bool>>(
       *conn_, Opcode::kDelete, req,
       [want](const pb::DeleteResponse& r) -> StatusOr<std::vector<bool>> {
@@ -284,22 +300,24 @@ StatusOr<std::vector<bool>> Client::Delete(const std::vector<KeyRef>& refs, ms t
         }
         return std::vector<bool>(r.deleted().begin(), r.deleted().end());
       });
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 StatusOr<Stats> Client::GetStats(ms timeout) {
   pb::StatsRequest req;
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::StatsResponse, Stats>(
       *conn_, Opcode::kStats, req,
       [](const pb::StatsResponse& r) -> StatusOr<Stats> { return wire::FromProto(r); });
-  return Await(f, Effective(timeout));
+  return wire::Wait(*conn_, f, Effective(timeout));
 }
 
 Status Client::Ping(ms timeout) {
   pb::PingRequest req;
+  Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::PingResponse, bool>(
       *conn_, Opcode::kPing, req, [](const pb::PingResponse&) -> StatusOr<bool> { return true; });
-  return Await(f, Effective(timeout)).status();
+  return wire::Wait(*conn_, f, Effective(timeout)).status();
 }
 
 }  // namespace tw::client

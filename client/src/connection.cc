@@ -54,7 +54,17 @@ StatusOr<std::unique_ptr<Connection>> Connection::Connect(const std::string& soc
   return std::unique_ptr<Connection>(new Connection(fd, max_in_flight == 0 ? 64 : max_in_flight));
 }
 
-Connection::Connection(int fd, uint32_t max_in_flight) : fd_(fd), max_in_flight_(max_in_flight) {
+namespace {
+thread_local int caller_reads = 0;  // live Connection::CallerReads on this thread
+}  // namespace
+
+Connection::CallerReads::CallerReads() { Begin(); }
+Connection::CallerReads::~CallerReads() { End(); }
+void Connection::CallerReads::Begin() { ++caller_reads; }
+void Connection::CallerReads::End() { --caller_reads; }
+
+Connection::Connection(int fd, uint32_t max_in_flight)
+    : fd_(fd), buf_(1 << 16), max_in_flight_(max_in_flight) {
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
@@ -65,9 +75,15 @@ void Connection::Close() {
     std::lock_guard<std::mutex> l(mu_);
     if (closed_) return;
     closed_ = true;
+    reader_cv_.notify_all();
   }
-  shutdown(fd_, SHUT_RDWR);  // wakes the reader
+  shutdown(fd_, SHUT_RDWR);  // wakes whoever reads
   if (reader_.joinable()) reader_.join();
+  {
+    // A caller reading in WaitReady() sees the shutdown at once and leaves.
+    std::unique_lock<std::mutex> l(mu_);
+    role_cv_.wait(l, [&] { return !caller_reading_; });
+  }
   FailAll(CancelledError("the client connection was closed"));
   close(fd_);
   fd_ = -1;
@@ -84,11 +100,35 @@ bool Connection::alive() const {
   return !closed_ && failed_.ok();
 }
 
+bool Connection::TakeReadRole() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (closed_ || !failed_.ok() || reading_) return false;
+  reading_ = true;
+  caller_reading_ = true;
+  return true;
+}
+
+void Connection::ReleaseReadRole() {
+  std::lock_guard<std::mutex> l(mu_);
+  reading_ = false;
+  caller_reading_ = false;
+  role_cv_.notify_all();
+  // Replies still owed to others: the reader thread takes over.
+  if (!pending_.empty()) reader_cv_.notify_one();
+}
+
 Status Connection::Send(protocol::Opcode op, std::string_view body, Completion completion,
                         int pass_fd) {
   if (body.size() > protocol::kAbsoluteMaxBody) {
     return InvalidArgumentError(
         StrCat("request of ", body.size(), " bytes exceeds the protocol's frame limit"));
+  }
+  // Nobody reads while nothing is pending: take in what twd sent meanwhile (an error before
+  // it closed, the hang-up) so that a dead connection fails here with its reason.
+  if (TakeReadRole()) {
+    while (ReadOnce(0) == ReadResult::kRead) {
+    }
+    ReleaseReadRole();
   }
   uint64_t id;
   {
@@ -98,6 +138,7 @@ Status Connection::Send(protocol::Opcode op, std::string_view body, Completion c
     if (!failed_.ok()) return failed_;
     id = next_id_++;
     pending_.emplace(id, std::move(completion));
+    if (!reading_ && caller_reads == 0) reader_cv_.notify_one();
   }
   protocol::FrameHeader h;
   h.opcode = op;
@@ -113,6 +154,21 @@ Status Connection::Send(protocol::Opcode op, std::string_view body, Completion c
   return OkStatus();
 }
 
+void Connection::WaitReady(const std::function<bool()>& ready,
+                           std::chrono::steady_clock::time_point deadline) {
+  if (ready() || !TakeReadRole()) return;
+  while (!ready()) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    // Rounded up: a 0 would not wait at all.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    const int timeout = static_cast<int>(std::min<int64_t>(ms, INT32_MAX));
+    const ReadResult r = ReadOnce(timeout);
+    if (r == ReadResult::kEnded) break;
+  }
+  ReleaseReadRole();
+}
+
 Status Connection::WriteAll(const std::string& frame, int pass_fd) {
   std::lock_guard<std::mutex> l(write_mu_);
   Status s = protocol::SendWithFd(fd_, frame, pass_fd);
@@ -120,74 +176,103 @@ Status Connection::WriteAll(const std::string& frame, int pass_fd) {
 }
 
 void Connection::ReadLoop() {
-  std::vector<uint8_t> buf(1 << 16);
-  size_t have = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      reader_cv_.wait(l,
+                      [&] { return closed_ || !failed_.ok() || (!reading_ && !pending_.empty()); });
+      if (closed_ || !failed_.ok()) return;
+      reading_ = true;
+    }
+    bool ended = false;
+    for (;;) {
+      if (ReadOnce(-1) == ReadResult::kEnded) {
+        ended = true;
+        break;
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      if (pending_.empty() || closed_) break;
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      reading_ = false;
+      role_cv_.notify_all();
+    }
+    if (ended) return;
+  }
+}
+
+Connection::ReadResult Connection::ReadOnce(int timeout_ms) {
+  if (timeout_ms > 0) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r == 0 || (r < 0 && errno == EINTR)) return ReadResult::kNoData;
+  }
+  if (have_ == buf_.size()) buf_.resize(buf_.size() * 2);
+  ssize_t n =
+      recv(fd_, buf_.data() + have_, buf_.size() - have_, timeout_ms == 0 ? MSG_DONTWAIT : 0);
+  if (n < 0 && errno == EINTR) return ReadResult::kNoData;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return ReadResult::kNoData;
+  if (n <= 0) {
+    End(n == 0 ? UnavailableError(fatal_message_.empty()
+                                      ? std::string("twd closed the connection")
+                                      : StrCat("twd closed the connection: ", fatal_message_))
+               : ErrnoStatus(errno, "receive from twd"));
+    return ReadResult::kEnded;
+  }
+  have_ += static_cast<size_t>(n);
   DecodeLimits limits;
   limits.max_body = protocol::kAbsoluteMaxBody;
   limits.expect_response = true;
-  Status end;
-  std::string fatal_message;
+  size_t off = 0;
   while (true) {
-    if (have == buf.size()) buf.resize(buf.size() * 2);
-    ssize_t n = recv(fd_, buf.data() + have, buf.size() - have, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      end = n == 0 ? UnavailableError(fatal_message.empty()
-                                          ? std::string("twd closed the connection")
-                                          : StrCat("twd closed the connection: ", fatal_message))
-                   : ErrnoStatus(errno, "receive from twd");
-      break;
+    auto d = DecodeFrame(std::span<const uint8_t>(buf_.data() + off, have_ - off), limits);
+    if (d.state == DecodeState::kNeedMore) break;
+    if (d.state == DecodeState::kError) {
+      End(InternalError(StrCat("malformed frame from twd: ", d.error.message())));
+      return ReadResult::kEnded;
     }
-    have += static_cast<size_t>(n);
-    size_t off = 0;
-    bool bad = false;
-    while (true) {
-      auto d = DecodeFrame(std::span<const uint8_t>(buf.data() + off, have - off), limits);
-      if (d.state == DecodeState::kNeedMore) break;
-      if (d.state == DecodeState::kError) {
-        end = InternalError(StrCat("malformed frame from twd: ", d.error.message()));
-        bad = true;
-        break;
-      }
-      ReplyFrame f;
-      f.opcode = d.header.opcode;
-      f.flags = d.header.flags;
-      f.body.assign(d.body);
-      off += d.consumed;
-      Completion done;
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        auto it = pending_.find(d.header.request_id);
-        if (it == pending_.end()) {
-          // A request we gave up on (send failed), or a connection-level error (id 0): keep
-          // its message, it explains why twd is about to close.
-          if (f.error()) {
-            tokenwarehouse::v1::ErrorReply reply;
-            if (reply.ParseFromString(f.body)) fatal_message = reply.message();
-          }
-          continue;
+    ReplyFrame f;
+    f.opcode = d.header.opcode;
+    f.flags = d.header.flags;
+    f.body.assign(d.body);
+    off += d.consumed;
+    Completion done;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = pending_.find(d.header.request_id);
+      if (it == pending_.end()) {
+        // A request we gave up on (send failed), or a connection-level error (id 0): keep
+        // its message, it explains why twd is about to close.
+        if (f.error()) {
+          tokenwarehouse::v1::ErrorReply reply;
+          if (reply.ParseFromString(f.body)) fatal_message_ = reply.message();
         }
-        if (f.more()) {
-          done = it->second;  // streamed: keep the entry
-        } else {
-          done = std::move(it->second);
-          pending_.erase(it);
-          room_cv_.notify_one();
-        }
+        continue;
       }
-      done(std::move(f));
+      if (f.more()) {
+        done = it->second;  // streamed: keep the entry
+      } else {
+        done = std::move(it->second);
+        pending_.erase(it);
+        room_cv_.notify_one();
+      }
     }
-    if (bad) break;
-    std::memmove(buf.data(), buf.data() + off, have - off);
-    have -= off;
+    done(std::move(f));
   }
+  std::memmove(buf_.data(), buf_.data() + off, have_ - off);
+  have_ -= off;
+  return ReadResult::kRead;
+}
+
+void Connection::End(const Status& status) {
   bool closing;
   {
     std::lock_guard<std::mutex> l(mu_);
     closing = closed_;
-    if (failed_.ok()) failed_ = end;
+    if (failed_.ok()) failed_ = status;
   }
-  FailAll(closing ? CancelledError("the client connection was closed") : end);
+  FailAll(closing ? CancelledError("the client connection was closed") : status);
 }
 
 void Connection::FailAll(const Status& status) {
@@ -196,6 +281,7 @@ void Connection::FailAll(const Status& status) {
     std::lock_guard<std::mutex> l(mu_);
     failed.swap(pending_);
     room_cv_.notify_all();
+    reader_cv_.notify_all();
   }
   for (auto& [id, done] : failed) done(status);
 }

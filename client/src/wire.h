@@ -3,6 +3,8 @@
 // the library. Pure functions except Call(), which only sends.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <string>
@@ -30,7 +32,7 @@ Stats FromProto(const pb::StatsResponse& s);
 Status ErrorOf(const ReplyFrame& f);
 
 // Sends `request` as `op` and returns a future of `convert(Response)`. `convert` returns
-// StatusOr<T>; it runs on the reader thread.
+// StatusOr<T>; it runs on whichever thread reads the reply (Connection).
 template <typename Response, typename T, typename Convert>
 Future<T> Call(Connection& conn, protocol::Opcode op, const google::protobuf::MessageLite& request,
                Convert convert, int pass_fd = -1) {
@@ -60,6 +62,19 @@ Future<T> Call(Connection& conn, protocol::Opcode op, const google::protobuf::Me
       pass_fd);
   if (!sent.ok()) promise->set_value(sent);
   return future;
+}
+
+// Await(f, timeout), but the calling thread reads and completes replies itself while it
+// waits when no other thread is reading (Connection::WaitReady): a synchronous call then
+// costs no hand-off from the connection's reader thread.
+template <typename T>
+StatusOr<T> Wait(Connection& conn, Future<T>& f, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  conn.WaitReady([&f] { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; },
+                 deadline);
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return Await(f, std::max(left, std::chrono::milliseconds(0)));
 }
 
 }  // namespace tw::client::wire

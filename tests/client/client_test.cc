@@ -267,5 +267,46 @@ TEST_F(ClientTest, CloseCancelsWaitingRequests) {
   EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
 }
 
+// A synchronous call reads the socket itself when nobody else does; it then completes the
+// replies of other requests it reads too, and the reader thread takes over for those still
+// owed when it leaves.
+TEST_F(ClientTest, SyncCallerReadsRepliesOfOthers) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.reverse_window = 4;  // the sync ping's answer comes after three async ones
+  std::vector<Future<std::vector<LookupReply>>> looks;
+  for (int i = 0; i < 3; ++i) {
+    looks.push_back(c->LookupAsync({{LookupChain{c->namespace_digest(0), {}}}}, false));
+  }
+  EXPECT_TRUE(c->Ping().ok());
+  for (auto& f : looks) EXPECT_TRUE(Await(f, std::chrono::milliseconds(5000)).ok());
+  // Async requests sent after a sync call are still answered (by the reader thread).
+  fake_.reverse_window = 0;
+  auto later = c->LookupAsync({{LookupChain{c->namespace_digest(0), {}}}}, false);
+  EXPECT_TRUE(Await(later, std::chrono::milliseconds(5000)).ok());
+  EXPECT_TRUE(c->Ping().ok());
+}
+
+TEST_F(ClientTest, CloseCancelsASyncCallerReadingTheSocket) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.reverse_window = 1000;  // never answers
+  Status s;
+  std::thread caller([&] { s = c->Ping(std::chrono::milliseconds(60000)); });
+  // Whether Close comes before or after the ping is sent, the ping ends cancelled.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  c->Close();
+  caller.join();
+  EXPECT_EQ(s.code(), StatusCode::kCancelled) << s.ToString();
+}
+
+TEST_F(ClientTest, SyncCallHonoursItsTimeout) {
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  fake_.reverse_window = 1000;  // never answers
+  Status s = c->Ping(std::chrono::milliseconds(50));
+  EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+}
+
 }  // namespace
 }  // namespace tw::client

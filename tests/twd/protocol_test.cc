@@ -1,7 +1,12 @@
 // The frame codec and message validation of tw_protocol: partial input, hostile headers,
 // every structural check of the request messages.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <vector>
+
+#include "tw/protocol/fd_passing.h"
 #include "tw/protocol/frame.h"
 #include "tw/protocol/messages.h"
 
@@ -271,6 +276,38 @@ TEST(MessagesTest, ErrorFrameRoundTrip) {
   ASSERT_TRUE(ParseBody(d.body, &e).ok());
   EXPECT_TRUE(e.fatal());
   EXPECT_EQ(ErrorReplyToStatus(e).code(), StatusCode::kPermissionDenied);
+}
+
+// Pages of `a` the kernel holds for its memfd (mincore).
+size_t ResidentPages(const Arena& a) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> v(a.size() / page);
+  if (::mincore(a.data(), a.size(), v.data()) != 0) return SIZE_MAX;
+  size_t n = 0;
+  for (unsigned char c : v) n += c & 1;
+  return n;
+}
+
+TEST(ArenaTest, PopulateMapsAllocatedPagesAndAllocatesNone) {
+  const uint64_t size = uint64_t{8} << 20;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  auto fd = CreateArenaMemfd("populate-test", size);
+  ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+  // The owner allocates the first half only (a client that skipped part of its pre-fault).
+  auto owner = Arena::Map(fd->get(), size, false);
+  ASSERT_TRUE(owner.ok());
+  for (uint64_t off = 0; off < size / 2; off += page) owner->data()[off] = 7;
+  auto peer = Arena::Map(fd->get(), size, false);
+  ASSERT_TRUE(peer.ok());
+  ASSERT_EQ(ResidentPages(*peer), size / 2 / page);
+  EXPECT_TRUE(peer->Populate(0, size).ok());
+  EXPECT_TRUE(peer->Populate(size - 1, 100).ok());   // clamped to the arena
+  EXPECT_TRUE(peer->Populate(size, 100).ok());       // past the end: nothing
+  EXPECT_EQ(ResidentPages(*peer), size / 2 / page);  // no hole was allocated
+  // The populated pages are the owner's: writes through either mapping meet.
+  peer->data()[page] = 9;
+  EXPECT_EQ(owner->data()[page], 9);
+  EXPECT_EQ(peer->data()[0], 7);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "tw/common/strings.h"
 
@@ -164,13 +165,31 @@ Status Arena::Populate(uint64_t offset, uint64_t length) const {
   length = std::min(length, size_ - offset);
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   const uint64_t begin = offset / page * page;
-  const uint64_t end = offset + length;
-  if (::madvise(data_ + begin, end - begin, MADV_POPULATE_WRITE) == 0) return OkStatus();
-  if (errno != EINVAL) return ErrnoStatus(errno, "madvise(MADV_POPULATE_WRITE) of the arena");
-  // Kernels before 5.14: a read of each page maps it (writable: a shared memfd mapping needs
-  // no write notification).
-  volatile const uint8_t* v = data_;
-  for (uint64_t off = begin; off < end; off += page) (void)v[off];
+  const uint64_t pages = (offset + length - begin + page - 1) / page;
+  // Only pages the owner already allocated: populating a hole would allocate it, charged to
+  // the caller (a client that skipped its pre-fault must not make twd allocate its arena).
+  std::vector<unsigned char> resident(pages);
+  if (::mincore(data_ + begin, pages * page, resident.data()) != 0) {
+    return ErrnoStatus(errno, "mincore of the arena");
+  }
+  for (uint64_t i = 0; i < pages;) {
+    if ((resident[i] & 1) == 0) {
+      ++i;
+      continue;
+    }
+    uint64_t j = i;
+    while (j < pages && (resident[j] & 1) != 0) ++j;
+    uint8_t* run = data_ + begin + i * page;
+    const uint64_t bytes = (j - i) * page;
+    if (::madvise(run, bytes, MADV_POPULATE_WRITE) != 0) {
+      if (errno != EINVAL) return ErrnoStatus(errno, "madvise(MADV_POPULATE_WRITE) of the arena");
+      // Kernels before 5.14: a read of each page maps it (writable: a shared memfd mapping
+      // needs no write notification).
+      volatile const uint8_t* v = run;
+      for (uint64_t off = 0; off < bytes; off += page) (void)v[off];
+    }
+    i = j;
+  }
   return OkStatus();
 }
 

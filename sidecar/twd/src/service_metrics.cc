@@ -63,9 +63,29 @@ void ServiceMetrics::GetMiss(store::MissReason reason, const Key& digest) {
   misses_->Add({{"reason", std::string(MissName(reason))}, {"namespace", ns}}).Increment();
 }
 
+namespace {
+
+// The series `*slot` caches, made by `make` on first use (racing makers get the same series:
+// Family::Add returns the existing one).
+template <typename T, typename Make>
+T& Cached(std::atomic<T*>& slot, Make make) {
+  T* p = slot.load(std::memory_order_acquire);
+  if (p == nullptr) {
+    p = &make();
+    slot.store(p, std::memory_order_release);
+  }
+  return *p;
+}
+
+}  // namespace
+
 void ServiceMetrics::LookupChunks(uint64_t found, uint64_t missing) {
-  lookup_chunks_->Add({{"result", "hit"}}).Increment(static_cast<double>(found));
-  lookup_chunks_->Add({{"result", "miss"}}).Increment(static_cast<double>(missing));
+  Cached(lookup_hit_, [&]() -> prometheus::Counter& {
+    return lookup_chunks_->Add({{"result", "hit"}});
+  }).Increment(static_cast<double>(found));
+  Cached(lookup_miss_, [&]() -> prometheus::Counter& {
+    return lookup_chunks_->Add({{"result", "miss"}});
+  }).Increment(static_cast<double>(missing));
 }
 
 void ServiceMetrics::PutResult(std::string_view result, const Key& digest, uint64_t bytes) {
@@ -75,8 +95,15 @@ void ServiceMetrics::PutResult(std::string_view result, const Key& digest, uint6
 }
 
 void ServiceMetrics::Latency(protocol::Opcode op, double seconds) {
-  latency_->Add({{"op", std::string(protocol::ToString(op))}}, metrics::LatencyBuckets())
-      .Observe(seconds);
+  auto make = [&]() -> prometheus::Histogram& {
+    return latency_->Add({{"op", std::string(protocol::ToString(op))}}, metrics::LatencyBuckets());
+  };
+  const auto i = static_cast<size_t>(op);
+  if (i >= latency_by_op_.size()) {
+    make().Observe(seconds);
+    return;
+  }
+  Cached(latency_by_op_[i], make).Observe(seconds);
 }
 
 void ServiceMetrics::ProtocolError(std::string_view kind) {

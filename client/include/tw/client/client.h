@@ -8,19 +8,22 @@
 //
 // Every operation is batched and comes in two forms: `FooAsync(...)` sends the request and
 // returns a Future that completes when twd answers (requests are pipelined with ids and may
-// complete out of order), and `Foo(...)` = FooAsync(...) then Await. A request's `timeout`
+// complete out of order), and `Foo(...)`, which sends the same request and reads its reply on
+// the calling thread when no other thread is reading the connection. A request's `timeout`
 // is also its deadline at twd: data that cannot arrive in time is a miss with reason
 // kDeadline. Await gives up `kAwaitSlack` after the deadline with kDeadlineExceeded (twd did
 // not answer at all); the arena ranges of such a request must not be reused until the
 // connection is closed.
 //
 // Threading: all methods are thread-safe; any number of threads may have requests in
-// flight. Futures complete on the connection's reader thread. Lifetime: destroying the
+// flight. Futures complete on the connection's reader thread, or on a thread inside a
+// synchronous call that read their reply. Lifetime: destroying the
 // Client (or Close()) fails requests in flight with kCancelled and unmaps the arena.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <span>
@@ -108,6 +111,24 @@ class Client {
   // Fails requests in flight with kCancelled and closes the socket. Idempotent; the arena
   // stays mapped until the Client is destroyed.
   void Close();
+
+  // For synchronous wrappers over the *Async calls (the C API; the synchronous methods above
+  // do this themselves): while a ReadsOwnReply lives on a thread, the requests that thread
+  // sends do not wake the connection's reader thread, and WaitReady() then reads their
+  // replies on the calling thread — saving the hand-off from the reader thread, which costs
+  // more than twd's answer to a small request. REQUIRES: the thread calls WaitReady() (or
+  // waits on the future) right after sending.
+  class ReadsOwnReply {
+   public:
+    ReadsOwnReply();
+    ~ReadsOwnReply();
+    ReadsOwnReply(const ReadsOwnReply&) = delete;
+    ReadsOwnReply& operator=(const ReadsOwnReply&) = delete;
+  };
+  // Returns once `ready()` (true once the awaited future is ready) or at `deadline`,
+  // reading and completing replies on this thread meanwhile when no other thread reads.
+  void WaitReady(const std::function<bool()>& ready,
+                 std::chrono::steady_clock::time_point deadline);
 
  private:
   Client(ClientOptions options, Arena arena, std::unique_ptr<Connection> conn);

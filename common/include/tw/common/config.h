@@ -239,7 +239,8 @@ struct Config {
   LeaseConfig leases;
   LimitsConfig limits;
   // Threads that run requests off twd's reactor (get, put, exists, delete, admin
-  // operations); 0 = one per hardware thread, clamped to [4, 32]. Needs a restart.
+  // operations, lookups of more than 4096 keys); 0 = one per hardware thread, clamped to
+  // [4, 32]. Needs a restart.
   uint32_t workers = 0;
   // On SIGTERM: time to finish requests and write back memory-durability chunks.
   Duration shutdown_grace = std::chrono::seconds(20);

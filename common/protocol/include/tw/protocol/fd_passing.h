@@ -79,8 +79,9 @@ class Arena {
   static StatusOr<Arena> Map(int fd, uint64_t size, bool prefault);
 
   // Fills the page tables of [offset, offset + length) (clamped to the arena) for writing,
-  // without touching the bytes: twd maps a client's already-allocated arena with this so its
-  // copies take no page faults. Thread-safe; the bytes may be in use meanwhile.
+  // without touching the bytes, for the pages already allocated (pages not yet allocated are
+  // left alone, so this never allocates memory): twd populates a client's arena with this so
+  // its copies take no page faults. Thread-safe; the bytes may be in use meanwhile.
   Status Populate(uint64_t offset, uint64_t length) const;
 
   uint8_t* data() const { return data_; }

@@ -21,6 +21,8 @@
 // Threading: everything is thread-safe. Lifetime: process-wide singleton.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -86,6 +88,13 @@ class ServiceMetrics {
   prometheus::Family<prometheus::Counter>* io_errors_;
   prometheus::Family<prometheus::Counter>* corrupt_;
   prometheus::Counter* dropped_unwritten_;
+
+  // Series of the per-request metrics, looked up once (Family::Add builds a label map and
+  // takes the family's lock) and kept: families never remove them. Set on first use, so a
+  // series still appears only once it counted something.
+  std::atomic<prometheus::Counter*> lookup_hit_{nullptr};
+  std::atomic<prometheus::Counter*> lookup_miss_{nullptr};
+  std::array<std::atomic<prometheus::Histogram*>, 128> latency_by_op_{};  // by opcode
 };
 
 }  // namespace tw::twd
