@@ -523,11 +523,13 @@ uint32_t NvmeEngine::HeadOf(uint64_t offset) const {
   return r;
 }
 
-void NvmeEngine::Touch(uint64_t offset) {
+void NvmeEngine::Touch(std::span<const uint64_t> offsets) {
   std::lock_guard<std::mutex> l(mu_);
-  uint32_t r = RegionOf(offset);
-  if (r < regions_.size() && regions_[r].state == RState::kCont) r = regions_[r].owner;
-  if (r < regions_.size()) regions_[r].last_access = ++access_clock_;
+  for (uint64_t offset : offsets) {
+    uint32_t r = RegionOf(offset);
+    if (r < regions_.size() && regions_[r].state == RState::kCont) r = regions_[r].owner;
+    if (r < regions_.size()) regions_[r].last_access = ++access_clock_;
+  }
 }
 
 NvmeEngine::Counters NvmeEngine::counters() const {

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -127,7 +128,10 @@ class NvmeEngine {
   // thread.
   Status PrepareRegions(uint32_t want);
   // Notes a read of the record at `offset` (LRU reclaim order).
-  void Touch(uint64_t offset);
+  void Touch(uint64_t offset) { Touch(std::span<const uint64_t>(&offset, 1)); }
+  // The same for many records under one lock, in the given order (the last is the most
+  // recent).
+  void Touch(std::span<const uint64_t> offsets);
 
   // Seals the open region and checkpoints, so the next Open() reads no journal. Waits for
   // pending commits.

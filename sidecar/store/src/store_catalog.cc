@@ -1,5 +1,6 @@
 // The Store's catalogue operations: lookup and leases, stat, delete, namespaces, export,
 // stats and reconfiguration.
+#include <algorithm>
 #include <chrono>
 
 #include "store_impl.h"
@@ -12,7 +13,11 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   std::lock_guard<std::mutex> l(mu_);
   ExpireLeases();
   std::vector<Tag> pinned;
-  std::vector<Tag> found;
+  // The DRAM object ids and NVMe offsets of the found chunks, in chain order. (Nothing is
+  // inserted into the index below, so no lookup is repeated.)
+  std::vector<uint32_t> dram_ids;
+  std::vector<uint64_t> nvme_offs;
+  r.tiers.reserve(chain.size());
   // By tag, and by full key for chunks in DRAM; the full key of a chunk only on NVMe is
   // verified when its bytes are served (a tag collision, ~n/2^64 per key, can make a lookup
   // report a chunk whose get then misses).
@@ -23,14 +28,18 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
       r.miss = AbsentReason(t);
       break;
     }
-    if (e->in_dram && dram_objs_[DramId(t)].key != k) {
-      r.miss = MissReason::kAbsent;
-      break;
+    if (e->in_dram) {
+      const uint32_t id = DramId(t);
+      if (dram_objs_[id].key != k) {
+        r.miss = MissReason::kAbsent;
+        break;
+      }
+      dram_ids.push_back(id);
     }
+    if (e->on_nvme()) nvme_offs.push_back(e->nvme_off());
     r.tiers.push_back(e->in_dram ? Tier::kDram : Tier::kNvme);
     e->hit = true;
     e->qref = true;
-    found.push_back(t);
     if (take_lease) {
       Pin(t, *e);
       pinned.push_back(t);
@@ -40,10 +49,10 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   // A hit on chunk j is a hit on each of its ancestors. They are touched deepest first, so the
   // ancestors end up the most recently used: under pressure, descendants go before the
   // ancestors they cannot be reached without.
-  for (size_t i = found.size(); i-- > 0;) {
-    Entry* e = Find(found[i]);
-    if (e->in_dram) dram_->Touch(DramId(found[i]));
-    if (e->on_nvme()) nvme_->Touch(e->nvme_off());
+  for (size_t i = dram_ids.size(); i-- > 0;) dram_->Touch(dram_ids[i]);
+  if (!nvme_offs.empty()) {
+    std::reverse(nvme_offs.begin(), nvme_offs.end());
+    nvme_->Touch(nvme_offs);
   }
   if (take_lease && !pinned.empty()) {
     r.lease = next_lease_++;

@@ -261,16 +261,17 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
       // With tenants, the deepest hit must be stored under the chain's namespace: a key of
       // another namespace (another tenant's) reads as absent, so lookups are no oracle for
       // other tenants' prompts. (Without tenants every client may use every namespace.) A
-      // lease also needs the value size for the per-uid byte cap.
+      // lease also needs the chunk size for the per-uid byte cap. The index answers both
+      // (Peek: no I/O, so this stays fit for the reactor); the size is the stored record's,
+      // a little above the value's.
       if (co.result.prefix > 0 && (multi_tenant || r.take_lease())) {
-        auto meta = store_->Stat(keys[co.result.prefix - 1]);
-        if (!meta ||
-            meta->info.namespace_digest != protocol::KeyFromBytes(chain.namespace_digest())) {
+        auto peek = store_->Peek(keys[co.result.prefix - 1]);
+        if (!peek || peek->namespace_digest != protocol::KeyFromBytes(chain.namespace_digest())) {
           if (co.result.lease != 0) store_->ReleaseLease(co.result.lease);
           co.result = store::LookupResult{};
           co.result.miss = store::MissReason::kAbsent;
         } else {
-          co.value_size = meta->value_size;
+          co.value_size = peek->record_bytes;
         }
       }
       if (co.result.prefix < keys.size() && co.result.prefix < prefix) {
@@ -319,14 +320,12 @@ StatusOr<pb::GetResponse> Service::GetChunks(Session& s, const pb::GetRequest& r
     Key key;
     Key ns;
     DeclaredNamespace declared;
-    std::vector<store::ScatterEntry> entries;
-    std::vector<uint64_t> segment_sizes;
-    store::MissReason miss = store::MissReason::kNone;
+    std::vector<store::ScatterEntry> entries;  // empty: the whole value
     uint64_t lease = 0;
   };
   std::vector<Plan> plans(r.items_size());
-  // Phase 1: namespaces, visibility and every range against the stored segment sizes,
-  // before a single byte moves.
+  // Phase 1: every item's namespace must be declared before anything moves. (Arena bounds
+  // were checked when the request was decoded.)
   for (int i = 0; i < r.items_size(); ++i) {
     const pb::GetItem& item = r.items(i);
     Plan& p = plans[i];
@@ -334,69 +333,46 @@ StatusOr<pb::GetResponse> Service::GetChunks(Session& s, const pb::GetRequest& r
     p.key = protocol::KeyFromBytes(item.ref().key());
     p.ns = protocol::KeyFromBytes(item.ref().namespace_digest());
     p.lease = item.lease();
-    auto meta = store_->Stat(p.key);
-    if (!meta) {
-      const Key one[1] = {p.key};
-      store::LookupResult lr = store_->Lookup(one, false);
-      p.miss = lr.prefix > 0
-                   ? store::MissReason::kAbsent
-                   : (lr.miss == store::MissReason::kNone ? store::MissReason::kAbsent : lr.miss);
-      continue;
-    }
-    if (meta->info.namespace_digest != p.ns) {
-      p.miss = store::MissReason::kAbsent;
-      continue;
-    }
-    p.segment_sizes = meta->info.segment_sizes;
-    const std::string where = StrCat("get.items[", i, "]");
-    if (item.ranges_size() == 0) {
-      if (meta->value_size > item.arena_length()) {
-        return InvalidArgumentError(StrCat(where, ": value of ", meta->value_size,
-                                           " bytes does not fit arena_length ",
-                                           item.arena_length()));
-      }
-      uint64_t off = item.arena_offset();
-      for (size_t seg = 0; seg < p.segment_sizes.size(); ++seg) {
-        if (p.segment_sizes[seg] == 0) continue;
-        p.entries.push_back(
-            {static_cast<uint32_t>(seg), 0, p.segment_sizes[seg], s.arena.data() + off});
-        off += p.segment_sizes[seg];
-      }
-    } else {
-      for (int e = 0; e < item.ranges_size(); ++e) {
-        const pb::ScatterEntry& se = item.ranges(e);
-        if (se.segment() >= p.segment_sizes.size() || se.length() > p.segment_sizes[se.segment()] ||
-            se.offset() > p.segment_sizes[se.segment()] - se.length()) {
-          return InvalidArgumentError(StrCat(where, ".ranges[", e, "]: segment ", se.segment(),
-                                             " range [", se.offset(), ", +", se.length(),
-                                             ") is outside the stored value"));
-        }
-        p.entries.push_back(
-            {se.segment(), se.offset(), se.length(), s.arena.data() + se.arena_offset()});
-      }
+    for (const pb::ScatterEntry& se : item.ranges()) {
+      p.entries.push_back(
+          {se.segment(), se.offset(), se.length(), s.arena.data() + se.arena_offset()});
     }
   }
-  // Phase 2: copy. Store::Get returns only after every write into the arena is done, even
-  // on a deadline miss, so replying afterwards never races a late write.
+  // Phase 2: copy. The store checks the namespace (another namespace's chunk reads as
+  // absent) and the ranges against the record header it reads anyway, so a get costs no
+  // metadata read of its own. Store::Get returns only after every write into the arena is
+  // done, even on a deadline miss, so replying afterwards never races a late write.
   pb::GetResponse resp;
-  for (Plan& p : plans) {
+  for (int i = 0; i < r.items_size(); ++i) {
+    const pb::GetItem& item = r.items(i);
+    Plan& p = plans[i];
     pb::GetResult* out = resp.add_results();
-    if (p.miss == store::MissReason::kNone && Clock::now() >= deadline) {
-      p.miss = store::MissReason::kDeadline;
-    }
-    if (p.miss != store::MissReason::kNone) {
-      out->set_miss(ToProto(p.miss));
-      ServiceMetrics::Get().GetMiss(p.miss, p.ns);
+    if (Clock::now() >= deadline) {
+      out->set_miss(ToProto(store::MissReason::kDeadline));
+      ServiceMetrics::Get().GetMiss(store::MissReason::kDeadline, p.ns);
       continue;
     }
-    const store::LeaseId lease =
-        p.lease != 0 ? leases_.Resolve(p.lease, s.peer.uid, p.ns, Clock::now()) : 0;
-    store::GetResult g = store_->Get(p.key, p.entries, deadline, lease);
+    store::GetOptions o;
+    o.deadline = deadline;
+    o.lease = p.lease != 0 ? leases_.Resolve(p.lease, s.peer.uid, p.ns, Clock::now()) : 0;
+    o.namespace_digest = p.ns;
+    if (p.entries.empty()) {
+      o.whole_chunk = true;
+      o.dest = s.arena.data() + item.arena_offset();
+      o.capacity = item.arena_length();
+    }
+    store::GetResult g = store_->Get(p.key, p.entries, o);
+    if (!g.error.ok()) {
+      // A range outside the stored value, or a whole value larger than arena_length: the
+      // request is malformed for what is stored. Items before it may have been copied into
+      // their own destinations; nothing else was touched.
+      return InvalidArgumentError(StrCat("get.items[", i, "]: ", g.error.message()));
+    }
     out->set_tier(ToProto(g.tier));
     out->set_miss(ToProto(g.miss));
     out->set_bytes(g.bytes);
     if (g.miss == store::MissReason::kNone) {
-      for (uint64_t sz : p.segment_sizes) out->add_segment_sizes(sz);
+      for (uint64_t sz : g.segment_sizes) out->add_segment_sizes(sz);
       ServiceMetrics::Get().GetHit(g.tier, p.ns, g.bytes, p.declared.chunk_tokens);
     } else {
       ServiceMetrics::Get().GetMiss(g.miss, p.ns);
@@ -485,8 +461,8 @@ StatusOr<pb::PutResponse> Service::Put(Session& s, const pb::PutRequest& r,
       parent_ok = it != pending_puts_.end() && it->second.first == ns;
     }
     if (!parent_ok) {
-      auto meta = store_->Stat(parent);
-      parent_ok = meta && meta->info.namespace_digest == ns;
+      auto peek = store_->Peek(parent);
+      parent_ok = peek && peek->namespace_digest == ns;
     }
     if (!parent_ok) {
       invalid("parent is neither the namespace nor a chunk of this namespace");
@@ -544,9 +520,9 @@ StatusOr<pb::DeleteResponse> Service::Delete(Session& s, const pb::DeleteRequest
   pb::DeleteResponse resp;
   for (const auto& ref : r.items()) {
     const Key key = protocol::KeyFromBytes(ref.key());
-    auto meta = store_->Stat(key);
+    auto peek = store_->Peek(key);
     const bool mine =
-        meta && meta->info.namespace_digest == protocol::KeyFromBytes(ref.namespace_digest());
+        peek && peek->namespace_digest == protocol::KeyFromBytes(ref.namespace_digest());
     resp.add_deleted(mine && store_->Delete(key));
   }
   return resp;

@@ -228,8 +228,13 @@ inline GetResult Store::Get(const Key& key, std::span<const ScatterEntry> ranges
                             const GetOptions& options) {
   GetResult res;
   auto meta = Stat(key);
-  if (!meta ||
-      (options.namespace_digest && meta->info.namespace_digest != *options.namespace_digest)) {
+  if (!meta) {
+    // Not stored: a one-key lookup says why (absent, or evicted while remembered).
+    const LookupResult lr = Lookup(std::span<const Key>(&key, 1), false);
+    res.miss = lr.prefix == 0 && lr.miss != MissReason::kNone ? lr.miss : MissReason::kAbsent;
+    return res;
+  }
+  if (options.namespace_digest && meta->info.namespace_digest != *options.namespace_digest) {
     res.miss = MissReason::kAbsent;
     return res;
   }
