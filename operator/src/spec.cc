@@ -295,8 +295,9 @@ MemoryNeeds ComputeMemoryNeeds(const TokenWarehouseSpec& spec) {
       m.dram_arena = spec.dram_capacity;
     }
   }
-  // One index entry (~256 bytes with its hash-table slot) per 1 MiB of capacity: chunks are
-  // tens of MiB, so this over-provisions for small values rather than OOM.
+  // 256 bytes of index per 1 MiB of capacity: an index slot is 43-75 bytes (plus ~70 for a
+  // chunk in DRAM), so this covers chunks of about 1 MiB or more on average. Chunks are
+  // normally tens of MiB; docs/sizing.md tells users of smaller ones to set the limit.
   m.index = (spec.dram_capacity + nvme_total) / 4096;
   if (!spec.nvme_devices.empty()) {
     uint64_t paths = spec.nvme_devices.size();
