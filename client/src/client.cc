@@ -155,6 +155,7 @@ Future<std::vector<LookupReply>> Client::LookupAsync(
           l.prefix = res.prefix();
           for (const pb::ChainTiers& ct : res.chains()) {
             std::vector<Tier> tiers;
+            tiers.reserve(ct.tiers_size());
             for (int t : ct.tiers()) tiers.push_back(wire::FromProto(static_cast<pb::Tier>(t)));
             l.tiers.push_back(std::move(tiers));
           }

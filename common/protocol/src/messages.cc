@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -430,21 +431,18 @@ void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out) {
     for (const std::string& k : chain.keys()) out->push_back(KeyFromBytes(k));
     return;
   }
+  // Keys are 32 plain bytes: the packed field is an array of them.
+  static_assert(sizeof(Key) == kKeySize && std::is_trivially_copyable_v<Key>);
   out->resize(packed.size() / kKeySize);
-  for (size_t i = 0; i < out->size(); ++i) {
-    std::memcpy((*out)[i].bytes.data(), packed.data() + i * kKeySize, kKeySize);
-  }
+  std::memcpy(out->data(), packed.data(), out->size() * kKeySize);
 }
 
 void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain) {
   chain->clear_keys();
   chain->clear_packed_keys();
   if (packed) {
-    std::string* out = chain->mutable_packed_keys();
-    out->resize(keys.size() * kKeySize);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      std::memcpy(out->data() + i * kKeySize, keys[i].bytes.data(), kKeySize);
-    }
+    chain->mutable_packed_keys()->assign(reinterpret_cast<const char*>(keys.data()),
+                                         keys.size() * kKeySize);
     return;
   }
   chain->mutable_keys()->Reserve(static_cast<int>(keys.size()));

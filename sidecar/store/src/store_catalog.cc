@@ -17,7 +17,11 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   // inserted into the index below, so no lookup is repeated.)
   std::vector<uint32_t> dram_ids;
   std::vector<uint64_t> nvme_offs;
+  // Region read times order only LRU reclaim; FIFO reclaim (the default) needs no touch.
+  const bool touch_nvme = nvme_ && opts_.nvme.reclaim == config::ReclaimOrder::kLru;
   r.tiers.reserve(chain.size());
+  dram_ids.reserve(chain.size());
+  nvme_offs.reserve(chain.size());
   // By tag, and by full key for chunks in DRAM; the full key of a chunk only on NVMe is
   // verified when its bytes are served (a tag collision, ~n/2^64 per key, can make a lookup
   // report a chunk whose get then misses).
@@ -36,7 +40,7 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
       }
       dram_ids.push_back(id);
     }
-    if (e->on_nvme()) nvme_offs.push_back(e->nvme_off());
+    if (touch_nvme && e->on_nvme()) nvme_offs.push_back(e->nvme_off());
     r.tiers.push_back(e->in_dram ? Tier::kDram : Tier::kNvme);
     e->hit = true;
     e->qref = true;
