@@ -155,7 +155,12 @@ Future<std::vector<LookupReply>> Client::LookupAsync(
           l.prefix = res.prefix();
           for (const pb::ChainTiers& ct : res.chains()) {
             std::vector<Tier> tiers;
-            tiers.reserve(ct.tiers_size());
+            // Version 2 packs one byte per chunk; version 1 repeats the enum.
+            const std::string& packed = ct.packed_tiers();
+            tiers.reserve(packed.empty() ? ct.tiers_size() : packed.size());
+            for (char t : packed) {
+              tiers.push_back(wire::FromProto(static_cast<pb::Tier>(static_cast<uint8_t>(t))));
+            }
             for (int t : ct.tiers()) tiers.push_back(wire::FromProto(static_cast<pb::Tier>(t)));
             l.tiers.push_back(std::move(tiers));
           }

@@ -288,8 +288,16 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
     uint64_t bytes = 0;
     for (int c = 0; c < item.chains_size(); ++c) {
       pb::ChainTiers* tiers = out->add_chains();
-      for (size_t j = 0; j < prefix && j < chains[c].result.tiers.size(); ++j) {
-        tiers->add_tiers(ToProto(chains[c].result.tiers[j]));
+      const size_t n = std::min(prefix, chains[c].result.tiers.size());
+      if (s.version >= protocol::kPackedKeysVersion) {
+        // Version 2: one byte per chunk, filled in place.
+        std::string* packed = tiers->mutable_packed_tiers();
+        packed->resize(n);
+        for (size_t j = 0; j < n; ++j) {
+          (*packed)[j] = static_cast<char>(ToProto(chains[c].result.tiers[j]));
+        }
+      } else {
+        for (size_t j = 0; j < n; ++j) tiers->add_tiers(ToProto(chains[c].result.tiers[j]));
       }
       found += prefix;
       missing += protocol::ChainLength(item.chains(c)) - prefix;
