@@ -25,7 +25,14 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   // By tag, and by full key for chunks in DRAM; the full key of a chunk only on NVMe is
   // verified when its bytes are served (a tag collision, ~n/2^64 per key, can make a lookup
   // report a chunk whose get then misses).
-  for (const Key& k : chain) {
+  // The index slots of a long chain are scattered over the table: ask for a few keys ahead.
+  constexpr size_t kPrefetchAhead = 8;
+  for (size_t i = 0; i < std::min(kPrefetchAhead, chain.size()); ++i) {
+    index_.prefetch(TagOf(chain[i]));
+  }
+  for (size_t i = 0; i < chain.size(); ++i) {
+    const Key& k = chain[i];
+    if (i + kPrefetchAhead < chain.size()) index_.prefetch(TagOf(chain[i + kPrefetchAhead]));
     const Tag t = TagOf(k);
     Entry* e = Find(t);
     if (!e || !e->ready || e->doomed) {
