@@ -26,7 +26,8 @@ using testing::MakeChunk;
 using testing::ReadAll;
 using testing::TestChunk;
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+using testing::KiB;
+using testing::MiB;
 constexpr char kPath[] = "/dev/crash0";
 
 // TW_CRASH_SEED and TW_CRASH_CYCLES vary the runs (the `long` test uses them).

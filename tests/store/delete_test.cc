@@ -18,23 +18,14 @@ using testing::ReadAll;
 using testing::TestChunk;
 using testing::TestNamespace;
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+using testing::KiB;
+using testing::MiB;
+using testing::MustOpen;
 constexpr char kPath[] = "/dev/delete0";
 
+// No DRAM tier: every chunk lives on NVMe, so what comes back after a restart shows.
 StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t nvme = 64 * MiB) {
-  StoreOptions o;
-  o.dram.capacity = 0;  // every chunk lives on NVMe: what comes back after a restart shows
-  o.nvme.paths.push_back({kPath, nvme});
-  o.nvme.region_size = 1 * MiB;
-  o.nvme.stripe_unit = 256 * KiB;
-  o.device_factory = std::move(f);
-  return o;
-}
-
-std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
-  auto s = Store::Open(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return s.ok() ? std::move(*s) : nullptr;
+  return testing::Options(std::move(f), 0, nvme, 1 * MiB, kPath);
 }
 
 bool Present(Store& s, const TestChunk& c) {

@@ -23,7 +23,8 @@ namespace {
 using testing::MakeChunk;
 using testing::ReadAll;
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+using testing::KiB;
+using testing::MiB;
 // Pipe messages besides an acknowledged id: a delete of it begins (its state is unknown from
 // then on), a delete of it returned true.
 constexpr uint64_t kDeleting = uint64_t{1} << 62;

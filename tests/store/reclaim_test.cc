@@ -16,28 +16,26 @@ using testing::MakeChunk;
 using testing::ReadAll;
 using testing::TestChunk;
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+using testing::KiB;
+using testing::MiB;
 constexpr uint64_t kRegion = 8 * MiB;
 constexpr uint64_t kHalf = kRegion / 2;  // a value of half a region: its record is 4 KiB more
 
 // A tier of exactly `regions` regions of kRegion (the metadata of such a small tier takes the
 // first 3 MiB of the path).
 StoreOptions Tier(std::shared_ptr<DeviceFactory> f, uint32_t regions, uint64_t dram = 0) {
-  StoreOptions o;
-  o.dram.capacity = dram;
-  o.nvme.paths.push_back({"/dev/reclaim0", 3 * MiB + regions * kRegion});
-  o.nvme.region_size = kRegion;
+  StoreOptions o =
+      testing::Options(std::move(f), dram, 3 * MiB + regions * kRegion, kRegion, "/dev/reclaim0");
   o.nvme.stripe_unit = 1 * MiB;
-  o.device_factory = std::move(f);
   return o;
 }
 
 std::unique_ptr<Store> MustOpen(const StoreOptions& o, uint32_t regions) {
-  auto s = Store::Open(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  if (!s.ok()) return nullptr;
-  EXPECT_EQ((*s)->Stats().nvme.capacity_bytes, regions * kRegion);
-  return std::move(*s);
+  auto s = testing::MustOpen(o);
+  if (s) {
+    EXPECT_EQ(s->Stats().nvme.capacity_bytes, regions * kRegion);
+  }
+  return s;
 }
 
 // Every chunk of `chunks` reads back byte-exact.

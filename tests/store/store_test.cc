@@ -18,7 +18,10 @@ using testing::MakeChunk;
 using testing::ReadAll;
 using testing::TestChunk;
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+using testing::KiB;
+using testing::MiB;
+using testing::MustOpen;
+using testing::Options;
 
 // Counts the bytes every device it opened has read (recovery must read little).
 class CountingFactory : public DeviceFactory {
@@ -53,25 +56,6 @@ class CountingFactory : public DeviceFactory {
   std::shared_ptr<DeviceFactory> inner_;
   std::atomic<uint64_t> read_{0};
 };
-
-StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t dram, uint64_t nvme,
-                     uint64_t region = 1 * MiB) {
-  StoreOptions o;
-  o.dram.capacity = dram;
-  if (nvme) {
-    o.nvme.paths.push_back({"/dev/test0", nvme});
-    o.nvme.region_size = region;
-    o.nvme.stripe_unit = 256 * KiB;
-  }
-  o.device_factory = std::move(f);
-  return o;
-}
-
-std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
-  auto s = Store::Open(o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  return s.ok() ? std::move(*s) : nullptr;
-}
 
 TEST(StoreTest, DramOnlyPutGetExists) {
   auto s = MustOpen(Options(nullptr, 16 * MiB, 0));

@@ -1,16 +1,46 @@
-// Helpers for the storage engine tests: deterministic chunks and their expected bytes.
+// Helpers for the storage engine tests: store options and opening, deterministic chunks and
+// their expected bytes.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "tw/common/keys.h"
+#include "tw/store/device.h"
 #include "tw/store/store.h"
 
 namespace tw::store::testing {
+
+inline constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
+
+// A store of `dram` bytes of DRAM and, when `nvme` is not 0, one NVMe path of `nvme` bytes
+// named `path`, with regions of `region` bytes and 256 KiB stripe units, on the devices `f`
+// opens (null: real files).
+inline StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t dram, uint64_t nvme,
+                            uint64_t region = 1 * MiB, const char* path = "/dev/test0") {
+  StoreOptions o;
+  o.dram.capacity = dram;
+  if (nvme) {
+    o.nvme.paths.push_back({path, nvme});
+    o.nvme.region_size = region;
+    o.nvme.stripe_unit = 256 * KiB;
+  }
+  o.device_factory = std::move(f);
+  return o;
+}
+
+// Opens the store, failing the test (and returning null) when it cannot.
+inline std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
+  auto s = Store::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(*s) : nullptr;
+}
 
 // A chunk whose key, namespace and bytes all derive from `id`.
 struct TestChunk {
