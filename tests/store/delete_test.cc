@@ -82,6 +82,31 @@ TEST_P(DeleteTest, DeletedChunkStaysDeleted) {
   }
 }
 
+TEST_P(DeleteTest, BatchDeleteStaysDeleted) {
+  auto f = std::make_shared<FaultDeviceFactory>();
+  const StoreOptions o = Options(f);
+  std::vector<TestChunk> chunks;
+  for (int i = 0; i < 12; ++i) chunks.push_back(MakeChunk(i, {12 * KiB}));
+  auto s = MustOpen(o);
+  ASSERT_TRUE(s);
+  for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  // The even chunks, a key never stored, and one of the even ones again.
+  std::vector<Key> keys;
+  for (int i = 0; i < 12; i += 2) keys.push_back(chunks[i].info.key);
+  keys.push_back(MakeChunk(99, {4 * KiB}).info.key);
+  keys.push_back(chunks[2].info.key);
+  const std::vector<bool> deleted = s->DeleteMany(keys);
+  ASSERT_EQ(deleted.size(), keys.size());
+  for (size_t k = 0; k < 6; ++k) EXPECT_TRUE(deleted[k]) << k;
+  EXPECT_FALSE(deleted[6]) << "never stored";
+  EXPECT_FALSE(deleted[7]) << "deleted earlier in the same batch";
+  // Every tombstone was durable when DeleteMany returned: a power cut keeps them all.
+  ASSERT_NO_FATAL_FAILURE(Stop(s, *f, GetParam()));
+  s = MustOpen(o);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(Present(*s, chunks[i]), i % 2 == 1) << i;
+}
+
 TEST_P(DeleteTest, EvictedNamespaceStaysEvicted) {
   auto f = std::make_shared<FaultDeviceFactory>();
   const StoreOptions o = Options(f);

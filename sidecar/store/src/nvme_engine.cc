@@ -244,23 +244,33 @@ Status NvmeEngine::Write(const Allocation& a, const void* header, uint64_t heade
 }
 
 Status NvmeEngine::Commit(const Allocation& a, const SummaryEntry& entry, bool wait) {
-  std::shared_ptr<std::promise<Status>> done;
-  std::future<Status> f;
-  if (wait) {
-    done = std::make_shared<std::promise<Status>>();
-    f = done->get_future();
-  }
+  if (wait) return CommitAsync(a, entry).get();
   {
     std::lock_guard<std::mutex> l(mu_);
     if (stop_) {
       regions_[a.region].inflight--;
       return CancelledError("store closing");
     }
+    pending_.push_back({entry, a.region, nullptr});
+  }
+  cv_.notify_all();
+  return OkStatus();
+}
+
+std::future<Status> NvmeEngine::CommitAsync(const Allocation& a, const SummaryEntry& entry) {
+  auto done = std::make_shared<std::promise<Status>>();
+  std::future<Status> f = done->get_future();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stop_) {
+      regions_[a.region].inflight--;
+      done->set_value(CancelledError("store closing"));
+      return f;
+    }
     pending_.push_back({entry, a.region, done});
   }
   cv_.notify_all();
-  if (!wait) return OkStatus();
-  return f.get();
+  return f;
 }
 
 void NvmeEngine::Finish(std::vector<Pending>& batch, const Status& s) {

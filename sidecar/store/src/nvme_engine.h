@@ -97,6 +97,9 @@ class NvmeEngine {
   // entry and data are durable; without, returns at once (the commit happens in the
   // background). Every allocation ends in exactly one Commit() or Abort().
   Status Commit(const Allocation& a, const SummaryEntry& entry, bool wait);
+  // Commit(wait = true) without the wait: the future holds what Commit would have returned.
+  // Many of these in a row share group commits.
+  std::future<Status> CommitAsync(const Allocation& a, const SummaryEntry& entry);
 
   Status Read(uint64_t offset, void* buf, uint64_t length) {
     return volume_->Read(offset, buf, length);

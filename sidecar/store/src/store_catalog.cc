@@ -125,8 +125,9 @@ std::optional<ChunkMeta> StoreImpl::StatTag(Tag tag, const Key* expect) {
   return m;
 }
 
-Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns,
-                                   const std::function<void()>& sequenced) {
+StatusOr<std::future<Status>> StoreImpl::StartTombstone(EntryKind kind, const Key& key,
+                                                        const Key& ns,
+                                                        const std::function<void()>& sequenced) {
   const auto deadline = Clock::now() + std::chrono::seconds(2);
   while (true) {
     auto a = nvme_->AllocateEntry();
@@ -140,7 +141,7 @@ Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns
       t.offset = uint64_t(a->region) * nvme_->region_size();
       t.seq = a->seq;
       t.epoch = a->epoch;
-      return nvme_->Commit(*a, t, /*wait=*/true);
+      return nvme_->CommitAsync(*a, t);
     }
     if (a.status().code() != StatusCode::kResourceExhausted || Clock::now() >= deadline) {
       sequenced();
@@ -158,47 +159,77 @@ Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns
   }
 }
 
+Status StoreImpl::PersistTombstone(EntryKind kind, const Key& key, const Key& ns,
+                                   const std::function<void()>& sequenced) {
+  TW_ASSIGN_OR_RETURN(std::future<Status> durable, StartTombstone(kind, key, ns, sequenced));
+  return durable.get();
+}
+
 std::optional<ChunkMeta> StoreImpl::Stat(const Key& key) { return StatTag(TagOf(key), &key); }
 
-bool StoreImpl::Delete(const Key& key) {
+StoreImpl::Removal StoreImpl::RemoveForDelete(const Key& key) {
   const Tag t = TagOf(key);
-  bool removed = false;
   // The full key of a chunk only on NVMe is in its record header: read it (unlocked), then
   // remove the entry if it has not moved meanwhile (retry if it has).
-  for (int attempt = 0; attempt < 3 && !removed; ++attempt) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
     uint64_t at = kNoNvme;
     {
       std::lock_guard<std::mutex> l(mu_);
       Entry* e = Find(t);
-      if (!e || !e->ready || e->doomed) return false;
-      if (e->in_dram && dram_objs_[DramId(t)].key != key) return false;
+      if (!e || !e->ready || e->doomed) return Removal::kAbsent;
+      if (e->in_dram && dram_objs_[DramId(t)].key != key) return Removal::kAbsent;
       if (!e->in_dram) at = e->nvme_off();
     }
-    if (at != kNoNvme && !StatTag(t, &key)) return false;
+    if (at != kNoNvme && !StatTag(t, &key)) return Removal::kAbsent;
     std::lock_guard<std::mutex> l(mu_);
     Entry* e = Find(t);
-    if (!e || !e->ready || e->doomed) return false;
+    if (!e || !e->ready || e->doomed) return Removal::kAbsent;
     if (e->in_dram ? dram_objs_[DramId(t)].key != key : e->nvme_off() != at) continue;
     if (!nvme_) {
       RemoveEntry(t, false);
-      return true;
+      return Removal::kRemoved;
     }
     // Pinned and doomed: a put of the key answers `busy` until the tombstone has its sequence
     // number, so a put after the delete always orders after it.
     Pin(t, *e);
     RemoveEntry(t, false);
-    removed = true;
+    return Removal::kTombstone;
   }
-  if (!removed) return false;
-  Status s = PersistTombstone(EntryKind::kDeleteKey, key, Key{}, [&] {
-    std::lock_guard<std::mutex> l(mu_);
-    Unpin(t);
-  });
-  if (!s.ok()) {
-    TW_LOG(kWarn, "delete: tombstone not written; the chunk may come back after a restart",
-           {{"key", key.Hex()}, {"error", s}});
+  return Removal::kAbsent;
+}
+
+bool StoreImpl::Delete(const Key& key) { return DeleteMany(std::span<const Key>(&key, 1))[0]; }
+
+std::vector<bool> StoreImpl::DeleteMany(std::span<const Key> keys) {
+  std::vector<bool> out(keys.size(), false);
+  // Every tombstone is sequenced (and its chunk unpinned) first, then all are waited for
+  // together: they share group commits.
+  std::vector<std::pair<size_t, std::future<Status>>> durable;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Removal r = RemoveForDelete(keys[i]);
+    if (r == Removal::kRemoved) out[i] = true;
+    if (r != Removal::kTombstone) continue;
+    const Tag t = TagOf(keys[i]);
+    auto f = StartTombstone(EntryKind::kDeleteKey, keys[i], Key{}, [&] {
+      std::lock_guard<std::mutex> l(mu_);
+      Unpin(t);
+    });
+    if (f.ok()) {
+      durable.emplace_back(i, std::move(*f));
+    } else {
+      TW_LOG(kWarn, "delete: tombstone not written; the chunk may come back after a restart",
+             {{"key", keys[i].Hex()}, {"error", f.status()}});
+    }
   }
-  return s.ok();
+  for (auto& [i, f] : durable) {
+    Status s = f.get();
+    out[i] = s.ok();
+    if (!s.ok()) {
+      TW_LOG(kWarn, "delete: tombstone not written; the chunk may come back after a restart",
+             {{"key", keys[i].Hex()}, {"error", s}});
+    }
+  }
+  return out;
 }
 
 uint64_t StoreImpl::EvictNamespace(const Key& digest) {

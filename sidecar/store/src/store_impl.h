@@ -55,6 +55,7 @@ class StoreImpl final : public Store {
   void ReleaseLease(LeaseId lease) override;
   std::optional<ChunkMeta> Stat(const Key& key) override;
   bool Delete(const Key& key) override;
+  std::vector<bool> DeleteMany(std::span<const Key> keys) override;
   uint64_t EvictNamespace(const Key& namespace_digest) override;
   std::vector<NamespaceUsage> Namespaces() override;
   void Export(const std::function<bool(const ChunkMeta&)>& fn) override;
@@ -214,6 +215,17 @@ class StoreImpl final : public Store {
   // REQUIRES: mu_ not held.
   Status PersistTombstone(EntryKind kind, const Key& key, const Key& ns,
                           const std::function<void()>& sequenced);
+  // PersistTombstone without waiting for durability: the future says when (and whether) it
+  // is durable. `sequenced` has run when this returns.
+  StatusOr<std::future<Status>> StartTombstone(EntryKind kind, const Key& key, const Key& ns,
+                                               const std::function<void()>& sequenced);
+  // What removing `key` for a delete did (REQUIRES: mu_ not held).
+  enum class Removal : uint8_t {
+    kAbsent = 0,     // not stored (or another key with its tag)
+    kRemoved = 1,    // removed; no tombstone needed (no NVMe tier)
+    kTombstone = 2,  // removed and pinned (doomed): unpin once its tombstone is sequenced
+  };
+  Removal RemoveForDelete(const Key& key);
 
   StoreOptions opts_;
   std::unique_ptr<DramTier> dram_;

@@ -525,14 +525,22 @@ StatusOr<pb::ExistsResponse> Service::Exists(Session& s, const pb::ExistsRequest
 StatusOr<pb::DeleteResponse> Service::Delete(Session& s, const pb::DeleteRequest& r) {
   for (const auto& ref : r.items())
     TW_RETURN_IF_ERROR(Declared(s, ref.namespace_digest()).status());
-  pb::DeleteResponse resp;
-  for (const auto& ref : r.items()) {
-    const Key key = protocol::KeyFromBytes(ref.key());
+  // Only chunks of the item's namespace are deleted; those go to the store in one batch, so
+  // their tombstones share syncs.
+  std::vector<Key> keys;
+  std::vector<int> item_of;
+  for (int i = 0; i < r.items_size(); ++i) {
+    const Key key = protocol::KeyFromBytes(r.items(i).key());
     auto peek = store_->Peek(key);
-    const bool mine =
-        peek && peek->namespace_digest == protocol::KeyFromBytes(ref.namespace_digest());
-    resp.add_deleted(mine && store_->Delete(key));
+    if (peek && peek->namespace_digest == protocol::KeyFromBytes(r.items(i).namespace_digest())) {
+      keys.push_back(key);
+      item_of.push_back(i);
+    }
   }
+  const std::vector<bool> deleted = store_->DeleteMany(keys);
+  pb::DeleteResponse resp;
+  for (int i = 0; i < r.items_size(); ++i) resp.add_deleted(false);
+  for (size_t k = 0; k < keys.size(); ++k) resp.set_deleted(item_of[k], deleted[k]);
   return resp;
 }
 
