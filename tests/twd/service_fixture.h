@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fake_store.h"
 #include "test_client.h"
@@ -43,6 +44,14 @@ class ServiceTest : public ::testing::Test {
     auto s = Server::Start(o, service_.get());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(*s);
+  }
+  // Configures a single tenant "alpha" for the given client uids and gids.
+  void OnlyTenantAlpha(std::vector<uint32_t> uids, std::vector<uint32_t> gids = {}) {
+    config::TenantConfig t;
+    t.name = "alpha";
+    t.uids = std::move(uids);
+    t.gids = std::move(gids);
+    config_.tenants = {t};
   }
   void StopServer() {
     if (server_) server_->Stop(std::chrono::seconds(5));

@@ -295,10 +295,7 @@ TEST_F(ServiceTest, TensorParallelLookupAnswersTheCommonPrefix) {
 }
 
 TEST_F(ServiceTest, TenantsReachOnlyTheirNamespaces) {
-  config::TenantConfig t;
-  t.name = "alpha";
-  t.uids = {::getuid()};
-  config_.tenants = {t};
+  OnlyTenantAlpha({::getuid()});
   StartServer();
   {
     TestClient c = Connect();
@@ -337,10 +334,7 @@ TEST_F(ServiceTest, TenantsMapSupplementaryGroups) {
   }
   constexpr gid_t kGroup = 31337;
   ASSERT_NE(::getgid(), kGroup);
-  config::TenantConfig t;
-  t.name = "alpha";
-  t.gids = {kGroup};
-  config_.tenants = {t};
+  OnlyTenantAlpha({}, {kGroup});
   StartServer();
   // Without the group this uid maps to no tenant; the error names what twd saw.
   {
@@ -372,10 +366,7 @@ TEST_F(ServiceTest, TenantsMapSupplementaryGroups) {
 // Protocol version 2: a chain's keys packed in one field answer exactly as the repeated
 // form does — with tenants configured and with leases, which twd also answers on its reactor.
 TEST_F(ServiceTest, PackedLookupKeysWithTenantsAndLeases) {
-  config::TenantConfig t;
-  t.name = "alpha";
-  t.uids = {::getuid()};
-  config_.tenants = {t};
+  OnlyTenantAlpha({::getuid()});
   StartServer();
   TestClient c = Connect();
   auto h = c.Hello({TestNamespace("alpha"), TestNamespace("alpha", 8)}, 1 << 20,

@@ -534,6 +534,7 @@ uint32_t NvmeEngine::HeadOf(uint64_t offset) const {
 }
 
 void NvmeEngine::Touch(std::span<const uint64_t> offsets) {
+  if (!track_reads_ || offsets.empty()) return;
   std::lock_guard<std::mutex> l(mu_);
   for (uint64_t offset : offsets) {
     uint32_t r = RegionOf(offset);

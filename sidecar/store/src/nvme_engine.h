@@ -130,7 +130,8 @@ class NvmeEngine {
   // regions), so opening a region on the put path costs no I/O. Called by a background
   // thread.
   Status PrepareRegions(uint32_t want);
-  // Notes a read of the record at `offset` (LRU reclaim order).
+  // Notes a read of the record at `offset`. Only LRU reclaim orders regions by reads: under
+  // FIFO this returns at once, taking no lock.
   void Touch(uint64_t offset) { Touch(std::span<const uint64_t>(&offset, 1)); }
   // The same for many records under one lock, in the given order (the last is the most
   // recent).
@@ -210,6 +211,7 @@ class NvmeEngine {
   bool stop_ = false;                              // guarded by mu_
   Counters counters_;                              // guarded by mu_
   std::function<void(const SummaryEntry&)> on_lost_;
+  bool track_reads_ = false;  // reclaim is LRU: Touch() records read times
   std::thread committer_;
 };
 

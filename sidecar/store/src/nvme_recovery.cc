@@ -82,6 +82,7 @@ StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const Options& o,
   }
   std::unique_ptr<NvmeEngine> e(new NvmeEngine());
   e->on_lost_ = o.on_lost;
+  e->track_reads_ = o.config.reclaim == config::ReclaimOrder::kLru;
   bool all_zero = true, any_foreign = false, any_version = false, any_ours = false;
   for (size_t i = 0; i < probes.size(); ++i) {
     all_zero &= probes[i].check == SuperblockCheck::kZero;

@@ -17,8 +17,6 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
   // inserted into the index below, so no lookup is repeated.)
   std::vector<uint32_t> dram_ids;
   std::vector<uint64_t> nvme_offs;
-  // Region read times order only LRU reclaim; FIFO reclaim (the default) needs no touch.
-  const bool touch_nvme = nvme_ && opts_.nvme.reclaim == config::ReclaimOrder::kLru;
   r.tiers.reserve(chain.size());
   dram_ids.reserve(chain.size());
   nvme_offs.reserve(chain.size());
@@ -47,7 +45,7 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
       }
       dram_ids.push_back(id);
     }
-    if (touch_nvme && e->on_nvme()) nvme_offs.push_back(e->nvme_off());
+    if (e->on_nvme()) nvme_offs.push_back(e->nvme_off());
     r.tiers.push_back(e->in_dram ? Tier::kDram : Tier::kNvme);
     e->hit = true;
     e->qref = true;

@@ -174,8 +174,6 @@ class StoreImpl final : public Store {
   uint64_t QuotaFor(const Key& digest) const;
   ReadPlan PlanRead(Tag tag, Entry& e);
 
-  GetResult DoGet(const Key& key, std::span<const ScatterEntry> ranges, const GetOptions& o,
-                  bool legacy);
   // Copies a chunk just read whole from NVMe into DRAM when there is room without evicting.
   // The entry is pinned by the caller's read. No lock held on entry.
   void Promote(Tag tag, const Key& key, const ReadPlan& p, const HeaderRead& hr,

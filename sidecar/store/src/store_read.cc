@@ -60,12 +60,7 @@ GetResult StoreImpl::Get(const Key& key, std::span<const ScatterEntry> ranges, D
   GetOptions o;
   o.deadline = deadline;
   o.lease = lease;
-  return DoGet(key, ranges, o, /*legacy=*/true);
-}
-
-GetResult StoreImpl::Get(const Key& key, std::span<const ScatterEntry> ranges,
-                         const GetOptions& options) {
-  return DoGet(key, ranges, options, /*legacy=*/false);
+  return Get(key, ranges, o);
 }
 
 std::optional<ChunkPeek> StoreImpl::Peek(const Key& key) {
@@ -81,8 +76,8 @@ std::optional<ChunkPeek> StoreImpl::Peek(const Key& key) {
   return p;
 }
 
-GetResult StoreImpl::DoGet(const Key& key, std::span<const ScatterEntry> ranges,
-                           const GetOptions& o, bool legacy) {
+GetResult StoreImpl::Get(const Key& key, std::span<const ScatterEntry> ranges,
+                         const GetOptions& o) {
   GetResult res;
   ReadPlan p;
   const Tag tag = TagOf(key);
@@ -117,7 +112,7 @@ GetResult StoreImpl::DoGet(const Key& key, std::span<const ScatterEntry> ranges,
   MissReason miss = ReadHeaderFor(key, p, &hr);
   if (miss == MissReason::kNone) {
     layout = ComputeLayout(hr.h.header_len, hr.h.info.segment_sizes);
-    if (!legacy) res.segment_sizes = layout.segment_sizes;
+    res.segment_sizes = layout.segment_sizes;
     if (o.whole_chunk) {
       if (!ranges.empty() || (layout.value_size > 0 && !o.dest)) {
         res.error = InvalidArgumentError("whole-chunk get: ranges given or no destination");

@@ -31,6 +31,11 @@ size_t NamespaceLabeller::labelled() const {
   return labelled_;
 }
 
+size_t NamespaceLabeller::tracked() const {
+  std::lock_guard lock(mu_);
+  return cands_.size();
+}
+
 std::string NamespaceLabeller::LabelLocked(const Key& digest, uint64_t chunks) {
   auto it = cands_.find(digest);
   if (it == cands_.end()) {

@@ -75,10 +75,10 @@ struct GetResult {
   Tier tier = Tier::kNone;              // where it was served from
   MissReason miss = MissReason::kNone;  // kNone on a hit
   uint64_t bytes = 0;                   // bytes copied to the caller
-  // Get(key, ranges, GetOptions) only: the stored value's segment sizes, read from the record
-  // header the get reads anyway (on a hit, and on a request that does not fit the value).
+  // The stored value's segment sizes, read from the record header the get reads anyway (on a
+  // hit, and on a request that does not fit the value). Always set by Get(GetOptions).
   std::vector<uint64_t> segment_sizes;
-  // Get(key, ranges, GetOptions) only: why a request for a stored chunk could not be served
+  // Why a request for a stored chunk could not be served
   // as asked (then miss is kIoError; not counted as a device error): InvalidArgument, for a
   // range outside the stored value or a whole-chunk destination smaller than the value (the
   // message and segment_sizes say how much is needed).

@@ -48,6 +48,8 @@ class NamespaceLabeller {
   void SetMax(uint32_t max);
   // Namespaces labelled now.
   size_t labelled() const;
+  // Namespaces tracked now (labelled or candidates).
+  size_t tracked() const;
 
  private:
   struct Cand {
