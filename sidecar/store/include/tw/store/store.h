@@ -207,8 +207,8 @@ class Store {
   // restarts and crashes, and a later put of the key is kept. False if absent, or when the
   // tombstone could not be written (the chunk is gone now but may come back after a restart).
   virtual bool Delete(const Key& key) = 0;
-  // Delete of many keys; element i answers for keys[i]. The tombstones share group commits,
-  // so N deletes cost about one sync instead of N.
+  // Delete of many keys; element i answers for keys[i]. Every tombstone is sequenced before
+  // any is waited for, so they share group commits instead of one sync per key in turn.
   virtual std::vector<bool> DeleteMany(std::span<const Key> keys);
   // Removes every chunk of a namespace; returns how many. Durable like Delete (one tombstone
   // for the namespace); a put into the namespace that runs concurrently may be evicted by the
