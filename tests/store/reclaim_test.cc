@@ -136,12 +136,11 @@ TEST(ReclaimTest, ServiceBenchmarkMixLosesNothingBelowSixtyPercent) {
   ExpectAll(*s, small, "small chunks after the last restart");
 }
 
-TEST(ReclaimTest, DiskChunksAreReclaimedLast) {
-  // Six disk chunks, then memory-durability chunks until the tier has been filled twice over,
-  // with a restart in between (the durability of each record comes back from its summary).
-  // Reclaim must drop memory-durability chunks, not the older regions of disk chunks.
-  auto mem = std::make_shared<MemDeviceFactory>();
-  const StoreOptions o = Tier(mem, 10);  // no DRAM tier: every chunk lives on NVMe only
+// Six disk chunks, then memory-durability chunks until the tier has been filled twice over,
+// with a restart in between (the durability of each record comes back from its summary).
+// Reclaim must drop memory-durability chunks, not the older regions of disk chunks.
+void FillTwiceOver(std::shared_ptr<DeviceFactory> f, const char* what) {
+  const StoreOptions o = Tier(std::move(f), 10);  // no DRAM tier: chunks live on NVMe only
   std::vector<TestChunk> disk;
   uint64_t next = 100;
   for (int part = 0; part < 2; ++part) {
@@ -157,9 +156,22 @@ TEST(ReclaimTest, DiskChunksAreReclaimedLast) {
     }
     Settle();
     EXPECT_GT(s->Stats().nvme.evictions, 0u);
-    ExpectAll(*s, disk, "disk chunks");
+    ExpectAll(*s, disk, what);
     ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
   }
+}
+
+TEST(ReclaimTest, DiskChunksAreReclaimedLast) {
+  FillTwiceOver(std::make_shared<MemDeviceFactory>(), "disk chunks");
+}
+
+TEST(ReclaimTest, DiskChunksAreReclaimedLastWhenCommitsLag) {
+  // Memory-durability puts do not wait for their commits: on a slow device the regions they
+  // filled are still waiting to be sealed when the tier runs out, and the only sealed regions
+  // hold disk chunks. Reclaim must wait for the cheaper regions, not take those.
+  auto f = std::make_shared<FaultDeviceFactory>();
+  f->state("/dev/reclaim0")->SetSyncDelay(std::chrono::milliseconds(40));
+  FillTwiceOver(f, "disk chunks, slow syncs");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "tw/common/strings.h"
 
@@ -168,6 +169,12 @@ class FaultDevice : public Device {
     return OkStatus();
   }
   Status SyncImpl() override {
+    std::chrono::microseconds delay;
+    {
+      std::lock_guard<std::mutex> l(st_->mu_);
+      delay = st_->sync_delay_;
+    }
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
     std::lock_guard<std::mutex> l(st_->mu_);
     if (st_->dead_ || st_->fail_all_) return ErrnoStatus(EIO, StrCat(name(), ": injected"));
     st_->undo_.clear();
@@ -196,6 +203,10 @@ void FaultState::FailNthWrite(uint64_t n) {
 void FaultState::SetFailAll(bool fail) {
   std::lock_guard<std::mutex> l(mu_);
   fail_all_ = fail;
+}
+void FaultState::SetSyncDelay(std::chrono::microseconds d) {
+  std::lock_guard<std::mutex> l(mu_);
+  sync_delay_ = d;
 }
 void FaultState::FlipBit(uint64_t offset, int bit) {
   std::lock_guard<std::mutex> l(mu_);

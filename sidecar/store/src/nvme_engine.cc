@@ -190,6 +190,10 @@ Status NvmeEngine::OpenRegionLocked(uint32_t first, uint32_t span,
 }
 
 Status NvmeEngine::PrepareRegions(uint32_t want) {
+  // Under the allocator's lock: a region whose marker is being written is neither usable nor
+  // prepared yet, and an allocation that saw it so would end its run early (wasting the
+  // run's tail) or find no room at all. An allocation waits for the write instead.
+  std::lock_guard<std::mutex> al(alloc_mu_);
   std::unique_lock<std::mutex> l(mu_);
   uint32_t have = 0;
   for (const Region& r : regions_) have += r.state == RState::kPrepared;
@@ -517,13 +521,22 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
   return OkStatus();
 }
 
-std::vector<uint32_t> NvmeEngine::RegionHeads() const {
+std::vector<NvmeEngine::RegionView> NvmeEngine::Regions() const {
   std::lock_guard<std::mutex> l(mu_);
-  std::vector<uint32_t> heads(regions_.size());
+  std::vector<RegionView> out(regions_.size());
   for (uint32_t r = 0; r < regions_.size(); ++r) {
-    heads[r] = regions_[r].state == RState::kCont ? regions_[r].owner : r;
+    const uint32_t head = regions_[r].state == RState::kCont ? regions_[r].owner : r;
+    const RState s = regions_[head].state;
+    out[r] = {head, s == RState::kSealed    ? RunState::kSealed
+                    : s == RState::kClosing ? RunState::kSealing
+                                            : RunState::kNotFull};
   }
-  return heads;
+  return out;
+}
+
+bool NvmeEngine::AwaitSealed(uint32_t head, std::chrono::milliseconds max) {
+  std::unique_lock<std::mutex> l(mu_);
+  return cv_.wait_for(l, max, [&] { return stop_ || regions_[head].state != RState::kClosing; });
 }
 
 uint32_t NvmeEngine::HeadOf(uint64_t offset) const {

@@ -22,6 +22,7 @@
 // concerned.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -111,9 +112,18 @@ class NvmeEngine {
   // regions after it so that records need not stop at region boundaries).
   uint32_t HeadOf(uint64_t offset) const;
   uint32_t region_count() const { return sb_.region_count; }
-  // For every region, the first region of the run it belongs to (itself unless it is covered
-  // by a multi-region run): HeadOf() for many offsets under one lock.
-  std::vector<uint32_t> RegionHeads() const;
+  // Where reclaim stands with a run: full runs are sealed, or closed and still waiting for
+  // their records' commits (then they become candidates once the committer seals them).
+  enum class RunState : uint8_t { kNotFull = 0, kSealing = 1, kSealed = 2 };
+  struct RegionView {
+    uint32_t head;  // the first region of its run (itself unless covered by a longer run)
+    RunState run;   // the state of that run
+  };
+  // Every region, under one lock: HeadOf() for many offsets, plus the runs' states.
+  std::vector<RegionView> Regions() const;
+  // Waits until the run at `head` is no longer waiting to be sealed, at most `max`. True when
+  // it is not (sealed, or never was waiting).
+  bool AwaitSealed(uint32_t head, std::chrono::milliseconds max);
   uint64_t region_size() const { return sb_.region_size; }
   uint32_t free_regions() const;
   // Sealed regions in reclaim order (FIFO: oldest sealed first; LRU: least recently read).

@@ -87,15 +87,18 @@ void StoreImpl::OnLost(const SummaryEntry& se) {
 }
 
 std::vector<uint8_t> StoreImpl::ReclaimCosts() {
-  const std::vector<uint32_t> heads = nvme_->RegionHeads();
-  std::vector<uint8_t> cost(heads.size(), 0);
+  const std::vector<NvmeEngine::RegionView> regions = nvme_->Regions();
+  std::vector<uint8_t> cost(regions.size(), 0);
+  for (uint32_t r = 0; r < regions.size(); ++r) {
+    if (regions[r].run == NvmeEngine::RunState::kNotFull) cost[regions[r].head] = kUnpriced;
+  }
   std::lock_guard<std::mutex> l(mu_);
   for (auto& [k, e] : index_) {
     if (!e.on_nvme() || e.in_dram || e.doomed) continue;
     const uint32_t r = nvme_->RegionOf(e.nvme_off());
-    if (r >= heads.size()) continue;
-    uint8_t& c = cost[heads[r]];
-    c = std::max<uint8_t>(c, e.disk ? 2 : 1);
+    if (r >= regions.size()) continue;
+    uint8_t& c = cost[regions[r].head];
+    if (c != kUnpriced) c = std::max<uint8_t>(c, e.disk ? 2 : 1);
   }
   return cost;
 }
@@ -109,14 +112,31 @@ std::vector<uint8_t> StoreImpl::ReclaimCosts() {
 // budget of a quarter of a region. Everything else is dropped.
 //
 // Regions are tried cheapest first (`cost`, from ReclaimCosts), then in the configured order.
-bool StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
+// Puts that do not wait for their commits (memory durability) can fill the tier faster than
+// the committer seals their runs; those runs are not candidates yet, and reclaiming the only
+// sealed ones could drop disk-acknowledged chunks. So a run waiting to be sealed that would
+// lose less is waited for (at most a second: a device that stopped syncing does not stall
+// reclaim for good).
+StoreImpl::ReclaimStep StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
   std::vector<uint32_t> candidates = nvme_->ReclaimCandidates(opts_.nvme.reclaim);
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](uint32_t a, uint32_t b) { return cost[a] < cost[b]; });
+  bool first = true;
   for (uint32_t r : candidates) {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (region_pins_[r] > 0 || stop_) continue;
+    }
+    if (first) {
+      first = false;
+      if (cost[r] == kUnpriced) return ReclaimStep::kReprice;  // sealed since it was priced
+      for (const NvmeEngine::RegionView& v : nvme_->Regions()) {
+        // A run that was not full when priced may be cheaper: wait for it too.
+        const uint8_t c = cost[v.head] == kUnpriced ? 0 : cost[v.head];
+        if (v.run != NvmeEngine::RunState::kSealing || c >= cost[r]) continue;
+        if (nvme_->AwaitSealed(v.head, std::chrono::seconds(1))) return ReclaimStep::kReprice;
+        break;
+      }
     }
     auto entries = nvme_->RegionEntries(r);
     // The region's records; its tombstones stay with `entries` for ReleaseRegion.
@@ -316,9 +336,9 @@ bool StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
     }
     // A region that could not be released (its tombstones found no room yet) is tried again
     // later; another candidate may free the room they need.
-    if (released.ok()) return true;
+    if (released.ok()) return ReclaimStep::kReclaimed;
   }
-  return false;
+  return ReclaimStep::kNone;
 }
 
 void StoreImpl::TrimDram() {
@@ -365,10 +385,15 @@ void StoreImpl::ReclaimLoop() {
     }
     // One pass over the index prices every region for the whole batch; regions filled
     // meanwhile are not candidates yet, so the prices stay good enough.
-    const std::vector<uint8_t> cost = ReclaimCosts();
+    std::vector<uint8_t> cost = ReclaimCosts();
     while (free < stop_at || wanted) {
+      const ReclaimStep step = ReclaimOne(cost);
+      if (step == ReclaimStep::kNone) break;
+      if (step == ReclaimStep::kReprice) {
+        cost = ReclaimCosts();
+        continue;
+      }
       wanted = false;
-      if (!ReclaimOne(cost)) break;
       free = nvme_->free_regions();
     }
   }

@@ -201,11 +201,20 @@ class StoreImpl final : public Store {
   void TrimDram();
   void WritebackLoop();
   void ReclaimLoop();
-  // What reclaiming each region would lose: 0 nothing (its chunks are gone or also in DRAM),
-  // 1 memory-durability chunks, 2 disk-acknowledged chunks. One pass over the index.
+  // What reclaiming each run would lose, by its head region: 0 nothing (its chunks are gone
+  // or also in DRAM), 1 memory-durability chunks, 2 disk-acknowledged chunks, kUnpriced for
+  // a run that was not full when priced. One pass over the index.
+  static constexpr uint8_t kUnpriced = 3;
   std::vector<uint8_t> ReclaimCosts();
-  // Reclaims the cheapest unpinned sealed region (by `cost`, then the configured order).
-  bool ReclaimOne(const std::vector<uint8_t>& cost);
+  enum class ReclaimStep : uint8_t {
+    kReclaimed = 0,  // a region was reclaimed
+    kNone = 1,       // no candidate
+    kReprice = 2,    // the prices are out of date: call ReclaimCosts() and try again
+  };
+  // Reclaims the cheapest unpinned sealed region (by `cost`, then the configured order),
+  // unless a full run still waiting for its commits would lose less: then it waits for that
+  // run's seal and asks for new prices.
+  ReclaimStep ReclaimOne(const std::vector<uint8_t>& cost);
   void OnLost(const SummaryEntry& e);
   // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
   // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -131,6 +132,9 @@ class FaultState {
   void FailNthWrite(uint64_t n);
   // Fails every request (EIO) until cleared: a path that vanished.
   void SetFailAll(bool fail);
+  // Makes every sync take at least `d` (0 disables): a slow device, so that commits lag
+  // behind writes.
+  void SetSyncDelay(std::chrono::microseconds d);
   // Flips one bit of the stored bytes (durable immediately).
   void FlipBit(uint64_t offset, int bit);
   // Simulates power loss: unsynced writes are undone per `mode` (seeded), and the device fails
@@ -154,6 +158,7 @@ class FaultState {
   uint64_t fail_write_in_ = 0;
   bool fail_all_ = false;
   bool dead_ = false;
+  std::chrono::microseconds sync_delay_{0};
   std::vector<Undo> undo_;
   Device* base_ = nullptr;  // the in-memory device of the currently open FaultDevice
   std::shared_ptr<MemDeviceFactory::Backing> backing_;
