@@ -128,16 +128,6 @@ Status StoreImpl::Init() {
   return OkStatus();
 }
 
-StoreImpl::Entry* StoreImpl::Find(Tag tag) {
-  auto it = index_.find(tag);
-  return it == index_.end() ? nullptr : &it->second;
-}
-
-uint32_t StoreImpl::DramId(Tag tag) const {
-  auto it = dram_ids_.find(tag);
-  return it == dram_ids_.end() ? ~uint32_t{0} : it->second;
-}
-
 uint32_t StoreImpl::Pins(Tag tag) const {
   auto it = pins_.find(tag);
   return it == pins_.end() ? 0 : it->second;

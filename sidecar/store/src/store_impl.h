@@ -147,10 +147,16 @@ class StoreImpl final : public Store {
   explicit StoreImpl(const StoreOptions& o);
   Status Init();
 
-  // All REQUIRES mu_ held.
-  Entry* Find(Tag tag);
+  // All REQUIRES mu_ held. (Find and DramId are inline: a lookup calls them per chunk.)
+  Entry* Find(Tag tag) {
+    auto it = index_.find(tag);
+    return it == index_.end() ? nullptr : &it->second;
+  }
   uint32_t NsId(const Key& digest);
-  uint32_t DramId(Tag tag) const;
+  uint32_t DramId(Tag tag) const {
+    auto it = dram_ids_.find(tag);
+    return it == dram_ids_.end() ? ~uint32_t{0} : it->second;
+  }
   uint32_t Pins(Tag tag) const;
   void Pin(Tag tag, Entry& e);
   void Unpin(Tag tag);

@@ -29,7 +29,14 @@ namespace tw {
 struct Key {
   std::array<uint8_t, 32> bytes{};
 
-  friend bool operator==(const Key&, const Key&) = default;
+  // Four word compares, inline (the defaulted form calls memcmp: a lookup compares a key
+  // per chunk).
+  friend bool operator==(const Key& a, const Key& b) {
+    uint64_t x[4], y[4];
+    __builtin_memcpy(x, a.bytes.data(), sizeof x);
+    __builtin_memcpy(y, b.bytes.data(), sizeof y);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+  }
   friend auto operator<=>(const Key&, const Key&) = default;
   // Lower-case hex, 64 characters.
   std::string Hex() const;
