@@ -90,7 +90,7 @@ Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks
   auto future = done->get_future();
   auto failed = std::make_shared<Status>();
   Status sent = conn_->Send(
-      Opcode::kAdminExport, req.SerializeAsString(),
+      Opcode::kAdminExport, protocol::FrameMessage(req),
       [done, failed, on_chunk](StatusOr<ReplyFrame> reply) {
         Status s = reply.ok() ? wire::ErrorOf(*reply) : reply.status();
         pb::ExportResponse resp;

@@ -1,6 +1,9 @@
 #include "tw/client/client.h"
 
+#include <cstring>
+
 #include "connection.h"
+#include "key_area.h"
 #include "tw/common/strings.h"
 #include "wire.h"
 
@@ -28,7 +31,8 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     canonical.push_back(std::move(*n));
   }
   options.namespaces = std::move(canonical);
-  TW_ASSIGN_OR_RETURN(Arena arena, Arena::Create(options.arena_size, "tw-client-arena"));
+  TW_ASSIGN_OR_RETURN(Arena arena,
+                      Arena::Create(options.arena_size, "tw-client-arena", options.key_area_size));
   TW_ASSIGN_OR_RETURN(
       auto conn, Connection::Connect(options.socket_path, options.timeout, options.max_in_flight));
   std::unique_ptr<Client> c(new Client(std::move(options), std::move(arena), std::move(conn)));
@@ -40,7 +44,7 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   for (const Namespace& ns : c->options_.namespaces) {
     *hello.add_namespaces() = protocol::ToProto(ns);
   }
-  hello.set_arena_size(c->arena_.size());
+  hello.set_arena_size(c->arena_.mapped_size());
   size_t declared = c->options_.namespaces.size();
   Connection::CallerReads caller_reads;  // this thread reads the reply
   auto f = wire::Call<pb::HelloResponse, SessionInfo>(
@@ -70,6 +74,12 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   if (!session.ok())
     return session.status().WithPrefix(StrCat("hello to ", c->options_.socket_path));
   c->session_ = std::move(*session);
+  if (c->session_.version >= protocol::kArenaKeysVersion &&
+      c->arena_.mapped_size() > c->arena_.size()) {
+    c->key_area_ = std::make_unique<KeyArea>(c->arena_.data() + c->arena_.size(),
+                                             c->arena_.size(),
+                                             c->arena_.mapped_size() - c->arena_.size());
+  }
   // Digests are computed locally too: a mismatch means twd hashes differently (a bug).
   for (size_t i = 0; i < declared; ++i) {
     if (NamespaceDigest(c->options_.namespaces[i]) != c->session_.namespace_digests[i]) {
@@ -126,26 +136,47 @@ StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace
   return digests;
 }
 
-Future<std::vector<LookupReply>> Client::LookupAsync(
-    const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
-  pb::LookupRequest req;
-  // A version-2 twd takes a chain's keys in one field: one allocation and one copy instead
-  // of one of each per key, on both sides.
-  const bool packed = session_.version >= protocol::kPackedKeysVersion;
-  for (const auto& item : items) {
-    pb::LookupItem* it = req.add_items();
-    for (const LookupChain& chain : item) {
-      pb::KeyChain* c = it->add_chains();
-      c->set_namespace_digest(wire::KeyBytes(chain.namespace_digest));
-      protocol::SetChainKeys(chain.keys, packed, c);
+namespace {
+
+// Where a lookup's key chains go: into one key-area slot when the session speaks version 3
+// and one is free (twd reads them there), else into the message — packed from version 2 on,
+// one field per key before.
+class ChainWriter {
+ public:
+  ChainWriter(KeyArea* area, uint64_t total_keys, uint32_t version)
+      : slot_(area ? area->Take(total_keys * sizeof(Key)) : nullptr),
+        packed_(version >= protocol::kPackedKeysVersion) {}
+  void Set(std::span<const Key> keys, pb::KeyChain* chain) {
+    if (!slot_ || keys.empty()) {
+      protocol::SetChainKeys(keys, packed_, chain);
+      return;
     }
+    std::memcpy(slot_->data + used_, keys.data(), keys.size_bytes());
+    chain->set_keys_arena_offset(slot_->arena_offset + used_);
+    chain->set_keys_count(static_cast<uint32_t>(keys.size()));
+    used_ += keys.size_bytes();
   }
+  // The slot, to be held until twd has answered (null when none was taken).
+  std::shared_ptr<const KeyArea::Slot> slot() const { return slot_; }
+
+ private:
+  std::shared_ptr<const KeyArea::Slot> slot_;
+  bool packed_;
+  uint64_t used_ = 0;
+};
+
+// Sends a lookup of `req` (its items already filled) and converts the reply. `slot` (the
+// key-area slot the chains lie in, if any) is held until the request is over.
+Future<std::vector<LookupReply>> SendLookup(Connection& conn, pb::LookupRequest& req,
+                                            bool take_lease, uint64_t timeout_us,
+                                            std::shared_ptr<const KeyArea::Slot> slot) {
   req.set_take_lease(take_lease);
-  req.set_timeout_us(TimeoutUs(Effective(timeout)));
-  size_t want = items.size();
+  req.set_timeout_us(timeout_us);
+  const size_t want = static_cast<size_t>(req.items_size());
   return wire::Call<pb::LookupResponse, std::vector<LookupReply>>(
-      *conn_, Opcode::kLookup, req,
-      [want](const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
+      conn, Opcode::kLookup, req,
+      [want, slot = std::move(slot)](
+          const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
         if (static_cast<size_t>(r.results_size()) != want) {
           return CountMismatch("lookup", r.results_size(), want);
         }
@@ -172,6 +203,27 @@ Future<std::vector<LookupReply>> Client::LookupAsync(
       });
 }
 
+}  // namespace
+
+Future<std::vector<LookupReply>> Client::LookupAsync(
+    const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
+  pb::LookupRequest req;
+  uint64_t total = 0;
+  for (const auto& item : items) {
+    for (const LookupChain& chain : item) total += chain.keys.size();
+  }
+  ChainWriter writer(key_area_.get(), total, session_.version);
+  for (const auto& item : items) {
+    pb::LookupItem* it = req.add_items();
+    for (const LookupChain& chain : item) {
+      pb::KeyChain* c = it->add_chains();
+      c->set_namespace_digest(wire::KeyBytes(chain.namespace_digest));
+      writer.Set(chain.keys, c);
+    }
+  }
+  return SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+}
+
 StatusOr<std::vector<LookupReply>> Client::Lookup(
     const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
   Connection::CallerReads caller_reads;  // this thread reads the reply
@@ -181,9 +233,16 @@ StatusOr<std::vector<LookupReply>> Client::Lookup(
 
 StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::span<const Key> keys,
                                             bool take_lease, ms timeout) {
-  std::vector<std::vector<LookupChain>> items(1);
-  items[0].push_back(LookupChain{namespace_digest, {keys.begin(), keys.end()}});
-  TW_ASSIGN_OR_RETURN(auto replies, Lookup(items, take_lease, timeout));
+  // The request is built from `keys` directly (no LookupChain copy of them).
+  pb::LookupRequest req;
+  pb::KeyChain* c = req.add_items()->add_chains();
+  c->set_namespace_digest(wire::KeyBytes(namespace_digest));
+  ChainWriter writer(key_area_.get(), keys.size(), session_.version);
+  writer.Set(keys, c);
+  Connection::CallerReads caller_reads;  // this thread reads the reply
+  auto f =
+      SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  TW_ASSIGN_OR_RETURN(auto replies, wire::Wait(*conn_, f, Effective(timeout)));
   return std::move(replies[0]);
 }
 

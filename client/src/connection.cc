@@ -13,6 +13,7 @@
 #include "tokenwarehouse/v1/client.pb.h"
 #include "tw/common/strings.h"
 #include "tw/protocol/fd_passing.h"
+#include "tw/protocol/messages.h"
 
 namespace tw::client {
 
@@ -117,11 +118,15 @@ void Connection::ReleaseReadRole() {
   if (!pending_.empty()) reader_cv_.notify_one();
 }
 
-Status Connection::Send(protocol::Opcode op, std::string_view body, Completion completion,
+Status Connection::Send(protocol::Opcode op, std::string frame, Completion completion,
                         int pass_fd) {
-  if (body.size() > protocol::kAbsoluteMaxBody) {
+  if (frame.size() < protocol::kHeaderSize) {
+    return InvalidArgumentError("request frame without room for its header");
+  }
+  const size_t body = frame.size() - protocol::kHeaderSize;
+  if (body > protocol::kAbsoluteMaxBody) {
     return InvalidArgumentError(
-        StrCat("request of ", body.size(), " bytes exceeds the protocol's frame limit"));
+        StrCat("request of ", body, " bytes exceeds the protocol's frame limit"));
   }
   // Nobody reads while nothing is pending: take in what twd sent meanwhile (an error before
   // it closed, the hang-up) so that a dead connection fails here with its reason.
@@ -143,7 +148,8 @@ Status Connection::Send(protocol::Opcode op, std::string_view body, Completion c
   protocol::FrameHeader h;
   h.opcode = op;
   h.request_id = id;
-  Status s = WriteAll(protocol::EncodeFrame(h, body), pass_fd);
+  protocol::SetFrameHeader(h, &frame);
+  Status s = WriteAll(frame, pass_fd);
   if (!s.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     // The reader may have failed it already; only one side completes.

@@ -61,10 +61,11 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // Sends one request frame (and `pass_fd` as SCM_RIGHTS when >= 0). `completion` runs on
-  // the reader thread, or on a thread in WaitReady(). An error return means the completion
-  // will never run.
-  Status Send(protocol::Opcode op, std::string_view body, Completion completion, int pass_fd = -1);
+  // Sends one request frame (and `pass_fd` as SCM_RIGHTS when >= 0). `frame` is the body
+  // after kHeaderSize bytes of room (protocol::FrameMessage); the header is written into
+  // that room here, so the body is never copied. `completion` runs on the reader thread, or
+  // on a thread in WaitReady(). An error return means the completion will never run.
+  Status Send(protocol::Opcode op, std::string frame, Completion completion, int pass_fd = -1);
   // While one lives on a thread, a Send() from that thread does not wake the reader thread:
   // the caller is about to read its reply itself in WaitReady() (waking the reader would
   // only make it race the caller for the socket).

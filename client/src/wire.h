@@ -38,9 +38,8 @@ Future<T> Call(Connection& conn, protocol::Opcode op, const google::protobuf::Me
                Convert convert, int pass_fd = -1) {
   auto promise = std::make_shared<std::promise<StatusOr<T>>>();
   Future<T> future = promise->get_future();
-  std::string body = request.SerializeAsString();
   Status sent = conn.Send(
-      op, body,
+      op, protocol::FrameMessage(request),
       [promise, convert = std::move(convert)](StatusOr<ReplyFrame> reply) {
         if (!reply.ok()) {
           promise->set_value(reply.status());

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "fake_twd.h"
@@ -37,10 +38,11 @@ class ClientTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<Client> Connect() {
+  std::unique_ptr<Client> Connect(uint64_t key_area_size = ClientOptions{}.key_area_size) {
     ClientOptions o;
     o.socket_path = fake_.socket_path();
     o.arena_size = 3 << 20;
+    o.key_area_size = key_area_size;
     o.namespaces = {TestNamespace()};
     o.timeout = std::chrono::milliseconds(5000);
     auto c = Client::Connect(o);
@@ -68,7 +70,9 @@ TEST_F(ClientTest, HelloPassesAPrefaultedSealedArena) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->arena_size(), uint64_t{4} << 20);  // rounded up to 2 MiB
-  EXPECT_EQ(fake_.last_arena_size.load(), c->arena_size());
+  // twd maps the caller's part and the key area after it.
+  EXPECT_EQ(c->arena().mapped_size(), c->arena_size() + (uint64_t{2} << 20));
+  EXPECT_EQ(fake_.last_arena_size.load(), c->arena().mapped_size());
   Namespace canonical = *NormalizeNamespace(TestNamespace());
   EXPECT_EQ(c->namespace_digest(0), NamespaceDigest(canonical));
   EXPECT_EQ(c->session().server_version, "fake");
@@ -179,6 +183,104 @@ TEST_F(ClientTest, LookupExistsDeleteStats) {
   // An op the server does not know comes back as an error status, not a hang.
   auto r = c->ReleaseLeases({77});
   EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+}
+
+// A chain of `n` keys whose first `stored` chunks are stored at the fake twd.
+std::vector<Key> StoredChain(Client& c, const std::function<PutItem(const Key&, uint32_t)>& make,
+                             size_t n, size_t stored) {
+  std::vector<Key> chain;
+  Key parent = c.namespace_digest(0);
+  for (size_t i = 0; i < n; ++i) {
+    PutItem p = make(parent, static_cast<uint32_t>(i * 4));
+    if (i < stored) {
+      EXPECT_TRUE(c.Put({p}).ok());
+    }
+    chain.push_back(p.ref.key);
+    parent = p.ref.key;
+  }
+  return chain;
+}
+
+// Protocol version 3: lookups put their key chains in the key area after the arena, where
+// twd reads them; the slots come back once answered; older versions and a client without a
+// key area send the keys in the message.
+TEST_F(ClientTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
+  fake_.version = 3;
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
+  const std::vector<Key> chain = StoredChain(*c, make, 6, 4);
+  // More lookups than the area has slots, one after another: every one finds a free slot.
+  for (int i = 0; i < 40; ++i) {
+    auto l = c->LookupChainOf(c->namespace_digest(0), chain);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    EXPECT_EQ(l->prefix, 4u);
+  }
+  // A tensor-parallel item of two chains shares one slot.
+  LookupChain rank{c->namespace_digest(0), chain};
+  auto two = c->Lookup({{rank, rank}}, false);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ((*two)[0].prefix, 4u);
+  EXPECT_EQ(fake_.chains_in_arena.load(), 42);
+  EXPECT_EQ(fake_.chains_packed.load() + fake_.chains_repeated.load(), 0);
+  // A chain longer than a slot (4096 keys) goes packed in the message.
+  std::vector<Key> longer = chain;
+  longer.resize(5000, chain.back());
+  auto l = c->LookupChainOf(c->namespace_digest(0), longer);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->prefix, 4u);
+  EXPECT_EQ(fake_.chains_packed.load(), 1);
+}
+
+TEST_F(ClientTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
+  for (uint32_t version : {1u, 2u, 3u}) {
+    fake_.version = version;
+    fake_.chains_repeated = fake_.chains_packed = fake_.chains_in_arena = 0;
+    auto c = Connect(version == 3 ? 0 : ClientOptions{}.key_area_size);
+    ASSERT_NE(c, nullptr);
+    auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
+    const std::vector<Key> chain = StoredChain(*c, make, 3, 2);
+    auto l = c->LookupChainOf(c->namespace_digest(0), chain);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    EXPECT_EQ(l->prefix, 2u) << version;
+    EXPECT_EQ(fake_.chains_repeated.load(), version == 1 ? 1 : 0) << version;
+    EXPECT_EQ(fake_.chains_packed.load(), version == 1 ? 0 : 1) << version;
+    EXPECT_EQ(fake_.chains_in_arena.load(), 0) << version;
+  }
+}
+
+TEST_F(ClientTest, ConcurrentLookupsShareTheKeyArea) {
+  // 8 threads with 8 lookups each in flight: more than the 16 slots, so some go packed;
+  // every answer is right whichever way its keys went.
+  fake_.version = 3;
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
+  const std::vector<Key> chain = StoredChain(*c, make, 64, 40);
+  std::atomic<int> right{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 10; ++round) {
+        std::vector<Future<std::vector<LookupReply>>> futures;
+        for (int i = 0; i < 8; ++i) {
+          // Each lookup asks for its own prefix length of the chain.
+          const size_t n = static_cast<size_t>(1 + (t * 8 + i + round) % 64);
+          LookupChain lc{c->namespace_digest(0), {chain.begin(), chain.begin() + n}};
+          futures.push_back(c->LookupAsync({{lc}}, false));
+        }
+        for (int i = 0; i < 8; ++i) {
+          const size_t n = static_cast<size_t>(1 + (t * 8 + i + round) % 64);
+          auto r = Await(futures[i], std::chrono::milliseconds(5000));
+          if (r.ok() && (*r)[0].prefix == std::min<size_t>(n, 40)) ++right;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(right.load(), 8 * 10 * 8);
+  EXPECT_EQ(fake_.chains_in_arena.load() + fake_.chains_packed.load(), 8 * 10 * 8);
+  EXPECT_GT(fake_.chains_in_arena.load(), 0);
 }
 
 TEST_F(ClientTest, PipelinedRequestsCompleteOutOfOrder) {

@@ -117,7 +117,7 @@ void FakeTwd::ServeConnection(int fd) {
         }
         arena = std::move(*mapped);
         last_arena_size = req.arena_size();
-        resp.set_version(1);
+        resp.set_version(version.load());
         resp.set_server_version("fake");
         for (const auto& ns : req.namespaces()) {
           Namespace n = protocol::FromProto(ns);
@@ -214,16 +214,25 @@ void FakeTwd::ServeConnection(int fd) {
         pb::LookupRequest req;
         pb::LookupResponse resp;
         (void)req.ParseFromString(body);
+        protocol::MessageLimits ml;
+        ml.arena_size = arena.size();
+        if (Status v = protocol::ValidateLookup(req, ml); !v.ok()) {
+          send(protocol::EncodeError(op, id, v, false));
+          continue;
+        }
         std::lock_guard<std::mutex> l(mu_);
+        std::vector<Key> scratch;
         for (const auto& item : req.items()) {
           auto* r = resp.add_results();
           size_t prefix = SIZE_MAX;
           for (const auto& chain : item.chains()) {
+            (chain.keys_count() != 0      ? chains_in_arena
+             : chain.packed_keys().empty() ? chains_repeated
+                                           : chains_packed)++;
+            auto keys = protocol::ChainKeysView(chain, {arena.data(), arena.size()},
+                                                protocol::ArenaKeys::kCopy, &scratch);
             size_t p = 0;
-            while (p < static_cast<size_t>(chain.keys_size()) &&
-                   store_.count(protocol::KeyFromBytes(chain.keys(static_cast<int>(p)))) != 0) {
-              ++p;
-            }
+            while (p < keys.size() && store_.count(keys[p]) != 0) ++p;
             prefix = std::min(prefix, p);
           }
           if (prefix == SIZE_MAX) prefix = 0;
@@ -233,7 +242,7 @@ void FakeTwd::ServeConnection(int fd) {
             for (size_t j = 0; j < prefix; ++j) t->add_tiers(pb::TIER_DRAM);
           }
           bool all =
-              item.chains_size() > 0 && prefix == static_cast<size_t>(item.chains(0).keys_size());
+              item.chains_size() > 0 && prefix == protocol::ChainLength(item.chains(0));
           r->set_miss(all ? pb::MISS_REASON_NONE : pb::MISS_REASON_ABSENT);
           r->set_lease(req.take_lease() && prefix > 0 ? 77 : 0);
         }

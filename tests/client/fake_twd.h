@@ -41,6 +41,9 @@ class FakeTwd {
   std::atomic<int> fatal_after{-1};    // >= 0: then a fatal error (request id 0), close
   std::atomic<int> requests_seen{0};
   std::atomic<uint64_t> last_arena_size{0};
+  std::atomic<uint32_t> version{1};  // the protocol version hello answers (1..3)
+  // Lookup chains seen, by the form their keys came in.
+  std::atomic<int> chains_repeated{0}, chains_packed{0}, chains_in_arena{0};
 
   // Number of stored chunks.
   size_t chunks() const;

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <vector>
 
 #include "tw/protocol/fd_passing.h"
@@ -174,6 +175,73 @@ TEST(MessagesTest, LookupKeysInEitherFormReadTheSame) {
   // An empty chain is valid in both forms.
   EXPECT_TRUE(ValidateLookup(LookupOf({}, true), Limits()).ok());
   EXPECT_EQ(ChainLength(LookupOf({}, true).items(0).chains(0)), 0u);
+}
+
+// Version 3: the keys lie in the arena; the message names where.
+pb::LookupRequest ArenaLookupOf(uint64_t offset, uint32_t count) {
+  pb::LookupRequest r;
+  pb::KeyChain* chain = r.add_items()->add_chains();
+  chain->set_namespace_digest(K('n'));
+  chain->set_keys_arena_offset(offset);
+  chain->set_keys_count(count);
+  return r;
+}
+
+TEST(MessagesTest, LookupKeysInTheArenaAreReadInPlaceOrCopied) {
+  const std::vector<Key> keys = Keys(5);
+  std::vector<uint8_t> arena(4096, 0);
+  std::memcpy(arena.data() + 100, keys.data(), keys.size() * sizeof(Key));  // unaligned
+  const pb::LookupRequest sent = ArenaLookupOf(100, 5);
+  auto parsed = ParseRequest(Opcode::kLookup, sent.SerializeAsString(), Limits(arena.size()));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const auto& chain = static_cast<const pb::LookupRequest&>(**parsed).items(0).chains(0);
+  EXPECT_EQ(ChainLength(chain), 5u);
+  std::vector<Key> scratch;
+  auto in_place = ChainKeysView(chain, arena, ArenaKeys::kInPlace, &scratch);
+  EXPECT_EQ(reinterpret_cast<const uint8_t*>(in_place.data()), arena.data() + 100);
+  EXPECT_EQ(std::vector<Key>(in_place.begin(), in_place.end()), keys);
+  auto copied = ChainKeysView(chain, arena, ArenaKeys::kCopy, &scratch);
+  EXPECT_EQ(copied.data(), scratch.data());
+  // A copy does not change when the client rewrites its arena afterwards.
+  std::memset(arena.data(), 0, arena.size());
+  EXPECT_EQ(std::vector<Key>(copied.begin(), copied.end()), keys);
+  EXPECT_NE(std::vector<Key>(in_place.begin(), in_place.end()), keys);
+  // The other forms read the same through the view; packed ones are not copied.
+  for (bool packed : {false, true}) {
+    const pb::LookupRequest r = LookupOf(keys, packed);
+    auto v = ChainKeysView(r.items(0).chains(0), arena, ArenaKeys::kInPlace, &scratch);
+    EXPECT_EQ(std::vector<Key>(v.begin(), v.end()), keys);
+    EXPECT_EQ(v.data() == scratch.data(), !packed);
+  }
+}
+
+TEST(MessagesTest, HostileArenaKeys) {
+  const uint64_t arena = 4096;
+  // Inside, up to the last byte.
+  EXPECT_TRUE(ValidateLookup(ArenaLookupOf(arena - 32 * 4, 4), Limits(arena)).ok());
+  // Outside: one byte over, an offset past the end, an offset that wraps, no arena at all.
+  for (auto [offset, count] : std::vector<std::pair<uint64_t, uint32_t>>{
+           {arena - 32 * 4 + 1, 4}, {arena, 1}, {~uint64_t{0} - 31, 1}, {0, 200}}) {
+    Status s = ValidateLookup(ArenaLookupOf(offset, count), Limits(arena));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << offset << " " << count;
+    EXPECT_NE(s.message().find("keys_arena_offset"), std::string_view::npos) << s.message();
+  }
+  EXPECT_EQ(ValidateLookup(ArenaLookupOf(0, 1), Limits(0)).code(),
+            StatusCode::kInvalidArgument);
+  // Longer than max_chain.
+  MessageLimits small = Limits(arena);
+  small.max_chain = 4;
+  EXPECT_EQ(ValidateLookup(ArenaLookupOf(0, 5), small).code(), StatusCode::kResourceExhausted);
+  // An offset without a count; a count with keys in the message too.
+  EXPECT_EQ(ValidateLookup(ArenaLookupOf(64, 0), Limits(arena)).code(),
+            StatusCode::kInvalidArgument);
+  for (bool packed : {false, true}) {
+    pb::LookupRequest r = LookupOf(Keys(2), packed);
+    r.mutable_items(0)->mutable_chains(0)->set_keys_count(2);
+    Status s = ValidateLookup(r, Limits(arena));
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << packed;
+    EXPECT_NE(s.message().find("more than one"), std::string_view::npos) << s.message();
+  }
 }
 
 TEST(MessagesTest, HostilePackedKeys) {

@@ -154,6 +154,23 @@ TEST_F(ServiceTest, PutLookupGetExistsDeleteStats) {
   ASSERT_EQ(l->results(0).chains(0).tiers_size(), 3);
   EXPECT_EQ(l->results(0).chains(0).tiers(0), pb::TIER_DRAM);
 
+  // The same chain with its keys in the arena (version 3; read in place: no tenants, no
+  // lease). Any version may use the form; libtwclient sends it only to a version-3 twd.
+  const uint64_t keys_at = c.arena_size() - 4096;
+  std::vector<Key> all = keys;
+  all.push_back(Key{});
+  std::memcpy(c.arena() + keys_at, all.data(), all.size() * sizeof(Key));
+  pb::LookupRequest in_arena;
+  auto* ac = in_arena.add_items()->add_chains();
+  ac->set_namespace_digest(std::string(ns.View()));
+  ac->set_keys_arena_offset(keys_at);
+  ac->set_keys_count(static_cast<uint32_t>(all.size()));
+  auto la = c.Call<pb::LookupResponse>(Opcode::kLookup, in_arena);
+  ASSERT_TRUE(la.ok()) << la.status().ToString();
+  EXPECT_EQ(la->results(0).prefix(), 3u);
+  EXPECT_EQ(la->results(0).miss(), pb::MISS_REASON_ABSENT);
+  EXPECT_EQ(la->results(0).chains(0).tiers_size(), 3);
+
   // Clear the arena, then get chunk 2 whole and chunk 3 by a scatter list.
   std::memset(c.arena(), 0, 1 << 20);
   pb::GetRequest gr;
@@ -363,30 +380,39 @@ TEST_F(ServiceTest, TenantsMapSupplementaryGroups) {
   EXPECT_EQ(tenant, "alpha");
 }
 
-// Protocol version 2: a chain's keys packed in one field answer exactly as the repeated
-// form does — with tenants configured and with leases, which twd also answers on its reactor.
-TEST_F(ServiceTest, PackedLookupKeysWithTenantsAndLeases) {
+// Protocol versions 2 and 3: a chain's keys packed in one field, or lying in the client's
+// arena, answer exactly as the repeated form does — with tenants configured and with leases,
+// which twd also answers on its reactor.
+TEST_F(ServiceTest, PackedAndArenaLookupKeysWithTenantsAndLeases) {
   OnlyTenantAlpha({::getuid()});
   StartServer();
   TestClient c = Connect();
   auto h = c.Hello({TestNamespace("alpha"), TestNamespace("alpha", 8)}, 1 << 20,
                    protocol::kMaxProtocolVersion);
   ASSERT_TRUE(h.ok()) << h.status().ToString();
-  EXPECT_EQ(h->version(), protocol::kPackedKeysVersion);
+  EXPECT_EQ(h->version(), protocol::kArenaKeysVersion);
   const Key ns = protocol::KeyFromBytes(h->namespace_digests(0));
   const Key ns8 = protocol::KeyFromBytes(h->namespace_digests(1));
   std::vector<Key> keys = PutChain(c, ns, 3);
   keys.push_back(Key{});  // a fourth chunk that is not stored
+  const uint64_t keys_at = c.arena_size() - 4096;  // past the values PutChain wrote
 
-  auto lookup = [&](const Key& digest, bool packed, bool lease) {
+  enum Form { kRepeated, kPacked, kArena };
+  auto lookup = [&](const Key& digest, Form form, bool lease) {
     pb::LookupRequest lr;
     lr.set_take_lease(lease);
     auto* chain = lr.add_items()->add_chains();
     chain->set_namespace_digest(std::string(digest.View()));
-    protocol::SetChainKeys(keys, packed, chain);
+    if (form == kArena) {
+      std::memcpy(c.arena() + keys_at, keys.data(), keys.size() * sizeof(Key));
+      chain->set_keys_arena_offset(keys_at);
+      chain->set_keys_count(static_cast<uint32_t>(keys.size()));
+    } else {
+      protocol::SetChainKeys(keys, form == kPacked, chain);
+    }
     return c.Call<pb::LookupResponse>(Opcode::kLookup, lr);
   };
-  for (bool packed : {false, true}) {
+  for (Form packed : {kRepeated, kPacked, kArena}) {
     for (bool lease : {false, true}) {
       auto l = lookup(ns, packed, lease);
       ASSERT_TRUE(l.ok()) << l.status().ToString();
@@ -403,10 +429,17 @@ TEST_F(ServiceTest, PackedLookupKeysWithTenantsAndLeases) {
       EXPECT_EQ(other->results(0).lease(), 0u);
     }
   }
-  // Hostile packed keys are answered with an error; the connection stays usable.
+  // Hostile arena keys (outside the arena) and packed keys are answered with an error; the
+  // connection stays usable.
   pb::LookupRequest bad;
   auto* chain = bad.add_items()->add_chains();
   chain->set_namespace_digest(std::string(ns.View()));
+  chain->set_keys_arena_offset(c.arena_size() - 32);
+  chain->set_keys_count(2);
+  EXPECT_EQ(c.Call<pb::LookupResponse>(Opcode::kLookup, bad).status().code(),
+            StatusCode::kInvalidArgument);
+  chain->clear_keys_arena_offset();
+  chain->clear_keys_count();
   chain->set_packed_keys(std::string(32 * 2 + 5, 'k'));
   EXPECT_EQ(c.Call<pb::LookupResponse>(Opcode::kLookup, bad).status().code(),
             StatusCode::kInvalidArgument);

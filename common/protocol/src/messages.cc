@@ -168,17 +168,25 @@ Status ValidateLookup(const pb::LookupRequest& m, const MessageLimits& limits) {
         return CheckKey(chain.namespace_digest(), StrCat(where(), ".namespace_digest"));
       }
       const std::string& packed = chain.packed_keys();
-      if (!packed.empty() && chain.keys_size() != 0) {
-        return InvalidArgumentError(StrCat(where(), ": both keys and packed_keys given"));
+      const int forms = (chain.keys_size() != 0) + !packed.empty() + (chain.keys_count() != 0);
+      if (forms > 1) {
+        return InvalidArgumentError(
+            StrCat(where(), ": keys given in more than one of keys, packed_keys, keys_count"));
       }
       if (packed.size() % kKeySize != 0) {
         return InvalidArgumentError(StrCat(where(), ".packed_keys: ", packed.size(),
                                            " bytes is not a multiple of ", kKeySize));
       }
-      const uint64_t n =
-          packed.empty() ? static_cast<uint64_t>(chain.keys_size()) : packed.size() / kKeySize;
+      if (chain.keys_count() == 0 && chain.keys_arena_offset() != 0) {
+        return InvalidArgumentError(StrCat(where(), ": keys_arena_offset without keys_count"));
+      }
+      const uint64_t n = ChainLength(chain);
       if (n > limits.max_chain) {
         return ResourceExhaustedError(StrCat(where(), ": chain longer than ", limits.max_chain));
+      }
+      if (chain.keys_count() != 0) {
+        TW_RETURN_IF_ERROR(CheckInArena(chain.keys_arena_offset(), n * kKeySize, limits,
+                                        StrCat(where(), ".keys_arena_offset")));
       }
       for (int k = 0; k < chain.keys_size(); ++k) {
         if (chain.keys(k).size() != kKeySize) {
@@ -353,20 +361,36 @@ StatusOr<std::unique_ptr<google::protobuf::MessageLite>> ParseRequest(Opcode op,
   return UnimplementedError(StrCat("unknown opcode ", static_cast<uint16_t>(op)));
 }
 
+std::string FrameMessage(const google::protobuf::MessageLite& m) {
+  const size_t n = m.ByteSizeLong();
+  std::string frame(kHeaderSize + n, '\0');
+  m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(frame.data() + kHeaderSize));
+  return frame;
+}
+
+void SetFrameHeader(FrameHeader h, std::string* frame) {
+  h.body_length = static_cast<uint32_t>(frame->size() - kHeaderSize);
+  EncodeHeader(h, reinterpret_cast<uint8_t*>(frame->data()));
+}
+
 std::string EncodeReply(Opcode op, uint64_t request_id, const google::protobuf::MessageLite& m,
                         uint32_t extra_flags) {
   FrameHeader h;
   h.opcode = op;
   h.flags = kFlagResponse | extra_flags;
   h.request_id = request_id;
-  return EncodeFrame(h, m.SerializeAsString());
+  std::string frame = FrameMessage(m);
+  SetFrameHeader(h, &frame);
+  return frame;
 }
 
 std::string EncodeRequest(Opcode op, uint64_t request_id, const google::protobuf::MessageLite& m) {
   FrameHeader h;
   h.opcode = op;
   h.request_id = request_id;
-  return EncodeFrame(h, m.SerializeAsString());
+  std::string frame = FrameMessage(m);
+  SetFrameHeader(h, &frame);
+  return frame;
 }
 
 std::string EncodeError(Opcode op, uint64_t request_id, const Status& status, bool fatal) {
@@ -419,12 +443,14 @@ Key KeyFromBytes(const std::string& raw) {
 }
 
 size_t ChainLength(const pb::KeyChain& chain) {
+  if (chain.keys_count() != 0) return chain.keys_count();
   return chain.packed_keys().empty() ? static_cast<size_t>(chain.keys_size())
                                      : chain.packed_keys().size() / kKeySize;
 }
 
 void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out) {
   out->clear();
+  if (chain.keys_count() != 0) return;  // in an arena: see ChainKeysView
   const std::string& packed = chain.packed_keys();
   if (packed.empty()) {
     out->reserve(chain.keys_size());
@@ -435,6 +461,32 @@ void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out) {
   static_assert(sizeof(Key) == kKeySize && std::is_trivially_copyable_v<Key>);
   out->resize(packed.size() / kKeySize);
   std::memcpy(out->data(), packed.data(), out->size() * kKeySize);
+}
+
+namespace {
+// Key is 32 unsigned bytes with no padding and alignment 1: 32·n bytes are an array of n Keys
+// as they stand (the same layout ChainKeys copies with memcpy).
+static_assert(sizeof(Key) == kKeySize && alignof(Key) == 1 && std::is_trivially_copyable_v<Key> &&
+              std::is_standard_layout_v<Key>);
+std::span<const Key> KeysAt(const void* p, size_t n) { return {static_cast<const Key*>(p), n}; }
+}  // namespace
+
+std::span<const Key> ChainKeysView(const pb::KeyChain& chain, std::span<const uint8_t> arena,
+                                   ArenaKeys arena_keys, std::vector<Key>* scratch) {
+  if (chain.keys_count() != 0) {
+    // Validated: the range lies in the arena.
+    const uint8_t* at = arena.data() + chain.keys_arena_offset();
+    if (arena_keys == ArenaKeys::kInPlace) return KeysAt(at, chain.keys_count());
+    scratch->resize(chain.keys_count());
+    std::memcpy(scratch->data(), at, scratch->size() * kKeySize);
+    return *scratch;
+  }
+  const std::string& packed = chain.packed_keys();
+  if (packed.empty()) {
+    ChainKeys(chain, scratch);
+    return *scratch;
+  }
+  return KeysAt(packed.data(), packed.size() / kKeySize);
 }
 
 void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain) {

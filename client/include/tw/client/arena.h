@@ -24,8 +24,11 @@ class Arena {
   static constexpr uint64_t kAlignment = uint64_t{2} << 20;
 
   // Creates, seals, maps and pre-faults `size` bytes (rounded up to kAlignment; 0 is an
-  // error). `name` shows in /proc/PID/fd.
-  static StatusOr<Arena> Create(uint64_t size, const std::string& name = "tw-arena");
+  // error), followed by `reserved` bytes (rounded up likewise) that the library keeps for
+  // itself (lookup key chains): size() and bytes() cover only the first part, while twd maps
+  // all mapped_size() bytes. `name` shows in /proc/PID/fd.
+  static StatusOr<Arena> Create(uint64_t size, const std::string& name = "tw-arena",
+                                uint64_t reserved = 0);
 
   Arena();
   Arena(Arena&& other) noexcept;
@@ -37,6 +40,8 @@ class Arena {
   int fd() const;
   uint8_t* data() const;
   uint64_t size() const;
+  // The whole mapping: size() bytes for the caller, then the reserved part.
+  uint64_t mapped_size() const;
   std::span<uint8_t> bytes() const { return {data(), size()}; }
   // True when [offset, offset + length) lies inside the arena.
   bool Contains(uint64_t offset, uint64_t length) const {

@@ -38,6 +38,7 @@
 namespace tw::client {
 
 class Connection;
+class KeyArea;
 
 template <typename T>
 using Future = std::future<StatusOr<T>>;
@@ -57,6 +58,9 @@ StatusOr<T> Await(Future<T>& f, std::chrono::milliseconds timeout) {
 struct ClientOptions {
   std::string socket_path;                    // twd's client socket
   uint64_t arena_size = uint64_t{256} << 20;  // bytes of shared memory (rounded to 2 MiB)
+  // Shared memory after the arena, reserved for lookup key chains (protocol version 3: twd
+  // reads them there instead of from the socket); rounded to 2 MiB. 0: keys go in messages.
+  uint64_t key_area_size = uint64_t{2} << 20;
   std::vector<Namespace> namespaces;          // declared at hello
   std::chrono::milliseconds timeout{10000};   // connect + hello, and the default per call
   uint32_t max_in_flight = 64;                // requests in flight before Send waits
@@ -138,6 +142,7 @@ class Client {
   Arena arena_;
   std::unique_ptr<Connection> conn_;
   SessionInfo session_;
+  std::unique_ptr<KeyArea> key_area_;  // null unless version 3 and options.key_area_size > 0
 };
 
 }  // namespace tw::client

@@ -28,11 +28,14 @@ inline constexpr uint32_t kMagic = 0x50435754;  // bytes "TWCP"
 inline constexpr uint16_t kFrameVersion = 1;    // version of this header layout
 inline constexpr size_t kHeaderSize = 24;
 // Protocol versions this build speaks (negotiated in HELLO). Version 2 adds
-// KeyChain.packed_keys (a lookup chain's keys in one field).
+// KeyChain.packed_keys (a lookup chain's keys in one field), version 3 lookup chains whose
+// keys lie in the client's arena.
 inline constexpr uint32_t kMinProtocolVersion = 1;
-inline constexpr uint32_t kMaxProtocolVersion = 2;
+inline constexpr uint32_t kMaxProtocolVersion = 3;
 // First version whose twd accepts KeyChain.packed_keys.
 inline constexpr uint32_t kPackedKeysVersion = 2;
+// First version whose twd accepts KeyChain.keys_arena_offset/keys_count.
+inline constexpr uint32_t kArenaKeysVersion = 3;
 // Hard ceiling of a body, whatever the configuration says.
 inline constexpr uint32_t kAbsoluteMaxBody = 64u << 20;
 

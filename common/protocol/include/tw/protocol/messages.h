@@ -59,6 +59,14 @@ Status ValidateKeyRefs(const google::protobuf::RepeatedPtrField<pb::KeyRef>& ref
 Status ValidateExport(const pb::ExportRequest& m);
 Status ValidateEvict(const pb::EvictNamespaceRequest& m);
 
+// `m` serialized after kHeaderSize bytes of room for its frame header: one allocation, and the
+// body is written once, in place (EncodeFrame copies a serialized body into the frame). The
+// header is filled in later with SetFrameHeader (a client knows the request id only then).
+std::string FrameMessage(const google::protobuf::MessageLite& m);
+// Writes `h` (body_length from the frame's size) into the first kHeaderSize bytes of `frame`.
+// REQUIRES: frame->size() >= kHeaderSize.
+void SetFrameHeader(FrameHeader h, std::string* frame);
+
 // A complete reply frame: header (kFlagResponse, `extra_flags`) + serialized message.
 std::string EncodeReply(Opcode op, uint64_t request_id, const google::protobuf::MessageLite& m,
                         uint32_t extra_flags = 0);
@@ -75,10 +83,20 @@ Namespace FromProto(const pb::Namespace& ns);
 // REQUIRES: the bytes were checked to be 32 long (Validate* does).
 Key KeyFromBytes(const std::string& raw);
 
-// A lookup chain's keys, whichever form they came in (`keys` or `packed_keys`).
-// REQUIRES: the chain passed ValidateLookup.
+// A lookup chain's length, whichever form its keys came in (`keys`, `packed_keys` or
+// `keys_count` in the arena). REQUIRES: the chain passed ValidateLookup.
 size_t ChainLength(const pb::KeyChain& chain);
+// The keys of a chain in the `keys` or `packed_keys` form (none for the arena form).
 void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out);
+// Keys that lie in a client's arena may change under the reader: read them in place only
+// when nothing but that client's own answer depends on them.
+enum class ArenaKeys : uint8_t { kInPlace = 0, kCopy = 1 };
+// A chain's keys in any form, copied only where they must be: packed keys are a view of the
+// message's bytes (valid while `chain` lives unmodified), arena keys a view of `arena` or
+// (kCopy) a copy in `scratch`, and the one-field-per-key form a copy in `scratch`.
+// REQUIRES: the chain passed ValidateLookup against `arena`'s size.
+std::span<const Key> ChainKeysView(const pb::KeyChain& chain, std::span<const uint8_t> arena,
+                                   ArenaKeys arena_keys, std::vector<Key>* scratch);
 // Sets `chain`'s keys in the packed form (version 2) or one field per key.
 void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain);
 
