@@ -50,8 +50,12 @@ StatusOr<std::unique_ptr<Connection>> Connection::Connect(const std::string& soc
       return s;
     }
   }
-  // Blocking from here on: the reader thread blocks in recv, writers in send.
+  // Blocking from here on: the reader thread blocks in recv, writers in send. A blocking
+  // recv returns after kReadSlice at the latest, so a caller waiting for its reply checks its
+  // deadline that often without a poll() before every recv (one system call per reply).
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  const timeval slice{0, static_cast<suseconds_t>(kReadSlice.count())};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
   return std::unique_ptr<Connection>(new Connection(fd, max_in_flight == 0 ? 64 : max_in_flight));
 }
 
@@ -128,13 +132,6 @@ Status Connection::Send(protocol::Opcode op, std::string frame, Completion compl
     return InvalidArgumentError(
         StrCat("request of ", body, " bytes exceeds the protocol's frame limit"));
   }
-  // Nobody reads while nothing is pending: take in what twd sent meanwhile (an error before
-  // it closed, the hang-up) so that a dead connection fails here with its reason.
-  if (TakeReadRole()) {
-    while (ReadOnce(0) == ReadResult::kRead) {
-    }
-    ReleaseReadRole();
-  }
   uint64_t id;
   {
     std::unique_lock<std::mutex> l(mu_);
@@ -150,6 +147,15 @@ Status Connection::Send(protocol::Opcode op, std::string frame, Completion compl
   h.request_id = id;
   protocol::SetFrameHeader(h, &frame);
   Status s = WriteAll(frame, pass_fd);
+  if (!s.ok() && TakeReadRole()) {
+    // twd went away (EPIPE). What it sent before closing (an error saying why, the hang-up)
+    // is still to be read: read it, so that the failure carries its reason.
+    while (ReadOnce(/*wait=*/false) == ReadResult::kRead) {
+    }
+    ReleaseReadRole();
+    std::lock_guard<std::mutex> l(mu_);
+    if (!failed_.ok()) s = failed_;
+  }
   if (!s.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     // The reader may have failed it already; only one side completes.
@@ -163,14 +169,9 @@ Status Connection::Send(protocol::Opcode op, std::string frame, Completion compl
 void Connection::WaitReady(const std::function<bool()>& ready,
                            std::chrono::steady_clock::time_point deadline) {
   if (ready() || !TakeReadRole()) return;
-  while (!ready()) {
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) break;
-    // Rounded up: a 0 would not wait at all.
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    const int timeout = static_cast<int>(std::min<int64_t>(ms, INT32_MAX));
-    const ReadResult r = ReadOnce(timeout);
-    if (r == ReadResult::kEnded) break;
+  // Each wait lasts kReadSlice at most, so the deadline is overshot by no more than that.
+  while (!ready() && std::chrono::steady_clock::now() < deadline) {
+    if (ReadOnce(/*wait=*/true) == ReadResult::kEnded) break;
   }
   ReleaseReadRole();
 }
@@ -192,7 +193,7 @@ void Connection::ReadLoop() {
     }
     bool ended = false;
     for (;;) {
-      if (ReadOnce(-1) == ReadResult::kEnded) {
+      if (ReadOnce(/*wait=*/true) == ReadResult::kEnded) {
         ended = true;
         break;
       }
@@ -208,15 +209,9 @@ void Connection::ReadLoop() {
   }
 }
 
-Connection::ReadResult Connection::ReadOnce(int timeout_ms) {
-  if (timeout_ms > 0) {
-    pollfd p{fd_, POLLIN, 0};
-    int r = poll(&p, 1, timeout_ms);
-    if (r == 0 || (r < 0 && errno == EINTR)) return ReadResult::kNoData;
-  }
+Connection::ReadResult Connection::ReadOnce(bool wait) {
   if (have_ == buf_.size()) buf_.resize(buf_.size() * 2);
-  ssize_t n =
-      recv(fd_, buf_.data() + have_, buf_.size() - have_, timeout_ms == 0 ? MSG_DONTWAIT : 0);
+  ssize_t n = recv(fd_, buf_.data() + have_, buf_.size() - have_, wait ? 0 : MSG_DONTWAIT);
   if (n < 0 && errno == EINTR) return ReadResult::kNoData;
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return ReadResult::kNoData;
   if (n <= 0) {

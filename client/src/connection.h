@@ -8,9 +8,9 @@
 // it through WaitReady() when it is free, and then reads the socket itself — saving the
 // hand-off from the reader thread to the caller, which costs more than twd's whole answer
 // to a small request. Whoever reads completes every request whose reply it reads. While
-// nothing is pending the reader thread sleeps; Send() then first reads what twd sent
-// meanwhile without waiting (a connection-level error, a hang-up), so a dead connection is
-// reported as such.
+// nothing is pending the reader thread sleeps; when a Send() then fails because twd went
+// away, it reads what twd sent before closing (a connection-level error, the hang-up), so
+// the failure carries its reason.
 //
 // Threading: Send() and WaitReady() may be called from any thread; completions run on the
 // reader thread or on a thread inside WaitReady(), and must not block on this connection.
@@ -100,11 +100,14 @@ class Connection {
     kEnded,   // the connection ended: every pending request was failed
   };
 
+  // The longest a blocking recv waits before its caller looks at the clock again.
+  static constexpr std::chrono::microseconds kReadSlice{10000};
+
   Connection(int fd, uint32_t max_in_flight);
   void ReadLoop();
-  // REQUIRES: the caller holds the read role. `timeout_ms` < 0 waits for bytes, 0 does not
-  // wait, > 0 waits at most that long.
-  ReadResult ReadOnce(int timeout_ms);
+  // One recv. REQUIRES: the caller holds the read role. With `wait`, it waits for bytes for
+  // up to kReadSlice (the socket's receive timeout); without, it does not wait.
+  ReadResult ReadOnce(bool wait);
   // Records why the connection ended and fails every pending request.
   void End(const Status& status);
   // A calling thread (Send's drain, WaitReady) takes the read role if it is free; false when
