@@ -8,7 +8,9 @@
 // 512-chunk chain, 1/4/16 concurrent clients; then the same put/get workload against Debian's
 // redis-server over a Unix socket. Each figure is printed with its reference and the ratio
 // the issue targets (one JSON object per line with --json). Nothing here passes or fails.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -128,6 +130,7 @@ struct ServiceBenchOptions {
   int lookups = 2000;                         // lookups of the 512-chunk chain
   int pings = 20000;                          // reference ping-pongs
   bool json = false;                          // one JSON object per line
+  bool float_cpus = false;                    // latency figures without CPU pinning
 };
 
 // ---- references -------------------------------------------------------------------------
@@ -166,13 +169,67 @@ double SocketStreamGbps(uint64_t chunk, int passes) {
   return Gbps(got, s);
 }
 
+// Where the two ends of a latency figure run. A wakeup on the CPU that is going to sleep costs
+// a context switch; one on another CPU an inter-processor interrupt, several times dearer on
+// virtual CPUs; and the scheduler picks either from one run to the next. So the ping-pong
+// reference and twd's latencies are measured in the same placement: the load on one CPU, the
+// far end (the echo process, every thread of twd) on the others — twd as deployed, a sidecar
+// with CPUs of its own. With a single CPU nothing is pinned.
+class Placement {
+ public:
+  explicit Placement(bool pin) {
+    CPU_ZERO(&all_);
+    CPU_ZERO(&near_);
+    CPU_ZERO(&far_);
+    if (!pin || sched_getaffinity(0, sizeof all_, &all_) != 0) return;
+    int first = -1;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (!CPU_ISSET(c, &all_)) continue;
+      if (first < 0) {
+        first = c;
+      } else {
+        CPU_SET(c, &far_);
+      }
+    }
+    if (first < 0 || CPU_COUNT(&far_) == 0) return;
+    CPU_SET(first, &near_);
+    pinned_ = true;
+  }
+  bool pinned() const { return pinned_; }
+  // The calling thread: onto the near CPU, and back.
+  void PinSelf() const { Set(0, near_); }
+  void UnpinSelf() const { Set(0, all_); }
+  // The calling thread (a forked far end) onto the far CPUs.
+  void PinSelfFar() const { Set(0, far_); }
+  // Every thread of process `pid`: onto the far CPUs, and back.
+  void PinFar(pid_t pid) const { ForEachThread(pid, far_); }
+  void Unpin(pid_t pid) const { ForEachThread(pid, all_); }
+
+ private:
+  void Set(pid_t tid, const cpu_set_t& set) const {
+    if (pinned_) sched_setaffinity(tid, sizeof set, &set);
+  }
+  void ForEachThread(pid_t pid, const cpu_set_t& set) const {
+    if (!pinned_ || pid <= 0) return;
+    DIR* d = opendir(StrCat("/proc/", pid, "/task").c_str());
+    if (!d) return;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') Set(static_cast<pid_t>(std::atol(e->d_name)), set);
+    }
+    closedir(d);
+  }
+  cpu_set_t all_, near_, far_;
+  bool pinned_ = false;
+};
+
 // Round trips of a 64-byte message with a forked echo process; returns latencies in µs.
-std::vector<double> PingPongUs(int rounds) {
+std::vector<double> PingPongUs(int rounds, const Placement& where) {
   int sv[2];
   std::vector<double> lat;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return lat;
   pid_t pid = fork();
   if (pid == 0) {
+    where.PinSelfFar();
     close(sv[0]);
     char b[64];
     while (read(sv[1], b, sizeof b) == sizeof b) {
@@ -181,12 +238,14 @@ std::vector<double> PingPongUs(int rounds) {
     _exit(0);
   }
   close(sv[1]);
+  where.PinSelf();
   char b[64] = {};
   for (int i = 0; i < rounds; ++i) {
     auto t0 = Clock::now();
     if (write(sv[0], b, sizeof b) != sizeof b || read(sv[0], b, sizeof b) != sizeof b) break;
     lat.push_back(Seconds(t0, Clock::now()) * 1e6);
   }
+  where.UnpinSelf();
   close(sv[0]);
   waitpid(pid, nullptr, 0);
   return lat;
@@ -225,6 +284,7 @@ class Child {
     Stop();
     return DeadlineExceededError(StrCat(argv[0], " did not create ", wait_for_path));
   }
+  pid_t pid() const { return pid_; }
   void Stop() {
     if (pid_ <= 0) return;
     kill(pid_, SIGTERM);
@@ -431,7 +491,9 @@ int RunServiceBench(const ServiceBenchOptions& o) {
   out.Figure("ref_memcpy", memcpy_gbps, "GB/s");
   double stream_gbps = SocketStreamGbps(chunk, std::max(4, n * o.passes));
   out.Figure("ref_unix_stream", stream_gbps, "GB/s");
-  auto pp = PingPongUs(o.pings);
+  const Placement where(!o.float_cpus);
+  out.Figure("latency_cross_cpu", where.pinned() ? 1 : 0, "bool");
+  auto pp = PingPongUs(o.pings, where);
   double pp50 = Percentile(pp, 0.5);
   out.Figure("ref_unix_pingpong_p50", pp50, "us");
   out.Figure("ref_unix_pingpong_p99", Percentile(pp, 0.99), "us");
@@ -549,6 +611,9 @@ int RunServiceBench(const ServiceBenchOptions& o) {
                    Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s");
       }
     }
+    // The latency figures, placed like the ping-pong reference.
+    where.PinSelf();
+    where.PinFar(twd.pid());
     // Round trip through twd with an empty request: the floor under every operation.
     {
       std::vector<double> lat;
@@ -576,6 +641,8 @@ int RunServiceBench(const ServiceBenchOptions& o) {
       out.Compare("service_lookup_512_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
       out.Figure("service_lookup_512_p99", Percentile(lat, 0.99), "us");
     }
+    where.Unpin(twd.pid());
+    where.UnpinSelf();
     (*c).reset();
     twd.Stop();
 
@@ -648,6 +715,9 @@ Command AddServiceCommand(CLI::App& app) {
   cmd->add_option("--pings", o->pings, "reference ping-pong round trips")
       ->check(CLI::Range(1, 10000000));
   cmd->add_flag("--json", o->json, "one JSON object per line");
+  cmd->add_flag("--float-cpus", o->float_cpus,
+                "measure latencies wherever the scheduler runs each end (default: the load on "
+                "one CPU, the echo process and twd on the others)");
   return Command{cmd, [o] {
                    if (o->twd_path.empty()) {
                      std::error_code ec;
