@@ -8,7 +8,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <thread>
 
 #include "fake_twd.h"
@@ -60,6 +59,21 @@ class ClientTest : public ::testing::Test {
     p.segment_sizes = {size};
     p.ranges = {ScatterRange{0, 0, size, 0}};
     return p;
+  }
+
+  // A chain of `n` chunks of 64 bytes whose first `stored` are put to the fake twd.
+  std::vector<Key> StoredChain(Client& c, size_t n, size_t stored) {
+    std::vector<Key> chain;
+    Key parent = c.namespace_digest(0);
+    for (size_t i = 0; i < n; ++i) {
+      PutItem p = MakePut(c, parent, static_cast<uint32_t>(i * 4), 64);
+      if (i < stored) {
+        EXPECT_TRUE(c.Put({p}).ok());
+      }
+      chain.push_back(p.ref.key);
+      parent = p.ref.key;
+    }
+    return chain;
   }
 
   std::filesystem::path dir_;
@@ -185,22 +199,6 @@ TEST_F(ClientTest, LookupExistsDeleteStats) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
 }
 
-// A chain of `n` keys whose first `stored` chunks are stored at the fake twd.
-std::vector<Key> StoredChain(Client& c, const std::function<PutItem(const Key&, uint32_t)>& make,
-                             size_t n, size_t stored) {
-  std::vector<Key> chain;
-  Key parent = c.namespace_digest(0);
-  for (size_t i = 0; i < n; ++i) {
-    PutItem p = make(parent, static_cast<uint32_t>(i * 4));
-    if (i < stored) {
-      EXPECT_TRUE(c.Put({p}).ok());
-    }
-    chain.push_back(p.ref.key);
-    parent = p.ref.key;
-  }
-  return chain;
-}
-
 // Protocol version 3: lookups put their key chains in the key area after the arena, where
 // twd reads them; the slots come back once answered; older versions and a client without a
 // key area send the keys in the message.
@@ -208,8 +206,7 @@ TEST_F(ClientTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
   fake_.version = 3;
   auto c = Connect();
   ASSERT_NE(c, nullptr);
-  auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
-  const std::vector<Key> chain = StoredChain(*c, make, 6, 4);
+  const std::vector<Key> chain = StoredChain(*c, 6, 4);
   // More lookups than the area has slots, one after another: every one finds a free slot.
   for (int i = 0; i < 40; ++i) {
     auto l = c->LookupChainOf(c->namespace_digest(0), chain);
@@ -238,8 +235,7 @@ TEST_F(ClientTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
     fake_.chains_repeated = fake_.chains_packed = fake_.chains_in_arena = 0;
     auto c = Connect(version == 3 ? 0 : ClientOptions{}.key_area_size);
     ASSERT_NE(c, nullptr);
-    auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
-    const std::vector<Key> chain = StoredChain(*c, make, 3, 2);
+    const std::vector<Key> chain = StoredChain(*c, 3, 2);
     auto l = c->LookupChainOf(c->namespace_digest(0), chain);
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     EXPECT_EQ(l->prefix, 2u) << version;
@@ -255,8 +251,7 @@ TEST_F(ClientTest, ConcurrentLookupsShareTheKeyArea) {
   fake_.version = 3;
   auto c = Connect();
   ASSERT_NE(c, nullptr);
-  auto make = [&](const Key& parent, uint32_t t) { return MakePut(*c, parent, t, 64); };
-  const std::vector<Key> chain = StoredChain(*c, make, 64, 40);
+  const std::vector<Key> chain = StoredChain(*c, 64, 40);
   std::atomic<int> right{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
