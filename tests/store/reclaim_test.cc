@@ -174,5 +174,56 @@ TEST(ReclaimTest, DiskChunksAreReclaimedLastWhenCommitsLag) {
   FillTwiceOver(f, "disk chunks, slow syncs");
 }
 
+// Two full runs of half-region chunks (A written first, then B), A read back, then a third
+// batch that needs A's or B's space. Returns which of A's and B's chunks read back after.
+struct Survivors {
+  int a = 0, b = 0;
+};
+Survivors ReadARunThenOverflow(config::ReclaimOrder order) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  StoreOptions o = Tier(mem, 10);  // no DRAM tier: chunks live on NVMe only
+  o.nvme.reclaim = order;
+  auto s = MustOpen(o, 10);
+  Survivors out;
+  if (!s) return out;
+  // A run grows to 4 regions and holds 7 records of half a region (+ header) each.
+  std::vector<TestChunk> a, b;
+  for (int i = 0; i < 7; ++i) a.push_back(MakeChunk(i, {kHalf}));
+  for (int i = 0; i < 7; ++i) b.push_back(MakeChunk(100 + i, {kHalf}));
+  for (auto* run : {&a, &b}) {
+    for (auto& c : *run) EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  }
+  Settle();
+  EXPECT_EQ(s->Stats().nvme.evictions, 0u);
+  ExpectAll(*s, a, "run A, read back");  // the reads LRU goes by
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(s->Put(MakeChunk(200 + i, {kHalf}).Request(Durability::kDisk)), PutResult::kStored);
+  }
+  Settle();
+  EXPECT_GT(s->Stats().nvme.evictions, 0u);
+  // Read chunks are "wanted", but a half-region chunk exceeds the rewrite budget (a quarter
+  // of a region): whatever run reclaim took is gone.
+  EXPECT_EQ(s->Stats().rewrites, 0u);
+  for (auto* run : {&a, &b}) {
+    for (auto& c : *run) {
+      bool eq;
+      ReadAll(*s, c, &eq);
+      (run == &a ? out.a : out.b) += eq;
+    }
+  }
+  return out;
+}
+
+TEST(ReclaimTest, LruReclaimsTheRegionReadLeastRecently) {
+  // LRU: B was never read, so B goes and A stays although A was written first.
+  const Survivors lru = ReadARunThenOverflow(config::ReclaimOrder::kLru);
+  EXPECT_EQ(lru.a, 7);
+  EXPECT_LT(lru.b, 7);
+  // FIFO, the same workload: the oldest run, A, goes despite its reads.
+  const Survivors fifo = ReadARunThenOverflow(config::ReclaimOrder::kFifo);
+  EXPECT_LT(fifo.a, 7);
+  EXPECT_EQ(fifo.b, 7);
+}
+
 }  // namespace
 }  // namespace tw::store
