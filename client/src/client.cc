@@ -31,6 +31,19 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
     canonical.push_back(std::move(*n));
   }
   options.namespaces = std::move(canonical);
+  auto c = ConnectOnce(options);
+  // A twd whose limits.max_arena_size leaves no room for the key area refuses the arena:
+  // connect again without one (lookups then send their keys in the message).
+  if (!c.ok() && options.key_area_size > 0 &&
+      c.status().code() == StatusCode::kResourceExhausted &&
+      c.status().message().find("max_arena_size") != std::string_view::npos) {
+    options.key_area_size = 0;
+    c = ConnectOnce(options);
+  }
+  return c;
+}
+
+StatusOr<std::unique_ptr<Client>> Client::ConnectOnce(const ClientOptions& options) {
   TW_ASSIGN_OR_RETURN(Arena arena,
                       Arena::Create(options.arena_size, "tw-client-arena", options.key_area_size));
   TW_ASSIGN_OR_RETURN(

@@ -245,6 +245,31 @@ TEST_F(ClientTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
   }
 }
 
+TEST_F(ClientTest, KeyAreaIsDroppedWhenTwdRefusesTheLargerArena) {
+  // twd's limit fits the arena but not the key area after it: the client connects again
+  // without one, and its lookups send their keys in the message.
+  fake_.version = 3;
+  fake_.max_arena_size = uint64_t{4} << 20;
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->arena().mapped_size(), c->arena_size());
+  EXPECT_EQ(fake_.last_arena_size.load(), uint64_t{4} << 20);
+  const std::vector<Key> chain = StoredChain(*c, 3, 2);
+  auto l = c->LookupChainOf(c->namespace_digest(0), chain);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(l->prefix, 2u);
+  EXPECT_EQ(fake_.chains_packed.load(), 1);
+  EXPECT_EQ(fake_.chains_in_arena.load(), 0);
+  // An arena over the limit by itself is still refused, with twd's reason.
+  ClientOptions o;
+  o.socket_path = fake_.socket_path();
+  o.arena_size = 5 << 20;
+  auto refused = Client::Connect(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("max_arena_size"), std::string_view::npos);
+}
+
 TEST_F(ClientTest, ConcurrentLookupsShareTheKeyArea) {
   // 8 threads with 8 lookups each in flight: more than the 16 slots, so some go packed;
   // every answer is right whichever way its keys went.

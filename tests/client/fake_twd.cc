@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tw/common/strings.h"
 #include "tw/protocol/fd_passing.h"
 #include "tw/protocol/messages.h"
 
@@ -106,6 +107,15 @@ void FakeTwd::ServeConnection(int fd) {
         pb::HelloResponse resp;
         if (!req.ParseFromString(body) || fds.empty()) {
           send(protocol::EncodeError(op, id, InvalidArgumentError("bad hello"), true));
+          return;
+        }
+        if (max_arena_size > 0 && req.arena_size() > max_arena_size) {
+          send(protocol::EncodeError(op, id,
+                                     ResourceExhaustedError(StrCat(
+                                         "arena of ", req.arena_size(),
+                                         " bytes exceeds limits.max_arena_size ",
+                                         max_arena_size.load())),
+                                     true));
           return;
         }
         Status ok = protocol::CheckArenaFd(fds.back().get(), req.arena_size());

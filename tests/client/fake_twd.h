@@ -42,6 +42,7 @@ class FakeTwd {
   std::atomic<int> requests_seen{0};
   std::atomic<uint64_t> last_arena_size{0};
   std::atomic<uint32_t> version{1};  // the protocol version hello answers (1..3)
+  std::atomic<uint64_t> max_arena_size{0};  // > 0: hello refuses larger arenas, as twd does
   // Lookup chains seen, by the form their keys came in.
   std::atomic<int> chains_repeated{0}, chains_packed{0}, chains_in_arena{0};
 

@@ -136,6 +136,8 @@ class Client {
 
  private:
   Client(ClientOptions options, Arena arena, std::unique_ptr<Connection> conn);
+  // Connect() with normalised options: arena, connection, hello.
+  static StatusOr<std::unique_ptr<Client>> ConnectOnce(const ClientOptions& options);
   ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : options_.timeout; }
 
   ClientOptions options_;
