@@ -75,8 +75,12 @@ uint64_t NvmeEngine::OldestLiveEpochLocked(uint32_t except) const {
 }
 
 StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateImpl(uint64_t length) {
-  const uint64_t rs = sb_.region_size;
   std::lock_guard<std::mutex> al(alloc_mu_);
+  return AllocateAllocLocked(length);
+}
+
+StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateAllocLocked(uint64_t length) {
+  const uint64_t rs = sb_.region_size;
   std::unique_lock<std::mutex> l(mu_);
   if (stop_) return CancelledError("store closing");
   for (int attempt = 0; attempt < 2;) {
@@ -475,7 +479,9 @@ StatusOr<std::vector<SummaryEntry>> NvmeEngine::RegionEntries(uint32_t region) {
   return out;
 }
 
-Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries) {
+Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries,
+                                 std::span<const uint64_t> then_allocate,
+                                 std::vector<StatusOr<Allocation>>* allocations) {
   std::vector<SummaryEntry> carry;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -499,25 +505,37 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
     t.offset = uint64_t(a.region) * sb_.region_size;
     TW_RETURN_IF_ERROR(Commit(a, t, /*wait=*/true));
   }
-  std::unique_lock<std::mutex> l(mu_);
-  Region& R = regions_[region];
-  if (R.state != RState::kSealed) return FailedPreconditionError("region changed while released");
-  const Region saved = R;
-  const uint64_t epoch = ++seq_;
-  // An "open" header at a fresh epoch makes the region's summary (and so every record of the
-  // run) invalid for recovery; the region is then prepared for its next use.
-  Status s = WriteMarkersLocked(region, 1, epoch, l);
-  if (!s.ok()) {
-    regions_[region] = saved;
-    return s;
+  // The allocator's lock from the release to the last of `then_allocate`: no other
+  // allocation can take the freed space before them.
+  std::lock_guard<std::mutex> al(alloc_mu_);
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    Region& R = regions_[region];
+    if (R.state != RState::kSealed) {
+      return FailedPreconditionError("region changed while released");
+    }
+    const Region saved = R;
+    const uint64_t epoch = ++seq_;
+    // An "open" header at a fresh epoch makes the region's summary (and so every record of
+    // the run) invalid for recovery; the region is then prepared for its next use.
+    Status s = WriteMarkersLocked(region, 1, epoch, l);
+    if (!s.ok()) {
+      regions_[region] = saved;
+      return s;
+    }
+    for (uint32_t i = 1; i < saved.span && region + i < regions_.size(); ++i) {
+      regions_[region + i] = Region{};
+    }
+    regions_[region] = Region{};
+    regions_[region].state = RState::kPrepared;
+    regions_[region].epoch = epoch;
+    cv_.notify_all();
   }
-  for (uint32_t i = 1; i < saved.span && region + i < regions_.size(); ++i) {
-    regions_[region + i] = Region{};
+  for (uint64_t length : then_allocate) {
+    allocations->push_back(length == 0 || length % kBlock != 0
+                               ? StatusOr<Allocation>(InvalidArgumentError("bad record length"))
+                               : AllocateAllocLocked(length));
   }
-  regions_[region] = Region{};
-  regions_[region].state = RState::kPrepared;
-  regions_[region].epoch = epoch;
-  cv_.notify_all();
   return OkStatus();
 }
 

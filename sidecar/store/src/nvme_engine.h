@@ -134,8 +134,13 @@ class NvmeEngine {
   // index entry into it. `entries` is what RegionEntries() returned (empty when unreadable):
   // its tombstones that may still cover a record elsewhere on media are committed again into
   // the open region first; then the region's header is rewritten ("open" at a fresh epoch),
-  // so none of its records can come back after a restart. Does I/O; call without Store locks.
-  Status ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries);
+  // so none of its records can come back after a restart. Then, before any other allocation
+  // can take the freed space, allocates `then_allocate` (record lengths: the reclaimed
+  // region's records to rewrite) into `allocations`, one result each (none when the release
+  // fails). Does I/O; call without Store locks.
+  Status ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries,
+                       std::span<const uint64_t> then_allocate = {},
+                       std::vector<StatusOr<Allocation>>* allocations = nullptr);
   // Writes "open" headers at fresh epochs to free regions ahead of need (up to `want` such
   // regions), so opening a region on the put path costs no I/O. Called by a background
   // thread.
@@ -184,6 +189,7 @@ class NvmeEngine {
 
   NvmeEngine() = default;
   StatusOr<Allocation> AllocateImpl(uint64_t length);  // length 0: a tombstone's slot
+  StatusOr<Allocation> AllocateAllocLocked(uint64_t length);  // REQUIRES: alloc_mu_ held
   // The usable region where a new run of `span` regions should start: the one with the most
   // usable regions after it (so the run can grow), prepared ones first. -1 when none fits.
   int64_t PickRunStartLocked(uint32_t span) const;

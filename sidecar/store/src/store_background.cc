@@ -285,14 +285,21 @@ StoreImpl::ReclaimStep StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
     // No index entry points into the region any more, so nothing pins it: its header is
     // rewritten (and its live tombstones carried forward) without the Store's lock. If that
     // fails the region stays sealed; its chunks are already out of the index either way.
+    // The rewrites get their space in the same step, before a waiting put can take the
+    // freed region (a rewrite without room would drop a chunk whose children stay behind).
     static const std::vector<SummaryEntry> kNone;
-    Status released = nvme_->ReleaseRegion(r, entries.ok() ? *entries : kNone);
+    std::vector<uint64_t> lengths;
+    for (size_t k = 0; k < rewrite.size(); ++k) {
+      if (moving[k]) lengths.push_back(uint64_t(rewrite[k].second.record_4k) * 4096);
+    }
+    std::vector<StatusOr<NvmeEngine::Allocation>> space;
+    Status released = nvme_->ReleaseRegion(r, entries.ok() ? *entries : kNone, lengths, &space);
     if (!released.ok()) {
       TW_LOG(kWarn, "reclaim: region not released", {{"region", uint64_t(r)}, {"error", released}});
+      for (uint64_t len : lengths) space.push_back(nvme_->Allocate(len));  // room elsewhere?
     }
-    // Space for the rewrites now, before waiting puts take the freed region.
-    for (size_t k = 0; k < rewrite.size(); ++k) {
-      if (moving[k]) to[k] = nvme_->Allocate(uint64_t(rewrite[k].second.record_4k) * 4096);
+    for (size_t k = 0, j = 0; k < rewrite.size(); ++k) {
+      if (moving[k]) to[k] = std::move(space[j++]);
     }
     std::vector<Status> wrote(rewrite.size());
     for (size_t k = 0; k < rewrite.size(); ++k) {
