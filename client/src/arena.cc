@@ -20,8 +20,8 @@ StatusOr<Arena> Arena::Create(uint64_t size, const std::string& name, uint64_t r
   if (size == 0) return InvalidArgumentError("arena: size must be > 0");
   constexpr uint64_t kMax = uint64_t{1} << 46;
   if (size > kMax || reserved > kMax) {
-    return InvalidArgumentError(StrCat("arena: size ", size, " (+", reserved,
-                                       " reserved) is larger than 64 TiB"));
+    return InvalidArgumentError(
+        StrCat("arena: size ", size, " (+", reserved, " reserved) is larger than 64 TiB"));
   }
   size = (size + kAlignment - 1) / kAlignment * kAlignment;
   reserved = (reserved + kAlignment - 1) / kAlignment * kAlignment;

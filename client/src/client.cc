@@ -34,8 +34,7 @@ StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   auto c = ConnectOnce(options);
   // A twd whose limits.max_arena_size leaves no room for the key area refuses the arena:
   // connect again without one (lookups then send their keys in the message).
-  if (!c.ok() && options.key_area_size > 0 &&
-      c.status().code() == StatusCode::kResourceExhausted &&
+  if (!c.ok() && options.key_area_size > 0 && c.status().code() == StatusCode::kResourceExhausted &&
       c.status().message().find("max_arena_size") != std::string_view::npos) {
     options.key_area_size = 0;
     c = ConnectOnce(options);
@@ -89,8 +88,7 @@ StatusOr<std::unique_ptr<Client>> Client::ConnectOnce(const ClientOptions& optio
   c->session_ = std::move(*session);
   if (c->session_.version >= protocol::kArenaKeysVersion &&
       c->arena_.mapped_size() > c->arena_.size()) {
-    c->key_area_ = std::make_unique<KeyArea>(c->arena_.data() + c->arena_.size(),
-                                             c->arena_.size(),
+    c->key_area_ = std::make_unique<KeyArea>(c->arena_.data() + c->arena_.size(), c->arena_.size(),
                                              c->arena_.mapped_size() - c->arena_.size());
   }
   // Digests are computed locally too: a mismatch means twd hashes differently (a bug).
@@ -188,8 +186,8 @@ Future<std::vector<LookupReply>> SendLookup(Connection& conn, pb::LookupRequest&
   const size_t want = static_cast<size_t>(req.items_size());
   return wire::Call<pb::LookupResponse, std::vector<LookupReply>>(
       conn, Opcode::kLookup, req,
-      [want, slot = std::move(slot)](
-          const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
+      [want,
+       slot = std::move(slot)](const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
         if (static_cast<size_t>(r.results_size()) != want) {
           return CountMismatch("lookup", r.results_size(), want);
         }
@@ -253,8 +251,7 @@ StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::sp
   ChainWriter writer(key_area_.get(), keys.size(), session_.version);
   writer.Set(keys, c);
   Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f =
-      SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  auto f = SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
   TW_ASSIGN_OR_RETURN(auto replies, wire::Wait(*conn_, f, Effective(timeout)));
   return std::move(replies[0]);
 }

@@ -213,11 +213,16 @@ TEST_F(ClientTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
     ASSERT_TRUE(l.ok()) << l.status().ToString();
     EXPECT_EQ(l->prefix, 4u);
   }
-  // A tensor-parallel item of two chains shares one slot.
+  // A tensor-parallel item of two chains shares one slot: the second chain's keys follow
+  // the first's, past the caller's arena.
   LookupChain rank{c->namespace_digest(0), chain};
   auto two = c->Lookup({{rank, rank}}, false);
   ASSERT_TRUE(two.ok());
   EXPECT_EQ((*two)[0].prefix, 4u);
+  const std::vector<uint64_t> at = fake_.last_arena_offsets();
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_GE(at[0], c->arena_size());
+  EXPECT_EQ(at[1], at[0] + chain.size() * sizeof(Key));
   EXPECT_EQ(fake_.chains_in_arena.load(), 42);
   EXPECT_EQ(fake_.chains_packed.load() + fake_.chains_repeated.load(), 0);
   // A chain longer than a slot (4096 keys) goes packed in the message.

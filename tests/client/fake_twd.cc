@@ -51,6 +51,11 @@ size_t FakeTwd::chunks() const {
   return store_.size();
 }
 
+std::vector<uint64_t> FakeTwd::last_arena_offsets() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return arena_offsets_;
+}
+
 void FakeTwd::Serve() {
   std::vector<pollfd> fds;
   for (int fd : listen_fds_) fds.push_back(pollfd{fd, POLLIN, 0});
@@ -110,12 +115,12 @@ void FakeTwd::ServeConnection(int fd) {
           return;
         }
         if (max_arena_size > 0 && req.arena_size() > max_arena_size) {
-          send(protocol::EncodeError(op, id,
-                                     ResourceExhaustedError(StrCat(
-                                         "arena of ", req.arena_size(),
-                                         " bytes exceeds limits.max_arena_size ",
-                                         max_arena_size.load())),
-                                     true));
+          send(protocol::EncodeError(
+              op, id,
+              ResourceExhaustedError(StrCat("arena of ", req.arena_size(),
+                                            " bytes exceeds limits.max_arena_size ",
+                                            max_arena_size.load())),
+              true));
           return;
         }
         Status ok = protocol::CheckArenaFd(fds.back().get(), req.arena_size());
@@ -232,13 +237,15 @@ void FakeTwd::ServeConnection(int fd) {
         }
         std::lock_guard<std::mutex> l(mu_);
         std::vector<Key> scratch;
+        std::vector<uint64_t> offsets;
         for (const auto& item : req.items()) {
           auto* r = resp.add_results();
           size_t prefix = SIZE_MAX;
           for (const auto& chain : item.chains()) {
-            (chain.keys_count() != 0      ? chains_in_arena
+            (chain.keys_count() != 0       ? chains_in_arena
              : chain.packed_keys().empty() ? chains_repeated
                                            : chains_packed)++;
+            if (chain.keys_count() != 0) offsets.push_back(chain.keys_arena_offset());
             auto keys = protocol::ChainKeysView(chain, {arena.data(), arena.size()},
                                                 protocol::ArenaKeys::kCopy, &scratch);
             size_t p = 0;
@@ -251,11 +258,11 @@ void FakeTwd::ServeConnection(int fd) {
             auto* t = r->add_chains();
             for (size_t j = 0; j < prefix; ++j) t->add_tiers(pb::TIER_DRAM);
           }
-          bool all =
-              item.chains_size() > 0 && prefix == protocol::ChainLength(item.chains(0));
+          bool all = item.chains_size() > 0 && prefix == protocol::ChainLength(item.chains(0));
           r->set_miss(all ? pb::MISS_REASON_NONE : pb::MISS_REASON_ABSENT);
           r->set_lease(req.take_lease() && prefix > 0 ? 77 : 0);
         }
+        if (!offsets.empty()) arena_offsets_ = std::move(offsets);
         reply = protocol::EncodeReply(op, id, resp);
       } else if (op == Opcode::kExists || op == Opcode::kDelete) {
         pb::ExistsRequest req;  // DeleteRequest has the same shape

@@ -41,13 +41,15 @@ class FakeTwd {
   std::atomic<int> fatal_after{-1};    // >= 0: then a fatal error (request id 0), close
   std::atomic<int> requests_seen{0};
   std::atomic<uint64_t> last_arena_size{0};
-  std::atomic<uint32_t> version{1};  // the protocol version hello answers (1..3)
+  std::atomic<uint32_t> version{1};         // the protocol version hello answers (1..3)
   std::atomic<uint64_t> max_arena_size{0};  // > 0: hello refuses larger arenas, as twd does
   // Lookup chains seen, by the form their keys came in.
   std::atomic<int> chains_repeated{0}, chains_packed{0}, chains_in_arena{0};
 
   // Number of stored chunks.
   size_t chunks() const;
+  // Arena offsets of the key chains of the last lookup whose keys lay in the arena.
+  std::vector<uint64_t> last_arena_offsets() const;
 
  private:
   struct Chunk {
@@ -68,8 +70,9 @@ class FakeTwd {
   std::thread thread_;
   std::vector<std::thread> connections_;  // accept thread only
   mutable std::mutex mu_;
-  std::map<Key, Chunk> store_;         // guarded by mu_
-  std::map<Key, Namespace> declared_;  // guarded by mu_: fields by digest
+  std::map<Key, Chunk> store_;           // guarded by mu_
+  std::map<Key, Namespace> declared_;    // guarded by mu_: fields by digest
+  std::vector<uint64_t> arena_offsets_;  // guarded by mu_: see last_arena_offsets()
 };
 
 }  // namespace tw::client::testing

@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "tokenwarehouse/v1/client.pb.h"
-
 #include "tw/protocol/frame.h"
 #include "tw/protocol/messages.h"
 

@@ -22,12 +22,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-using testing::TestChunk;
-
-using testing::KiB;
-using testing::MiB;
+using namespace testing;  // store_test_util.h
 constexpr char kPath[] = "/dev/crash0";
 
 // TW_CRASH_SEED and TW_CRASH_CYCLES vary the runs (the `long` test uses them).

@@ -13,14 +13,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-using testing::TestChunk;
-using testing::TestNamespace;
-
-using testing::KiB;
-using testing::MiB;
-using testing::MustOpen;
+using namespace testing;  // store_test_util.h
 constexpr char kPath[] = "/dev/delete0";
 
 // No DRAM tier: every chunk lives on NVMe, so what comes back after a restart shows.
@@ -33,6 +26,16 @@ bool Present(Store& s, const TestChunk& c) {
   GetResult r = ReadAll(s, c, &eq);
   EXPECT_TRUE(r.miss != MissReason::kNone || eq) << "wrong bytes";
   return r.miss == MissReason::kNone;
+}
+
+// `n` chunks of `size` bytes (ids 0 to n-1), opened and put with durability disk.
+std::unique_ptr<Store> OpenWithChunks(const StoreOptions& o, int n, uint64_t size,
+                                      std::vector<TestChunk>* chunks) {
+  for (int i = 0; i < n; ++i) chunks->push_back(MakeChunk(i, {size}));
+  auto s = MustOpen(o);
+  if (!s) return s;
+  for (auto& c : *chunks) EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
+  return s;
 }
 
 enum class Ending { kClean, kPowerCutDropAll, kPowerCutRandom };
@@ -58,10 +61,8 @@ TEST_P(DeleteTest, DeletedChunkStaysDeleted) {
   auto f = std::make_shared<FaultDeviceFactory>();
   const StoreOptions o = Options(f);
   std::vector<TestChunk> chunks;
-  for (int i = 0; i < 6; ++i) chunks.push_back(MakeChunk(i, {20 * KiB}));
-  auto s = MustOpen(o);
+  auto s = OpenWithChunks(o, 6, 20 * KiB, &chunks);
   ASSERT_TRUE(s);
-  for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
   // One deleted from the open region, then one after a checkpoint (the journal restarted).
   EXPECT_TRUE(s->Delete(chunks[1].info.key));
   ASSERT_NO_FATAL_FAILURE(Stop(s, *f, Ending::kClean));
@@ -86,10 +87,8 @@ TEST_P(DeleteTest, BatchDeleteStaysDeleted) {
   auto f = std::make_shared<FaultDeviceFactory>();
   const StoreOptions o = Options(f);
   std::vector<TestChunk> chunks;
-  for (int i = 0; i < 12; ++i) chunks.push_back(MakeChunk(i, {12 * KiB}));
-  auto s = MustOpen(o);
+  auto s = OpenWithChunks(o, 12, 12 * KiB, &chunks);
   ASSERT_TRUE(s);
-  for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
   // The even chunks, a key never stored, and one of the even ones again.
   std::vector<Key> keys;
   for (int i = 0; i < 12; i += 2) keys.push_back(chunks[i].info.key);

@@ -20,11 +20,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-
-using testing::KiB;
-using testing::MiB;
+using namespace testing;  // store_test_util.h
 // Pipe messages besides an acknowledged id: a delete of it begins (its state is unknown from
 // then on), a delete of it returned true.
 constexpr uint64_t kDeleting = uint64_t{1} << 62;

@@ -12,12 +12,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-using testing::TestChunk;
-
-using testing::KiB;
-using testing::MiB;
+using namespace testing;  // store_test_util.h
 constexpr uint64_t kRegion = 8 * MiB;
 constexpr uint64_t kHalf = kRegion / 2;  // a value of half a region: its record is 4 KiB more
 

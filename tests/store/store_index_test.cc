@@ -14,14 +14,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-using testing::TestChunk;
-
-using testing::KiB;
-using testing::MiB;
-using testing::MustOpen;
-using testing::Options;
+using namespace testing;  // store_test_util.h
 
 // Forwards everything but Get(GetOptions) and Peek, so the default implementations answer.
 class Forwarding : public Store {

@@ -14,14 +14,7 @@
 namespace tw::store {
 namespace {
 
-using testing::MakeChunk;
-using testing::ReadAll;
-using testing::TestChunk;
-
-using testing::KiB;
-using testing::MiB;
-using testing::MustOpen;
-using testing::Options;
+using namespace testing;  // store_test_util.h
 
 // Counts the bytes every device it opened has read (recovery must read little).
 class CountingFactory : public DeviceFactory {

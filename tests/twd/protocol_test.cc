@@ -168,9 +168,9 @@ TEST(MessagesTest, LookupKeysInEitherFormReadTheSame) {
     ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
     const auto& chain = static_cast<const pb::LookupRequest&>(**parsed).items(0).chains(0);
     EXPECT_EQ(ChainLength(chain), 5u);
-    std::vector<Key> back;
-    ChainKeys(chain, &back);
-    EXPECT_EQ(back, keys) << (packed ? "packed" : "repeated");
+    std::vector<Key> scratch;
+    auto back = ChainKeysView(chain, {}, ArenaKeys::kCopy, &scratch);
+    EXPECT_EQ(std::vector<Key>(back.begin(), back.end()), keys) << (packed ? "packed" : "repeated");
   }
   // An empty chain is valid in both forms.
   EXPECT_TRUE(ValidateLookup(LookupOf({}, true), Limits()).ok());
@@ -226,8 +226,7 @@ TEST(MessagesTest, HostileArenaKeys) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << offset << " " << count;
     EXPECT_NE(s.message().find("keys_arena_offset"), std::string_view::npos) << s.message();
   }
-  EXPECT_EQ(ValidateLookup(ArenaLookupOf(0, 1), Limits(0)).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateLookup(ArenaLookupOf(0, 1), Limits(0)).code(), StatusCode::kInvalidArgument);
   // Longer than max_chain.
   MessageLimits small = Limits(arena);
   small.max_chain = 4;

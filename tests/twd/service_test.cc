@@ -395,7 +395,8 @@ TEST_F(ServiceTest, PackedAndArenaLookupKeysWithTenantsAndLeases) {
   const Key ns8 = protocol::KeyFromBytes(h->namespace_digests(1));
   std::vector<Key> keys = PutChain(c, ns, 3);
   keys.push_back(Key{});  // a fourth chunk that is not stored
-  const uint64_t keys_at = c.arena_size() - 4096;  // past the values PutChain wrote
+  // The arena form's keys go past the values PutChain wrote.
+  const uint64_t keys_at = c.arena_size() - 4096;
 
   enum Form { kRepeated, kPacked, kArena };
   auto lookup = [&](const Key& digest, Form form, bool lease) {

@@ -448,24 +448,9 @@ size_t ChainLength(const pb::KeyChain& chain) {
                                      : chain.packed_keys().size() / kKeySize;
 }
 
-void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out) {
-  out->clear();
-  if (chain.keys_count() != 0) return;  // in an arena: see ChainKeysView
-  const std::string& packed = chain.packed_keys();
-  if (packed.empty()) {
-    out->reserve(chain.keys_size());
-    for (const std::string& k : chain.keys()) out->push_back(KeyFromBytes(k));
-    return;
-  }
-  // Keys are 32 plain bytes: the packed field is an array of them.
-  static_assert(sizeof(Key) == kKeySize && std::is_trivially_copyable_v<Key>);
-  out->resize(packed.size() / kKeySize);
-  std::memcpy(out->data(), packed.data(), out->size() * kKeySize);
-}
-
 namespace {
 // Key is 32 unsigned bytes with no padding and alignment 1: 32·n bytes are an array of n Keys
-// as they stand (the same layout ChainKeys copies with memcpy).
+// as they stand.
 static_assert(sizeof(Key) == kKeySize && alignof(Key) == 1 && std::is_trivially_copyable_v<Key> &&
               std::is_standard_layout_v<Key>);
 std::span<const Key> KeysAt(const void* p, size_t n) { return {static_cast<const Key*>(p), n}; }
@@ -482,11 +467,12 @@ std::span<const Key> ChainKeysView(const pb::KeyChain& chain, std::span<const ui
     return *scratch;
   }
   const std::string& packed = chain.packed_keys();
-  if (packed.empty()) {
-    ChainKeys(chain, scratch);
-    return *scratch;
-  }
-  return KeysAt(packed.data(), packed.size() / kKeySize);
+  if (!packed.empty()) return KeysAt(packed.data(), packed.size() / kKeySize);
+  // One field per key (version 1): the only form copied whatever `arena_keys` says.
+  scratch->clear();
+  scratch->reserve(chain.keys_size());
+  for (const std::string& k : chain.keys()) scratch->push_back(KeyFromBytes(k));
+  return *scratch;
 }
 
 void SetChainKeys(std::span<const Key> keys, bool packed, pb::KeyChain* chain) {

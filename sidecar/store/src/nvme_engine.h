@@ -188,7 +188,7 @@ class NvmeEngine {
   };
 
   NvmeEngine() = default;
-  StatusOr<Allocation> AllocateImpl(uint64_t length);  // length 0: a tombstone's slot
+  StatusOr<Allocation> AllocateImpl(uint64_t length);         // length 0: a tombstone's slot
   StatusOr<Allocation> AllocateAllocLocked(uint64_t length);  // REQUIRES: alloc_mu_ held
   // The usable region where a new run of `span` regions should start: the one with the most
   // usable regions after it (so the run can grow), prepared ones first. -1 when none fits.

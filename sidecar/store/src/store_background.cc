@@ -103,6 +103,18 @@ std::vector<uint8_t> StoreImpl::ReclaimCosts() {
   return cost;
 }
 
+bool StoreImpl::PricesHold(const std::vector<uint8_t>& cost, uint8_t best) {
+  if (best == kUnpriced) return false;  // sealed since the prices were made
+  for (const NvmeEngine::RegionView& v : nvme_->Regions()) {
+    // A run that was not full when priced may be cheaper: wait for it too.
+    const uint8_t c = cost[v.head] == kUnpriced ? 0 : cost[v.head];
+    if (v.run != NvmeEngine::RunState::kSealing || c >= best) continue;
+    // A device that stopped syncing does not stall reclaim for good.
+    return !nvme_->AwaitSealed(v.head, std::chrono::seconds(1));
+  }
+  return true;
+}
+
 // Reclaims one sealed region (the first candidate in reclaim order that no read or lease
 // pins). A live chunk of the region is "wanted" when it was read since it was written or has
 // stored children outside the region, and so is every ancestor of a wanted chunk in the
@@ -121,23 +133,16 @@ StoreImpl::ReclaimStep StoreImpl::ReclaimOne(const std::vector<uint8_t>& cost) {
   std::vector<uint32_t> candidates = nvme_->ReclaimCandidates(opts_.nvme.reclaim);
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](uint32_t a, uint32_t b) { return cost[a] < cost[b]; });
-  bool first = true;
+  auto pinned = [&](uint32_t r) {
+    std::lock_guard<std::mutex> l(mu_);
+    return region_pins_[r] > 0 || stop_;
+  };
+  if (auto best = std::find_if_not(candidates.begin(), candidates.end(), pinned);
+      best != candidates.end() && !PricesHold(cost, cost[*best])) {
+    return ReclaimStep::kReprice;
+  }
   for (uint32_t r : candidates) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (region_pins_[r] > 0 || stop_) continue;
-    }
-    if (first) {
-      first = false;
-      if (cost[r] == kUnpriced) return ReclaimStep::kReprice;  // sealed since it was priced
-      for (const NvmeEngine::RegionView& v : nvme_->Regions()) {
-        // A run that was not full when priced may be cheaper: wait for it too.
-        const uint8_t c = cost[v.head] == kUnpriced ? 0 : cost[v.head];
-        if (v.run != NvmeEngine::RunState::kSealing || c >= cost[r]) continue;
-        if (nvme_->AwaitSealed(v.head, std::chrono::seconds(1))) return ReclaimStep::kReprice;
-        break;
-      }
-    }
+    if (pinned(r)) continue;
     auto entries = nvme_->RegionEntries(r);
     // The region's records; its tombstones stay with `entries` for ReleaseRegion.
     std::vector<SummaryEntry> recs;

@@ -221,6 +221,10 @@ class StoreImpl final : public Store {
   // unless a full run still waiting for its commits would lose less: then it waits for that
   // run's seal and asks for new prices.
   ReclaimStep ReclaimOne(const std::vector<uint8_t>& cost);
+  // False when `cost` should be made anew before reclaiming a candidate that costs `best`:
+  // that candidate was not priced, or a run still waiting for its commits would cost less
+  // (then this waits, up to a second, for that run's seal).
+  bool PricesHold(const std::vector<uint8_t>& cost, uint8_t best);
   void OnLost(const SummaryEntry& e);
   // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
   // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its

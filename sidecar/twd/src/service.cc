@@ -240,9 +240,8 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
   // Keys in the client's arena are read in place unless the tenant check or a lease depends
   // on them: the client could change them between the lookup and the Peek below (to learn
   // whether another tenant's chunk is stored, or to lease more bytes than it is charged).
-  const protocol::ArenaKeys arena_keys = multi_tenant || r.take_lease()
-                                             ? protocol::ArenaKeys::kCopy
-                                             : protocol::ArenaKeys::kInPlace;
+  const protocol::ArenaKeys arena_keys =
+      multi_tenant || r.take_lease() ? protocol::ArenaKeys::kCopy : protocol::ArenaKeys::kInPlace;
   const std::span<const uint8_t> arena(s.arena.data(), s.arena.size());
   std::vector<Key> scratch;  // keys copied: one field per key (version 1), or from the arena
   pb::LookupResponse resp;
@@ -262,8 +261,7 @@ StatusOr<pb::LookupResponse> Service::Lookup(Session& s, const pb::LookupRequest
     size_t prefix = SIZE_MAX;
     store::MissReason miss = store::MissReason::kNone;
     for (const auto& chain : item.chains()) {
-      const std::span<const Key> keys =
-          protocol::ChainKeysView(chain, arena, arena_keys, &scratch);
+      const std::span<const Key> keys = protocol::ChainKeysView(chain, arena, arena_keys, &scratch);
       ChainOut co;
       co.result = store_->Lookup(keys, r.take_lease());
       // With tenants, the deepest hit must be stored under the chain's namespace: a key of

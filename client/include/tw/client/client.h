@@ -61,10 +61,10 @@ struct ClientOptions {
   // Shared memory after the arena, reserved for lookup key chains (protocol version 3: twd
   // reads them there instead of from the socket); rounded to 2 MiB. 0: keys go in messages.
   uint64_t key_area_size = uint64_t{2} << 20;
-  std::vector<Namespace> namespaces;          // declared at hello
-  std::chrono::milliseconds timeout{10000};   // connect + hello, and the default per call
-  uint32_t max_in_flight = 64;                // requests in flight before Send waits
-  std::string client_name = "libtwclient";    // shown in twd's logs
+  std::vector<Namespace> namespaces;         // declared at hello
+  std::chrono::milliseconds timeout{10000};  // connect + hello, and the default per call
+  uint32_t max_in_flight = 64;               // requests in flight before Send waits
+  std::string client_name = "libtwclient";   // shown in twd's logs
 };
 
 class Client {

@@ -86,8 +86,6 @@ Key KeyFromBytes(const std::string& raw);
 // A lookup chain's length, whichever form its keys came in (`keys`, `packed_keys` or
 // `keys_count` in the arena). REQUIRES: the chain passed ValidateLookup.
 size_t ChainLength(const pb::KeyChain& chain);
-// The keys of a chain in the `keys` or `packed_keys` form (none for the arena form).
-void ChainKeys(const pb::KeyChain& chain, std::vector<Key>* out);
 // Keys that lie in a client's arena may change under the reader: read them in place only
 // when nothing but that client's own answer depends on them.
 enum class ArenaKeys : uint8_t { kInPlace = 0, kCopy = 1 };
