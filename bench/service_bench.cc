@@ -651,12 +651,17 @@ int RunServiceBench(const ServiceBenchOptions& o) {
     auto c2 =
         s.ok() ? Connect(sock, chunk * o.depth, {ns_disk}) : StatusOr<std::unique_ptr<Client>>(s);
     std::vector<Alternated> gets;
+    // As many bytes in flight as twd's gets have: `depth` chunks, each in stripe-unit requests.
+    DirectIoShape read_shape = shape;
+    read_shape.batch = chunk * static_cast<uint64_t>(std::min(o.depth, n));
+    read_shape.queue_depth = static_cast<uint32_t>(
+        std::max<uint64_t>(shape.queue_depth, read_shape.batch / read_shape.io_size));
     for (int r = 0; c2.ok() && r < runs; ++r) {
       StatusOr<double> raw = 0.0;
       GetStats g;
       for (int step = 0; step < 2; ++step) {  // alternated as the puts are
         if ((step == 0) == (r % 2 == 0)) {
-          raw = DirectReadGBps(shape);
+          raw = DirectReadGBps(read_shape);
         } else {
           g = GetChain(**c2, disk.back(), chunk, o.depth, 1);
         }
