@@ -4,18 +4,6 @@
 
 namespace tw::client {
 
-std::string_view ToString(Durability d) {
-  switch (d) {
-    case Durability::kMemory:
-      return "memory";
-    case Durability::kDisk:
-      return "disk";
-    case Durability::kDefault:
-      return "default";
-  }
-  return "unknown";
-}
-
 std::string StatsToJson(const Stats& s, int indent) {
   nlohmann::ordered_json j;
   j["version"] = s.version;

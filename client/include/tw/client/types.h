@@ -18,18 +18,11 @@
 
 namespace tw::client {
 
-using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::Durability;  // tw/common/cache_types.h
+using ::tw::MissReason;
 using ::tw::PutResult;
 using ::tw::Tier;
 using ::tw::ToString;
-
-// Durability a put asks for.
-enum class Durability : uint8_t {
-  kMemory = 0,   // acknowledged on DRAM insert
-  kDisk = 1,     // acknowledged once fdatasync'ed on NVMe
-  kDefault = 2,  // twd's configured default
-};
-std::string_view ToString(Durability d);
 
 // One byte range of a value segment ↔ a byte range of the arena.
 struct ScatterRange {
