@@ -15,6 +15,8 @@ std::string StatsToJson(const Stats& s, int indent) {
   j["arena_size"] = s.arena_size;
   j["dropped_unwritten"] = s.dropped_unwritten;
   j["puts"] = s.puts;
+  j["get_hits"] = s.get_hits;
+  j["get_misses"] = s.get_misses;
   auto tiers = nlohmann::ordered_json::object();
   for (const TierCounters& t : s.tiers) {
     nlohmann::ordered_json o;

@@ -43,6 +43,8 @@ Stats FromProto(const pb::StatsResponse& s) {
     out.tiers.push_back(std::move(c));
   }
   out.puts = {s.puts().begin(), s.puts().end()};
+  out.get_hits = s.get_hits();
+  out.get_misses = {s.get_misses().begin(), s.get_misses().end()};
   out.dropped_unwritten = s.dropped_unwritten();
   out.connected_clients = s.connected_clients();
   out.live_leases = s.live_leases();

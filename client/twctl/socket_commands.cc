@@ -205,6 +205,13 @@ int RunStat(const SocketOptions& o) {
     std::cout << "; read " << HumanBytes(t.bytes_read) << ", written "
               << HumanBytes(t.bytes_written) << ", evictions " << t.evictions << "\n";
   }
+  uint64_t misses = 0;
+  for (const auto& [reason, n] : s->get_misses) misses += n;
+  std::cout << "gets: hits " << s->get_hits << ", misses " << misses;
+  for (const auto& [reason, n] : s->get_misses) {
+    if (n != 0) std::cout << " (" << reason << " " << n << ")";
+  }
+  std::cout << "\n";
   std::cout << "puts:";
   for (const auto& [result, n] : s->puts) std::cout << " " << result << " " << n;
   std::cout << "\n";

@@ -37,8 +37,9 @@ Namespace TestNamespace() {
 }
 
 // Helpers shared by both fixtures below; `socket_` is set by the fixture's SetUp.
-// tokenwarehouse_puts_total summed over namespaces, by result, from twd's /metrics.
-StatusOr<std::map<std::string, uint64_t>> ScrapePuts(int port) {
+// A counter family of twd's /metrics summed over every label but `label`, by `label`'s value.
+StatusOr<std::map<std::string, uint64_t>> Scrape(int port, const std::string& family,
+                                                 const std::string& label) {
   if (port <= 0) return FailedPreconditionError("twd serves no metrics");
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus(errno, "socket");
@@ -60,17 +61,18 @@ StatusOr<std::map<std::string, uint64_t>> ScrapePuts(int port) {
   char buf[65536];
   for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) text.append(buf, n);
   ::close(fd);
-  std::map<std::string, uint64_t> puts;
+  std::map<std::string, uint64_t> sums;
   std::istringstream lines(text);
+  const std::string key = label + "=\"";
   for (std::string line; std::getline(lines, line);) {
-    if (line.rfind("tokenwarehouse_puts_total{", 0) != 0) continue;
-    const size_t r = line.find("result=\"");
+    if (line.rfind(family + "{", 0) != 0) continue;
+    const size_t r = line.find(key);
     if (r == std::string::npos) continue;
-    const size_t end = line.find('"', r + 8);
-    const std::string result = line.substr(r + 8, end - r - 8);
-    puts[result] += static_cast<uint64_t>(std::stod(line.substr(line.rfind(' ') + 1)));
+    const size_t end = line.find('"', r + key.size());
+    sums[line.substr(r + key.size(), end - r - key.size())] +=
+        static_cast<uint64_t>(std::stod(line.substr(line.rfind(' ') + 1)));
   }
-  return puts;
+  return sums;
 }
 
 class ClientFixture : public ::testing::Test {
@@ -276,15 +278,28 @@ TEST_F(ClientTest, LookupExistsDeleteStats) {
   EXPECT_EQ(*r, 0u);
 }
 
-// Every put result is counted once, in the same place for STATS and /metrics: after a mixed
-// workload (stored, exists, invalid; hits and misses) their counts moved alike.
-TEST_F(ClientTest, StatsAndMetricsAgreeOnPutResults) {
+// Every put result and get outcome is counted once, in the same place for STATS and
+// /metrics: after a mixed workload (stored, exists, invalid; hits, misses) both moved alike.
+TEST_F(ClientTest, StatsAndMetricsAgreeAfterAMixedWorkload) {
+  const int port = twd_.metrics_port();
+  auto scrape = [port] {
+    std::map<std::string, std::map<std::string, uint64_t>> m;
+    auto puts = Scrape(port, "tokenwarehouse_puts_total", "result");
+    auto hits = Scrape(port, "tokenwarehouse_get_hits_total", "tier");
+    auto misses = Scrape(port, "tokenwarehouse_get_misses_total", "reason");
+    EXPECT_TRUE(puts.ok() && hits.ok() && misses.ok()) << puts.status().ToString();
+    if (puts.ok()) m["puts"] = *puts;
+    if (misses.ok()) m["misses"] = *misses;
+    uint64_t all_hits = 0;
+    for (const auto& [tier, n] : hits.value_or(std::map<std::string, uint64_t>{})) all_hits += n;
+    m["hits"]["all"] = all_hits;
+    return m;
+  };
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   auto before_stats = c->GetStats();
   ASSERT_TRUE(before_stats.ok());
-  auto before_metrics = ScrapePuts(twd_.metrics_port());
-  ASSERT_TRUE(before_metrics.ok()) << before_metrics.status().ToString();
+  auto before_metrics = scrape();
 
   Key parent = c->namespace_digest(0);
   std::vector<PutItem> chain;
@@ -304,20 +319,31 @@ TEST_F(ClientTest, StatsAndMetricsAgreeOnPutResults) {
   EXPECT_EQ((*put)[0].result, PutResult::kInvalid);
   EXPECT_EQ((*put)[1].result, PutResult::kInvalid);
   GetItem hit{chain[0].ref, {}, 0, 4096, 0};
+  GetItem hit2{chain[1].ref, {}, 4096, 4096, 0};
   GetItem miss{poisoned.ref, {}, 8192, 4096, 0};
-  ASSERT_TRUE(c->Get({hit, miss}).ok());
+  auto got = c->Get({hit, hit2, miss});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[2].miss, MissReason::kAbsent);
 
   auto after_stats = c->GetStats();
   ASSERT_TRUE(after_stats.ok());
-  auto after_metrics = ScrapePuts(twd_.metrics_port());
-  ASSERT_TRUE(after_metrics.ok()) << after_metrics.status().ToString();
+  auto after_metrics = scrape();
   const std::map<std::string, uint64_t> want = {{"stored", 4}, {"exists", 2}, {"invalid", 2}};
   for (size_t i = 0; i < kPutResultCount; ++i) {
     const std::string name(ToString(static_cast<PutResult>(i)));
     const uint64_t stats = after_stats->puts[name] - before_stats->puts[name];
-    const uint64_t metrics = (*after_metrics)[name] - (*before_metrics)[name];
+    const uint64_t metrics = after_metrics["puts"][name] - before_metrics["puts"][name];
     EXPECT_EQ(stats, metrics) << name;
     EXPECT_EQ(stats, want.contains(name) ? want.at(name) : 0u) << name;
+  }
+  EXPECT_EQ(after_stats->get_hits - before_stats->get_hits, 2u);
+  EXPECT_EQ(after_metrics["hits"]["all"] - before_metrics["hits"]["all"], 2u);
+  for (int r = 1; r < 8; ++r) {
+    const std::string name(ToString(static_cast<MissReason>(r)));
+    const uint64_t stats = after_stats->get_misses[name] - before_stats->get_misses[name];
+    const uint64_t metrics = after_metrics["misses"][name] - before_metrics["misses"][name];
+    EXPECT_EQ(stats, metrics) << name;
+    EXPECT_EQ(stats, name == "absent" ? 1u : 0u) << name;
   }
 }
 

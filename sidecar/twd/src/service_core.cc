@@ -274,7 +274,7 @@ StatusOr<std::vector<GetItemResult>> ServiceCore::Get(Session& s, const GetReque
     GetItemResult& out = results[i];
     if (Clock::now() >= r.deadline) {
       out.miss = MissReason::kDeadline;
-      ServiceMetrics::Get().GetMiss(MissReason::kDeadline, ns);
+      CountGetMiss(MissReason::kDeadline, ns);
       continue;
     }
     entries.clear();
@@ -302,9 +302,10 @@ StatusOr<std::vector<GetItemResult>> ServiceCore::Get(Session& s, const GetReque
     out.bytes = g.bytes;
     if (g.miss == MissReason::kNone) {
       out.segment_sizes = std::move(g.segment_sizes);
+      get_hits_.fetch_add(1, std::memory_order_relaxed);
       ServiceMetrics::Get().GetHit(g.tier, ns, g.bytes, declared[i].chunk_tokens);
     } else {
-      ServiceMetrics::Get().GetMiss(g.miss, ns);
+      CountGetMiss(g.miss, ns);
     }
   }
   return results;
@@ -325,6 +326,12 @@ void ServiceCore::OnPutDone(std::span<const ChunkRef> chunks) {
     auto it = pending_puts_.find(c.key);
     if (it != pending_puts_.end() && --it->second.second <= 0) pending_puts_.erase(it);
   }
+}
+
+void ServiceCore::CountGetMiss(MissReason reason, const Key& ns) {
+  get_misses_[static_cast<size_t>(reason) % get_misses_.size()].fetch_add(
+      1, std::memory_order_relaxed);
+  ServiceMetrics::Get().GetMiss(reason, ns);
 }
 
 void ServiceCore::CountPut(PutResult result, const Key& ns, uint64_t bytes) {
@@ -449,6 +456,9 @@ ServiceStats ServiceCore::Stats(const Session* s) {
   ServiceStats st;
   st.store = store_->Stats();
   for (size_t i = 0; i < kPutResultCount; ++i) st.puts_by_result[i] = puts_[i].load();
+  st.get_hits = get_hits_.load();
+  for (size_t i = 0; i < get_misses_.size(); ++i)
+    st.get_misses_by_reason[i] = get_misses_[i].load();
   st.connected_clients = connected_clients_.load();
   st.live_leases = leases_.size();
   st.server_version = ServerVersion();

@@ -114,12 +114,15 @@ class ServiceCore {
                                                              const Namespace& ns) const;
   StatusOr<DeclaredNamespace> Declared(Session& session, const Key& digest);
   void CountPut(PutResult result, const Key& ns, uint64_t bytes);
+  void CountGetMiss(MissReason reason, const Key& ns);
 
   store::Store* const store_;
   LeaseTable leases_;
   std::atomic<uint64_t> connected_clients_{0};
-  // Put results answered, by PutResult: STATS reports these, /metrics counts the same.
+  // Put results and get outcomes answered: STATS reports these, /metrics counts the same.
   std::array<std::atomic<uint64_t>, kPutResultCount> puts_{};
+  std::atomic<uint64_t> get_hits_{0};
+  std::array<std::atomic<uint64_t>, 8> get_misses_{};  // by MissReason
 
   mutable std::mutex mu_;
   std::shared_ptr<const config::Config> config_;  // GUARDED_BY(mu_)

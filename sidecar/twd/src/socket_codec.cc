@@ -80,6 +80,11 @@ pb::StatsResponse StatsToProto(const ServiceStats& st) {
   for (size_t i = 0; i < kPutResultCount; ++i) {
     (*resp.mutable_puts())[std::string(ToString(static_cast<PutResult>(i)))] = st.puts_by_result[i];
   }
+  resp.set_get_hits(st.get_hits);
+  for (int r = 1; r < 8; ++r) {
+    (*resp.mutable_get_misses())[std::string(ToString(static_cast<MissReason>(r)))] =
+        st.get_misses_by_reason[r];
+  }
   resp.set_dropped_unwritten(st.store.dropped_unwritten);
   resp.set_connected_clients(st.connected_clients);
   resp.set_live_leases(st.live_leases);

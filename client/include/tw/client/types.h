@@ -107,6 +107,10 @@ struct TierCounters {
 struct Stats {
   std::vector<TierCounters> tiers;
   std::map<std::string, uint64_t> puts;  // by put result name
+  // Gets served and missed (by miss reason name), counted once per item by twd; the tiers'
+  // hits and misses are the store's per-tier view.
+  uint64_t get_hits = 0;
+  std::map<std::string, uint64_t> get_misses;
   uint64_t dropped_unwritten = 0;
   uint64_t connected_clients = 0;
   uint64_t live_leases = 0;
