@@ -79,17 +79,17 @@ StatusOr<uint64_t> AdminClient::EvictNamespace(const Key& digest) {
   return wire::Wait(*conn_, f, timeout_);
 }
 
-Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks,
-                           const std::function<void(const ExportedChunk&)>& on_chunk) {
-  pb::ExportRequest req;
-  if (digest) req.set_namespace_digest(wire::KeyBytes(*digest));
-  req.set_max_chunks(max_chunks);
+namespace {
+
+// Sends an export request and hands every chunk of the streamed reply to `on_chunk`.
+Status StreamExport(Connection& conn, const pb::ExportRequest& req,
+                    const std::function<void(const ExportedChunk&)>& on_chunk) {
   // The reply is a stream of frames: the completion runs once per frame; the last one (no
   // MORE flag) completes the promise.
   auto done = std::make_shared<std::promise<Status>>();
   auto future = done->get_future();
   auto failed = std::make_shared<Status>();
-  Status sent = conn_->Send(
+  Status sent = conn.Send(
       Opcode::kAdminExport, protocol::FrameMessage(req),
       [done, failed, on_chunk](StatusOr<ReplyFrame> reply) {
         Status s = reply.ok() ? wire::ErrorOf(*reply) : reply.status();
@@ -123,6 +123,26 @@ Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks
   if (!sent.ok()) return sent;
   // An export may be long: no deadline on the whole stream beyond the connection's life.
   return future.get();
+}
+
+}  // namespace
+
+Status AdminClient::Export(const std::optional<Key>& digest, uint64_t max_chunks,
+                           const std::function<void(const ExportedChunk&)>& on_chunk) {
+  pb::ExportRequest req;
+  if (digest) req.set_namespace_digest(wire::KeyBytes(*digest));
+  req.set_max_chunks(max_chunks);
+  return StreamExport(*conn_, req, on_chunk);
+}
+
+StatusOr<std::optional<ExportedChunk>> AdminClient::FindChunk(const Key& key) {
+  pb::ExportRequest req;
+  req.set_key(wire::KeyBytes(key));
+  std::optional<ExportedChunk> found;
+  TW_RETURN_IF_ERROR(StreamExport(*conn_, req, [&](const ExportedChunk& c) {
+    if (c.key == key) found = c;
+  }));
+  return found;
 }
 
 StatusOr<std::pair<Stats, std::string>> AdminClient::GetStats() {

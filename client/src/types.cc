@@ -4,18 +4,6 @@
 
 namespace tw::client {
 
-std::string_view ToString(Durability d) {
-  switch (d) {
-    case Durability::kMemory:
-      return "memory";
-    case Durability::kDisk:
-      return "disk";
-    case Durability::kDefault:
-      return "default";
-  }
-  return "unknown";
-}
-
 std::string StatsToJson(const Stats& s, int indent) {
   nlohmann::ordered_json j;
   j["version"] = s.version;
@@ -27,6 +15,8 @@ std::string StatsToJson(const Stats& s, int indent) {
   j["arena_size"] = s.arena_size;
   j["dropped_unwritten"] = s.dropped_unwritten;
   j["puts"] = s.puts;
+  j["get_hits"] = s.get_hits;
+  j["get_misses"] = s.get_misses;
   auto tiers = nlohmann::ordered_json::object();
   for (const TierCounters& t : s.tiers) {
     nlohmann::ordered_json o;

@@ -4,54 +4,6 @@
 
 namespace tw::client::wire {
 
-Tier FromProto(pb::Tier t) {
-  switch (t) {
-    case pb::TIER_DRAM:
-      return Tier::kDram;
-    case pb::TIER_NVME:
-      return Tier::kNvme;
-    default:
-      return Tier::kNone;
-  }
-}
-
-MissReason FromProto(pb::MissReason r) {
-  int v = static_cast<int>(r);
-  if (v < 0 || v > static_cast<int>(MissReason::kPeerUnreachable)) return MissReason::kIoError;
-  return static_cast<MissReason>(v);
-}
-
-PutResult FromProto(pb::PutResult r) {
-  switch (r) {
-    case pb::PUT_RESULT_STORED:
-      return PutResult::kStored;
-    case pb::PUT_RESULT_EXISTS:
-      return PutResult::kExists;
-    case pb::PUT_RESULT_REJECTED_ADMISSION:
-      return PutResult::kRejectedAdmission;
-    case pb::PUT_RESULT_QUOTA:
-      return PutResult::kQuota;
-    case pb::PUT_RESULT_BUSY:
-      return PutResult::kBusy;
-    case pb::PUT_RESULT_IO_ERROR:
-      return PutResult::kIoError;
-    default:
-      return PutResult::kInvalid;
-  }
-}
-
-pb::Durability ToProto(Durability d) {
-  switch (d) {
-    case Durability::kMemory:
-      return pb::DURABILITY_MEMORY;
-    case Durability::kDisk:
-      return pb::DURABILITY_DISK;
-    case Durability::kDefault:
-      return pb::DURABILITY_DEFAULT;
-  }
-  return pb::DURABILITY_DEFAULT;
-}
-
 void ToProto(const ScatterRange& r, pb::ScatterEntry* out) {
   out->set_segment(r.segment);
   out->set_offset(r.offset);
@@ -91,6 +43,8 @@ Stats FromProto(const pb::StatsResponse& s) {
     out.tiers.push_back(std::move(c));
   }
   out.puts = {s.puts().begin(), s.puts().end()};
+  out.get_hits = s.get_hits();
+  out.get_misses = {s.get_misses().begin(), s.get_misses().end()};
   out.dropped_unwritten = s.dropped_unwritten();
   out.connected_clients = s.connected_clients();
   out.live_leases = s.live_leases();

@@ -17,15 +17,16 @@
 #include "connection.h"
 #include "tw/client/client.h"
 #include "tw/protocol/messages.h"
+#include "tw/protocol/wire_enums.h"
 
 namespace tw::client::wire {
 
 namespace pb = ::tokenwarehouse::v1;
 
-Tier FromProto(pb::Tier t);
-MissReason FromProto(pb::MissReason r);
-PutResult FromProto(pb::PutResult r);
-pb::Durability ToProto(Durability d);
+// The enums (Tier, MissReason, PutResult, Durability) convert through the one mapping
+// twd uses too.
+using protocol::FromProto;
+using protocol::ToProto;
 void ToProto(const ScatterRange& r, pb::ScatterEntry* out);
 void ToProto(const KeyRef& r, pb::KeyRef* out);
 std::string KeyBytes(const Key& k);

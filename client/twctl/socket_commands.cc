@@ -1,6 +1,9 @@
 // twctl commands on twd's client socket: stat, lookup, put, get, delete. Each connects as an
 // ordinary client (hello with a small memfd arena, declaring the namespace it names), so what
-// they see is what an inference process sees, tenancy included.
+// they see is what an inference process sees, tenancy included. get and delete given a key
+// alone first ask the admin socket which namespace the chunk is stored under (its fields are
+// known when a client declared it since twd started), then declare that namespace on the
+// client socket like any client: the tenant check is the ordinary one.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +14,7 @@
 
 #include "commands.h"
 #include "inputs.h"
+#include "tw/client/admin_client.h"
 #include "tw/client/client.h"
 #include "tw/common/keys.h"
 #include "tw/common/strings.h"
@@ -33,6 +37,7 @@ struct SocketOptions {
   std::string durability = "memory";
   std::string key_hex;
   std::string out_file;
+  std::string admin_socket;  // "" = next to --socket (twd's own default), or $TW_ADMIN_SOCKET
   bool json = false;
 };
 
@@ -127,6 +132,52 @@ StatusOr<Namespace> ReadCanonicalNamespace(const std::string& path) {
   return canonical;
 }
 
+// The admin socket that goes with the client socket: --admin-socket, else
+// $TW_ADMIN_SOCKET, else twd-admin.sock beside the client socket (where twd puts it).
+std::string AdminSocketOf(const SocketOptions& o) {
+  if (!o.admin_socket.empty()) return o.admin_socket;
+  const char* env = std::getenv("TW_ADMIN_SOCKET");
+  if (env != nullptr && *env != '\0') return env;
+  const size_t slash = o.socket.rfind('/');
+  return (slash == std::string::npos ? std::string() : o.socket.substr(0, slash + 1)) +
+         "twd-admin.sock";
+}
+
+// The namespace a key-addressed command works in: --namespace when given, else the one the
+// chunk is stored under (admin socket). nullopt when the chunk is not stored.
+StatusOr<std::optional<Namespace>> KeyNamespace(const SocketOptions& o, const Key& key) {
+  if (!o.namespace_file.empty()) {
+    TW_ASSIGN_OR_RETURN(Namespace ns, ReadCanonicalNamespace(o.namespace_file));
+    return std::optional<Namespace>(std::move(ns));
+  }
+  const std::string admin = AdminSocketOf(o);
+  auto a = client::AdminClient::Connect(admin, std::chrono::milliseconds(o.timeout_ms));
+  if (!a.ok()) {
+    return a.status().WithPrefix(StrCat("without --namespace the key's namespace is looked up on ",
+                                        "the admin socket ", admin));
+  }
+  TW_ASSIGN_OR_RETURN(std::optional<client::ExportedChunk> chunk, (*a)->FindChunk(key));
+  if (!chunk) return std::optional<Namespace>();
+  if (!chunk->fields) {
+    return FailedPreconditionError(
+        StrCat("chunk ", key.Hex().substr(0, 16), "… is stored under namespace ",
+               chunk->namespace_digest.Hex().substr(0, 16),
+               "…, whose fields twd does not know (no client declared it since twd started): ",
+               "pass --namespace"));
+  }
+  return chunk->fields;
+}
+
+void AddKeyOptions(CLI::App* cmd, SocketOptions* o) {
+  cmd->add_option("--key", o->key_hex, "the chunk key, 64 hex digits")->required();
+  cmd->add_option("--namespace", o->namespace_file,
+                  "JSON file of the chunk's namespace (default: the namespace the chunk is "
+                  "stored under, asked of the admin socket)");
+  cmd->add_option("--admin-socket", o->admin_socket,
+                  "twd's admin socket, used without --namespace (default: $TW_ADMIN_SOCKET or "
+                  "twd-admin.sock beside --socket)");
+}
+
 // ---- stat ----------------------------------------------------------------------------------
 int RunStat(const SocketOptions& o) {
   auto c = Connect(o, {}, 1);
@@ -137,7 +188,8 @@ int RunStat(const SocketOptions& o) {
     std::cout << client::StatsToJson(*s, 2) << "\n";
     return 0;
   }
-  std::cout << "twd " << s->server_version << " (protocol v" << s->version << ")"
+  // server_version names twd and the protocol versions it speaks; then this connection's.
+  std::cout << s->server_version << ", this connection protocol v" << s->version
             << (s->tenant.empty() ? "" : ", tenant " + s->tenant) << "\n"
             << "connected clients: " << s->connected_clients << ", live leases: " << s->live_leases
             << "\n";
@@ -153,6 +205,13 @@ int RunStat(const SocketOptions& o) {
     std::cout << "; read " << HumanBytes(t.bytes_read) << ", written "
               << HumanBytes(t.bytes_written) << ", evictions " << t.evictions << "\n";
   }
+  uint64_t misses = 0;
+  for (const auto& [reason, n] : s->get_misses) misses += n;
+  std::cout << "gets: hits " << s->get_hits << ", misses " << misses;
+  for (const auto& [reason, n] : s->get_misses) {
+    if (n != 0) std::cout << " (" << reason << " " << n << ")";
+  }
+  std::cout << "\n";
   std::cout << "puts:";
   for (const auto& [result, n] : s->puts) std::cout << " " << result << " " << n;
   std::cout << "\n";
@@ -249,11 +308,16 @@ int RunPut(const SocketOptions& o) {
 int RunGet(const SocketOptions& o) {
   auto key = ParseKey(o.key_hex);
   if (!key.ok()) return Error("get", key.status());
-  auto ns = ReadCanonicalNamespace(o.namespace_file);
-  if (!ns.ok()) return Error("get", ns.status());
-  client::KeyRef ref{*key, NamespaceDigest(*ns)};
+  auto found = KeyNamespace(o, *key);
+  if (!found.ok()) return Error("get", found.status());
+  if (!found->has_value()) {
+    std::cerr << "twctl get: miss: " << ToString(client::MissReason::kAbsent) << "\n";
+    return 3;
+  }
+  const Namespace& ns = **found;
+  client::KeyRef ref{*key, NamespaceDigest(ns)};
   // The value's size first (exists), then an arena that holds it.
-  auto probe = Connect(o, {*ns}, 1);
+  auto probe = Connect(o, {ns}, 1);
   if (!probe.ok()) return Error("get", probe.status());
   auto e = (*probe)->Exists({ref});
   if (!e.ok()) return Error("get", e.status());
@@ -261,7 +325,7 @@ int RunGet(const SocketOptions& o) {
   std::unique_ptr<Client> c = std::move(*probe);
   if (size > c->arena_size()) {
     c.reset();
-    auto bigger = Connect(o, {*ns}, size);
+    auto bigger = Connect(o, {ns}, size);
     if (!bigger.ok()) return Error("get", bigger.status());
     c = std::move(*bigger);
   }
@@ -300,11 +364,16 @@ int RunGet(const SocketOptions& o) {
 int RunDelete(const SocketOptions& o) {
   auto key = ParseKey(o.key_hex);
   if (!key.ok()) return Error("delete", key.status());
-  auto ns = ReadCanonicalNamespace(o.namespace_file);
-  if (!ns.ok()) return Error("delete", ns.status());
-  auto c = Connect(o, {*ns}, 1);
+  auto found = KeyNamespace(o, *key);
+  if (!found.ok()) return Error("delete", found.status());
+  if (!found->has_value()) {
+    std::cout << "not stored\n";
+    return 0;
+  }
+  const Namespace& ns = **found;
+  auto c = Connect(o, {ns}, 1);
   if (!c.ok()) return Error("delete", c.status());
-  auto r = (*c)->Delete({client::KeyRef{*key, NamespaceDigest(*ns)}});
+  auto r = (*c)->Delete({client::KeyRef{*key, NamespaceDigest(ns)}});
   if (!r.ok()) return Error("delete", r.status());
   std::cout << ((*r)[0] ? "deleted" : "not stored") << "\n";
   return 0;
@@ -352,10 +421,7 @@ void RegisterSocketCommands(CLI::App& app, int* exit_code) {
         "Read a chunk's value into a file. Exit 0 on a hit; exit 3 on a miss, printing "
         "the reason (absent, evicted, corrupt, ...)");
     AddSocketOption(cmd, o.get());
-    cmd->add_option("--key", o->key_hex, "the chunk key, 64 hex digits")->required();
-    cmd->add_option("--namespace", o->namespace_file,
-                    "JSON file of the chunk's namespace (requests name a declared namespace)")
-        ->required();
+    AddKeyOptions(cmd, o.get());
     cmd->add_option("--out", o->out_file, "output file (\"-\" = stdout)")->required();
     cmd->callback([o, exit_code] { *exit_code = RunGet(*o); });
   }
@@ -363,9 +429,7 @@ void RegisterSocketCommands(CLI::App& app, int* exit_code) {
     auto o = std::make_shared<SocketOptions>();
     CLI::App* cmd = app.add_subcommand("delete", "Remove a chunk from every tier");
     AddSocketOption(cmd, o.get());
-    cmd->add_option("--key", o->key_hex, "the chunk key, 64 hex digits")->required();
-    cmd->add_option("--namespace", o->namespace_file, "JSON file of the chunk's namespace")
-        ->required();
+    AddKeyOptions(cmd, o.get());
     cmd->callback([o, exit_code] { *exit_code = RunDelete(*o); });
   }
 }

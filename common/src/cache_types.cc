@@ -56,4 +56,16 @@ std::string_view ToString(PutResult r) {
   return "unknown";
 }
 
+std::string_view ToString(Durability d) {
+  switch (d) {
+    case Durability::kMemory:
+      return "memory";
+    case Durability::kDisk:
+      return "disk";
+    case Durability::kDefault:
+      return "default";
+  }
+  return "unknown";
+}
+
 }  // namespace tw

@@ -1,21 +1,31 @@
-// libtwclient's C++ API against FakeTwd: hello with the memfd arena, put/get through the
-// arena (whole values and scatter lists), lookup, exists, delete, stats, pipelined requests
-// answered out of order, and a server that sends garbage or hangs up.
+// libtwclient's C++ API. Against the real twd in-process (RealTwd: the service core, the
+// socket codec and server over the real store on a temporary directory): hello with the memfd
+// arena, put/get through the arena (whole values and scatter lists), lookup, exists, delete,
+// stats, and STATS agreeing with /metrics. Against MisbehavingTwd, only what the real twd must
+// never do: pipelined requests answered out of order or never, garbage, hang-ups, fatal
+// errors, older protocol versions, and reports of how lookup keys travelled.
 #include "tw/client/client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <sstream>
 #include <thread>
 
-#include "fake_twd.h"
+#include "misbehaving_twd.h"
+#include "real_twd.h"
 
 namespace tw::client {
 namespace {
 
-using testing::FakeTwd;
+using testing::MisbehavingTwd;
+using testing::RealTwd;
 
 Namespace TestNamespace() {
   Namespace ns;
@@ -26,20 +36,58 @@ Namespace TestNamespace() {
   return ns;
 }
 
-class ClientTest : public ::testing::Test {
+// Helpers shared by both fixtures below; `socket_` is set by the fixture's SetUp.
+// A counter family of twd's /metrics summed over every label but `label`, by `label`'s value.
+StatusOr<std::map<std::string, uint64_t>> Scrape(int port, const std::string& family,
+                                                 const std::string& label) {
+  if (port <= 0) return FailedPreconditionError("twd serves no metrics");
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus(errno, "socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string text;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    Status st = ErrnoStatus(errno, "connect to /metrics");
+    ::close(fd);
+    return st;
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return InternalError("short send to /metrics");
+  }
+  char buf[65536];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) text.append(buf, n);
+  ::close(fd);
+  std::map<std::string, uint64_t> sums;
+  std::istringstream lines(text);
+  const std::string key = label + "=\"";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(family + "{", 0) != 0) continue;
+    const size_t r = line.find(key);
+    if (r == std::string::npos) continue;
+    const size_t end = line.find('"', r + key.size());
+    sums[line.substr(r + key.size(), end - r - key.size())] +=
+        static_cast<uint64_t>(std::stod(line.substr(line.rfind(' ') + 1)));
+  }
+  return sums;
+}
+
+class ClientFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
            ("twclient-test-" + std::to_string(getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
-    ASSERT_TRUE(fake_.Start((dir_ / "twd.sock").string()).ok());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<Client> Connect(uint64_t key_area_size = ClientOptions{}.key_area_size) {
     ClientOptions o;
-    o.socket_path = fake_.socket_path();
+    o.socket_path = socket_;
     o.arena_size = 3 << 20;
     o.key_area_size = key_area_size;
     o.namespaces = {TestNamespace()};
@@ -49,15 +97,17 @@ class ClientTest : public ::testing::Test {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  // Puts chunk j of a chain (value = `size` bytes of `fill`) from arena offset 0.
-  PutItem MakePut(Client& c, const Key& parent, uint32_t first_token, uint64_t size) {
+  // Puts chunk j of a chain (value = `size` bytes) from `arena_offset`. The items of one
+  // request must not share arena bytes (twd refuses overlapping ranges).
+  PutItem MakePut(Client& c, const Key& parent, uint32_t first_token, uint64_t size,
+                  uint64_t arena_offset = 0) {
     PutItem p;
     p.ref.namespace_digest = c.namespace_digest(0);
     p.parent = parent;
     p.tokens = {first_token, first_token + 1, first_token + 2, first_token + 3};
     p.ref.key = ChunkKey(parent, {}, p.tokens);
     p.segment_sizes = {size};
-    p.ranges = {ScatterRange{0, 0, size, 0}};
+    p.ranges = {ScatterRange{0, 0, size, arena_offset}};
     return p;
   }
 
@@ -77,7 +127,30 @@ class ClientTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  FakeTwd fake_;
+  std::string socket_;
+};
+
+// The real twd.
+class ClientTest : public ClientFixture {
+ protected:
+  void SetUp() override {
+    ClientFixture::SetUp();
+    Status st = twd_.Start();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    socket_ = twd_.socket_path();
+  }
+  RealTwd twd_;
+};
+
+// A twd that misbehaves on request.
+class MisbehavingTwdTest : public ClientFixture {
+ protected:
+  void SetUp() override {
+    ClientFixture::SetUp();
+    ASSERT_TRUE(fake_.Start((dir_ / "twd.sock").string()).ok());
+    socket_ = fake_.socket_path();
+  }
+  MisbehavingTwd fake_;
 };
 
 TEST_F(ClientTest, HelloPassesAPrefaultedSealedArena) {
@@ -86,10 +159,14 @@ TEST_F(ClientTest, HelloPassesAPrefaultedSealedArena) {
   EXPECT_EQ(c->arena_size(), uint64_t{4} << 20);  // rounded up to 2 MiB
   // twd maps the caller's part and the key area after it.
   EXPECT_EQ(c->arena().mapped_size(), c->arena_size() + (uint64_t{2} << 20));
-  EXPECT_EQ(fake_.last_arena_size.load(), c->arena().mapped_size());
   Namespace canonical = *NormalizeNamespace(TestNamespace());
   EXPECT_EQ(c->namespace_digest(0), NamespaceDigest(canonical));
-  EXPECT_EQ(c->session().server_version, "fake");
+  EXPECT_EQ(c->session().server_version.rfind("twd ", 0), 0u) << c->session().server_version;
+  // twd mapped all of it (its STATS report this connection's arena).
+  auto s = c->GetStats();
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->arena_size, c->arena().mapped_size());
+  EXPECT_EQ(s->version, 3u);
   EXPECT_TRUE(c->Ping().ok());
 }
 
@@ -102,7 +179,7 @@ TEST_F(ClientTest, ConnectErrorsNameTheProblem) {
   EXPECT_EQ(c.status().code(), StatusCode::kNotFound) << c.status().ToString();
   EXPECT_NE(c.status().message().find("nothing.sock"), std::string::npos);
 
-  o.socket_path = fake_.socket_path();
+  o.socket_path = socket_;
   Namespace bad = TestNamespace();
   bad.parallel = "tp=9/8";
   o.namespaces = {bad};
@@ -163,7 +240,7 @@ TEST_F(ClientTest, LookupExistsDeleteStats) {
   ASSERT_NE(c, nullptr);
   Key ns = c->namespace_digest(0);
   PutItem a = MakePut(*c, ns, 1, 64);
-  PutItem b = MakePut(*c, a.ref.key, 5, 64);
+  PutItem b = MakePut(*c, a.ref.key, 5, 64, 64);
   PutItem z = MakePut(*c, b.ref.key, 9, 64);  // not stored
   ASSERT_TRUE(c->Put({a, b}).ok());
   std::vector<Key> chain = {a.ref.key, b.ref.key, z.ref.key};
@@ -190,19 +267,90 @@ TEST_F(ClientTest, LookupExistsDeleteStats) {
 
   auto s = c->GetStats();
   ASSERT_TRUE(s.ok());
-  EXPECT_EQ(s->puts.at("stored"), 5u);
+  EXPECT_EQ(s->puts.at("stored"), 2u);
+  EXPECT_EQ(s->live_leases, 1u);
   std::string json = StatsToJson(*s);
-  EXPECT_NE(json.find("\"dram\":{\"hits\":3"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"dram\":{\"hits\":"), std::string::npos) << json;
 
-  // An op the server does not know comes back as an error status, not a hang.
-  auto r = c->ReleaseLeases({77});
-  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+  // Only the lease this uid holds is released.
+  auto r = c->ReleaseLeases({l->lease + 1000});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 0u);
+}
+
+// Every put result and get outcome is counted once, in the same place for STATS and
+// /metrics: after a mixed workload (stored, exists, invalid; hits, misses) both moved alike.
+TEST_F(ClientTest, StatsAndMetricsAgreeAfterAMixedWorkload) {
+  const int port = twd_.metrics_port();
+  auto scrape = [port] {
+    std::map<std::string, std::map<std::string, uint64_t>> m;
+    auto puts = Scrape(port, "tokenwarehouse_puts_total", "result");
+    auto hits = Scrape(port, "tokenwarehouse_get_hits_total", "tier");
+    auto misses = Scrape(port, "tokenwarehouse_get_misses_total", "reason");
+    EXPECT_TRUE(puts.ok() && hits.ok() && misses.ok()) << puts.status().ToString();
+    if (puts.ok()) m["puts"] = *puts;
+    if (misses.ok()) m["misses"] = *misses;
+    uint64_t all_hits = 0;
+    for (const auto& [tier, n] : hits.value_or(std::map<std::string, uint64_t>{})) all_hits += n;
+    m["hits"]["all"] = all_hits;
+    return m;
+  };
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto before_stats = c->GetStats();
+  ASSERT_TRUE(before_stats.ok());
+  auto before_metrics = scrape();
+
+  Key parent = c->namespace_digest(0);
+  std::vector<PutItem> chain;
+  for (uint32_t i = 0; i < 4; ++i) {
+    chain.push_back(MakePut(*c, parent, 100 + 4 * i, 4096, 4096 * i));
+    parent = chain.back().ref.key;
+  }
+  auto put = c->Put(chain);  // 4 stored
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  put = c->Put({chain[0], chain[1]});  // 2 exist
+  ASSERT_TRUE(put.ok());
+  PutItem poisoned = MakePut(*c, c->namespace_digest(0), 900, 64);
+  poisoned.tokens[1] = 7;  // its tokens no longer produce its key: refused
+  PutItem orphan = MakePut(*c, MakePut(*c, c->namespace_digest(0), 950, 64).ref.key, 960, 64, 4096);
+  put = c->Put({poisoned, orphan});  // 2 invalid (wrong key, unknown parent)
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ((*put)[0].result, PutResult::kInvalid);
+  EXPECT_EQ((*put)[1].result, PutResult::kInvalid);
+  GetItem hit{chain[0].ref, {}, 0, 4096, 0};
+  GetItem hit2{chain[1].ref, {}, 4096, 4096, 0};
+  GetItem miss{poisoned.ref, {}, 8192, 4096, 0};
+  auto got = c->Get({hit, hit2, miss});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[2].miss, MissReason::kAbsent);
+
+  auto after_stats = c->GetStats();
+  ASSERT_TRUE(after_stats.ok());
+  auto after_metrics = scrape();
+  const std::map<std::string, uint64_t> want = {{"stored", 4}, {"exists", 2}, {"invalid", 2}};
+  for (size_t i = 0; i < kPutResultCount; ++i) {
+    const std::string name(ToString(static_cast<PutResult>(i)));
+    const uint64_t stats = after_stats->puts[name] - before_stats->puts[name];
+    const uint64_t metrics = after_metrics["puts"][name] - before_metrics["puts"][name];
+    EXPECT_EQ(stats, metrics) << name;
+    EXPECT_EQ(stats, want.contains(name) ? want.at(name) : 0u) << name;
+  }
+  EXPECT_EQ(after_stats->get_hits - before_stats->get_hits, 2u);
+  EXPECT_EQ(after_metrics["hits"]["all"] - before_metrics["hits"]["all"], 2u);
+  for (int r = 1; r < 8; ++r) {
+    const std::string name(ToString(static_cast<MissReason>(r)));
+    const uint64_t stats = after_stats->get_misses[name] - before_stats->get_misses[name];
+    const uint64_t metrics = after_metrics["misses"][name] - before_metrics["misses"][name];
+    EXPECT_EQ(stats, metrics) << name;
+    EXPECT_EQ(stats, name == "absent" ? 1u : 0u) << name;
+  }
 }
 
 // Protocol version 3: lookups put their key chains in the key area after the arena, where
 // twd reads them; the slots come back once answered; older versions and a client without a
 // key area send the keys in the message.
-TEST_F(ClientTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
+TEST_F(MisbehavingTwdTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
   fake_.version = 3;
   auto c = Connect();
   ASSERT_NE(c, nullptr);
@@ -234,7 +382,7 @@ TEST_F(ClientTest, LookupKeysTravelInTheKeyAreaFromVersion3) {
   EXPECT_EQ(fake_.chains_packed.load(), 1);
 }
 
-TEST_F(ClientTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
+TEST_F(MisbehavingTwdTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
   for (uint32_t version : {1u, 2u, 3u}) {
     fake_.version = version;
     fake_.chains_repeated = fake_.chains_packed = fake_.chains_in_arena = 0;
@@ -250,7 +398,7 @@ TEST_F(ClientTest, LookupKeysGoInTheMessageWithoutAKeyArea) {
   }
 }
 
-TEST_F(ClientTest, KeyAreaIsDroppedWhenTwdRefusesTheLargerArena) {
+TEST_F(MisbehavingTwdTest, KeyAreaIsDroppedWhenTwdRefusesTheLargerArena) {
   // twd's limit fits the arena but not the key area after it: the client connects again
   // without one, and its lookups send their keys in the message.
   fake_.version = 3;
@@ -275,7 +423,7 @@ TEST_F(ClientTest, KeyAreaIsDroppedWhenTwdRefusesTheLargerArena) {
   EXPECT_NE(refused.status().message().find("max_arena_size"), std::string_view::npos);
 }
 
-TEST_F(ClientTest, ConcurrentLookupsShareTheKeyArea) {
+TEST_F(MisbehavingTwdTest, ConcurrentLookupsShareTheKeyArea) {
   // 8 threads with 8 lookups each in flight: more than the 16 slots, so some go packed;
   // every answer is right whichever way its keys went.
   fake_.version = 3;
@@ -308,7 +456,7 @@ TEST_F(ClientTest, ConcurrentLookupsShareTheKeyArea) {
   EXPECT_GT(fake_.chains_in_arena.load(), 0);
 }
 
-TEST_F(ClientTest, PipelinedRequestsCompleteOutOfOrder) {
+TEST_F(MisbehavingTwdTest, PipelinedRequestsCompleteOutOfOrder) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.reverse_window = 8;  // the fake answers every 8 requests last-first
@@ -356,7 +504,7 @@ TEST_F(ClientTest, ManyThreadsShareOneClient) {
   EXPECT_EQ(ok.load(), 400);
 }
 
-TEST_F(ClientTest, GarbageFromTwdFailsRequestsWithoutHanging) {
+TEST_F(MisbehavingTwdTest, GarbageFromTwdFailsRequestsWithoutHanging) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.garbage_after = fake_.requests_seen.load();
@@ -367,7 +515,7 @@ TEST_F(ClientTest, GarbageFromTwdFailsRequestsWithoutHanging) {
   EXPECT_FALSE(c->Ping(std::chrono::milliseconds(100)).ok());
 }
 
-TEST_F(ClientTest, HangUpFailsPendingRequests) {
+TEST_F(MisbehavingTwdTest, HangUpFailsPendingRequests) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.hang_up_after = fake_.requests_seen.load();
@@ -375,7 +523,7 @@ TEST_F(ClientTest, HangUpFailsPendingRequests) {
   EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
 }
 
-TEST_F(ClientTest, ConnectionLevelErrorIsReported) {
+TEST_F(MisbehavingTwdTest, ConnectionLevelErrorIsReported) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.fatal_after = fake_.requests_seen.load();
@@ -384,7 +532,7 @@ TEST_F(ClientTest, ConnectionLevelErrorIsReported) {
   EXPECT_NE(s.message().find("too many clients"), std::string::npos) << s.ToString();
 }
 
-TEST_F(ClientTest, CloseCancelsWaitingRequests) {
+TEST_F(MisbehavingTwdTest, CloseCancelsWaitingRequests) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.reverse_window = 1000;  // never answers
@@ -397,7 +545,7 @@ TEST_F(ClientTest, CloseCancelsWaitingRequests) {
 // A synchronous call reads the socket itself when nobody else does; it then completes the
 // replies of other requests it reads too, and the reader thread takes over for those still
 // owed when it leaves.
-TEST_F(ClientTest, SyncCallerReadsRepliesOfOthers) {
+TEST_F(MisbehavingTwdTest, SyncCallerReadsRepliesOfOthers) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.reverse_window = 4;  // the sync ping's answer comes after three async ones
@@ -414,7 +562,7 @@ TEST_F(ClientTest, SyncCallerReadsRepliesOfOthers) {
   EXPECT_TRUE(c->Ping().ok());
 }
 
-TEST_F(ClientTest, CloseCancelsASyncCallerReadingTheSocket) {
+TEST_F(MisbehavingTwdTest, CloseCancelsASyncCallerReadingTheSocket) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.reverse_window = 1000;  // never answers
@@ -427,7 +575,7 @@ TEST_F(ClientTest, CloseCancelsASyncCallerReadingTheSocket) {
   EXPECT_EQ(s.code(), StatusCode::kCancelled) << s.ToString();
 }
 
-TEST_F(ClientTest, SyncCallHonoursItsTimeout) {
+TEST_F(MisbehavingTwdTest, SyncCallHonoursItsTimeout) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   fake_.reverse_window = 1000;  // never answers

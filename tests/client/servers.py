@@ -1,11 +1,11 @@
-"""Starts a twd (the real binary when it is built, else the fake_twd stand-in) for the
+"""Starts the real twd (TW_BIN_DIR/twd, over a real store in a temporary directory) for the
 script tests of twctl and the Python package. Stdlib only.
 
     with Server("twd", tmpdir) as s:       # s.socket, s.admin_socket; s.restart()
         ...
 
-Server kinds: "twd" (TW_BIN_DIR/twd; raises unittest.SkipTest when it is not built) and
-"fake" (TW_BIN_DIR/fake_twd, always built with the tests).
+The only kind is "twd": these tests need no behaviour the real twd never shows (the C++
+tests keep a misbehaving stand-in for that, tests/client/misbehaving_twd.h).
 """
 
 import os
@@ -22,10 +22,7 @@ def binary(name):
 
 
 def available_kinds():
-    kinds = ["fake"]
-    if os.path.exists(binary("twd")):
-        kinds.append("twd")
-    return kinds
+    return ["twd"]
 
 
 class Server:
@@ -39,15 +36,12 @@ class Server:
         self.nvme = nvme
         self.proc = None
         self.log_path = os.path.join(workdir, f"{kind}.log")
-        if kind == "twd" and not os.path.exists(binary("twd")):
-            raise unittest.SkipTest(f"twd is not built ({binary('twd')} missing)")
-        if kind == "fake" and not os.path.exists(binary("fake_twd")):
-            raise unittest.SkipTest(f"fake_twd is not built ({binary('fake_twd')} missing)")
+        if kind != "twd":
+            raise ValueError(f"unknown server kind {kind!r}")
+        if not os.path.exists(binary("twd")):
+            raise RuntimeError(f"twd is not built ({binary('twd')} missing)")
 
     def command(self):
-        if self.kind == "fake":
-            return [binary("fake_twd"), "--socket", self.socket, "--admin-socket",
-                    self.admin_socket]
         os.makedirs(self.data_dir, exist_ok=True)
         return [binary("twd"), "--socket", self.socket, "--admin-socket", self.admin_socket,
                 "--data-dir", self.data_dir, "--dram-capacity", self.dram,
@@ -64,8 +58,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n"
                                    + self.log())
-            if os.path.exists(self.socket) and (
-                    self.kind == "fake" or os.path.exists(self.admin_socket)):
+            if os.path.exists(self.socket) and os.path.exists(self.admin_socket):
                 return self
             time.sleep(0.02)
         raise RuntimeError(f"{self.kind} did not create {self.socket} in {timeout}s:\n"

@@ -1,5 +1,5 @@
-"""tokenwarehouse.Client end to end over libtwclient.so: against fake_twd always, and against
-the real twd when it is built (including a restart that must keep disk-durable chunks)."""
+"""tokenwarehouse.Client end to end over libtwclient.so against the real twd over a real store
+in a temporary directory (including a restart that must keep disk-durable chunks)."""
 
 import os
 import subprocess
@@ -115,7 +115,10 @@ class ClientMixin:
             tokens = self.tokens(CHUNK + 1)
             key = tw.chunk_keys(NS, tokens[:CHUNK])[0]
             other = tokens[1:]
+            before = c.stats()["puts"].get("invalid", 0)
             self.assertEqual(c.put(key, c.namespace_digests[0], other, length=1024), "invalid")
+            # The refused put is counted in STATS (as in /metrics), once.
+            self.assertEqual(c.stats()["puts"]["invalid"], before + 1)
 
     def test_exists_delete_stats(self):
         tokens = self.tokens(2 * CHUNK)
@@ -196,11 +199,6 @@ class ClientMixin:
             c.ping()  # closed
 
 
-class ClientFakeTest(ClientMixin, unittest.TestCase):
-    kind = "fake"
-
-
-@unittest.skipUnless("twd" in available_kinds(), "twd is not built")
 class ClientTwdTest(ClientMixin, unittest.TestCase):
     kind = "twd"
 

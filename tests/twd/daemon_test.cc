@@ -1,7 +1,7 @@
 // The twd daemon: flags over the config file, HTTP /healthz /readyz /metrics, reload of the
 // run-time fields, graceful shutdown — in-process over a FakeStore, and as a process
-// (twd_fake: the same daemon main over a FakeStore) for signals, --version and the socket
-// lock.
+// (twd_over_fake_store: the same daemon main over a FakeStore) for signals, --version and the
+// socket lock.
 #include "tw/twd/daemon.h"
 
 #include <unistd.h>
@@ -145,7 +145,7 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
   EXPECT_FALSE((*d)->ConfigFileChanged());
   EXPECT_EQ(log::GetLevel(), log::Level::kDebug);
   EXPECT_EQ(store->reconfigures.load(), 1);
-  auto tenant = (*d)->service()->TenantOf({0, ::getuid(), ::getgid()});
+  auto tenant = (*d)->core()->TenantOf({0, ::getuid(), ::getgid()});
   ASSERT_TRUE(tenant.ok());
   EXPECT_EQ(*tenant, "alpha");
   // A broken file keeps the running config.
@@ -160,7 +160,7 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
   EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
 }
 
-std::string FakeTwd() { return std::string(TW_BINARY_DIR) + "/bin/twd_fake"; }
+std::string FakeTwd() { return std::string(TW_BINARY_DIR) + "/bin/twd_over_fake_store"; }
 
 TEST_F(DaemonTest, VersionFlag) {
   Process p = Process::Spawn({FakeTwd(), "--version"}, {}, dir_ + "/log");

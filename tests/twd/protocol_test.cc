@@ -138,6 +138,19 @@ TEST(MessagesTest, KeyLengthsAndBatch) {
   EXPECT_EQ(ValidateKeyRefs(r.items(), Limits()).code(), StatusCode::kResourceExhausted);
 }
 
+TEST(MessagesTest, ExportFiltersAreKeys) {
+  pb::ExportRequest r;
+  EXPECT_TRUE(ValidateExport(r).ok());
+  r.set_key(K('k'));
+  r.set_namespace_digest(K('n'));
+  EXPECT_TRUE(ValidateExport(r).ok());
+  r.set_key(std::string(5, 'k'));
+  EXPECT_EQ(ValidateExport(r).code(), StatusCode::kInvalidArgument);
+  r.set_key(K('k'));
+  r.set_namespace_digest(std::string(33, 'n'));
+  EXPECT_EQ(ValidateExport(r).code(), StatusCode::kInvalidArgument);
+}
+
 // Distinct 32-byte keys.
 std::vector<Key> Keys(size_t n) {
   std::vector<Key> keys(n);

@@ -1,4 +1,4 @@
-// A twd Server + Service over a FakeStore in a fresh temporary directory, for the
+// A twd Server + ServiceCore over a FakeStore in a fresh temporary directory, for the
 // socket-level service tests.
 #pragma once
 
@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "fake_store.h"
+#include "server.h"
+#include "service_core.h"
 #include "test_client.h"
-#include "tw/twd/server.h"
-#include "tw/twd/service.h"
 
 namespace tw::twd::testing {
 
@@ -36,7 +36,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   void StartServer() {
-    service_ = std::make_unique<Service>(config_, &store_);
+    service_ = std::make_unique<ServiceCore>(config_, &store_);
     ServerOptions o;
     o.socket_path = config_.socket.path;
     o.admin_socket_path = config_.admin_socket.path;
@@ -79,7 +79,7 @@ class ServiceTest : public ::testing::Test {
   std::string dir_;
   config::Config config_;
   FakeStore store_;
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<ServiceCore> service_;
   std::unique_ptr<Server> server_;
 };
 

@@ -13,9 +13,10 @@
 #include <thread>
 
 #include "service_fixture.h"
+#include "service_metrics.h"
+#include "socket_codec.h"
 #include "tw/common/metrics.h"
 #include "tw/common/strings.h"
-#include "tw/twd/service_metrics.h"
 
 namespace tw::twd::testing {
 namespace {
@@ -445,7 +446,7 @@ TEST_F(ServiceTest, PackedAndArenaLookupKeysWithTenantsAndLeases) {
   EXPECT_EQ(c.Call<pb::LookupResponse>(Opcode::kLookup, bad).status().code(),
             StatusCode::kInvalidArgument);
   // More keys than twd answers on its reactor: a worker answers the same way.
-  chain->set_packed_keys(std::string(32 * (Service::kInlineLookupKeys + 1), 'k'));
+  chain->set_packed_keys(std::string(32 * (SocketCodec::kInlineLookupKeys + 1), 'k'));
   auto big = c.Call<pb::LookupResponse>(Opcode::kLookup, bad);
   ASSERT_TRUE(big.ok()) << big.status().ToString();
   EXPECT_EQ(big->results(0).prefix(), 0u);
@@ -596,7 +597,7 @@ TEST_F(ServiceTest, ExportStreamsInFramesWithMore) {
 TEST_F(ServiceTest, LiveSocketRefusedStaleSocketReplaced) {
   StartServer();
   // A second server on the same path is refused while the first lives.
-  Service other(config_, &store_);
+  ServiceCore other(config_, &store_);
   ServerOptions o;
   o.socket_path = config_.socket.path;
   auto second = Server::Start(o, &other);
@@ -683,7 +684,7 @@ TEST_F(ServiceTest, SocketModeAndGroup) {
   struct group* gr = ::getgrnam("nogroup");
   if (gr == nullptr) GTEST_SKIP() << "needs a group named nogroup";
   const gid_t gid = gr->gr_gid;
-  service_ = std::make_unique<Service>(config_, &store_);
+  service_ = std::make_unique<ServiceCore>(config_, &store_);
   ServerOptions o;
   o.socket_path = config_.socket.path;
   o.socket_mode = 0606;

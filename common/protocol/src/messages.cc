@@ -314,8 +314,9 @@ Status ValidatePut(const pb::PutRequest& m, const MessageLimits& limits) {
 
 Status ValidateExport(const pb::ExportRequest& m) {
   if (!m.namespace_digest().empty()) {
-    return CheckKey(m.namespace_digest(), "export.namespace_digest");
+    TW_RETURN_IF_ERROR(CheckKey(m.namespace_digest(), "export.namespace_digest"));
   }
+  if (!m.key().empty()) return CheckKey(m.key(), "export.key");
   return OkStatus();
 }
 

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "server.h"
+#include "service_core.h"
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
 
@@ -57,14 +59,14 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   auto store = d->hooks_.open(d->config_);
   if (!store.ok()) return store.status().WithPrefix("opening the store");
   d->store_ = std::move(*store);
-  d->service_ = std::make_unique<Service>(d->config_, d->store_.get());
+  d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get());
   ServerOptions so;
   so.socket_path = d->config_.socket.path;
   so.socket_mode = d->config_.socket.mode;
   so.socket_group = d->config_.socket.group;
   so.admin_socket_path = d->config_.admin_socket.path;
   so.workers = d->config_.workers;
-  auto server = Server::Start(so, d->service_.get());
+  auto server = Server::Start(so, d->core_.get());
   if (!server.ok()) {
     // Leave the store consistent: nothing was served.
     d->store_->Close(std::chrono::seconds(0)).IgnoreError();
@@ -79,6 +81,8 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
           {"metrics_port", d->metrics_port()}});
   return d;
 }
+
+Daemon::Daemon() = default;
 
 Daemon::~Daemon() {
   if (!shut_down_) Shutdown().IgnoreError();
@@ -112,7 +116,7 @@ Status Daemon::Reload() {
       return s;
     }
   }
-  service_->Reconfigure(next);
+  core_->Reconfigure(next);
   config_ = next;
   TW_LOG(kInfo, "config reloaded",
          {{"log_level", next.log_level},
@@ -136,7 +140,7 @@ Status Daemon::Shutdown() {
     const auto spent = std::chrono::steady_clock::now() - start;
     const auto left = spent < grace ? grace - spent : std::chrono::nanoseconds(0);
     s = store_->Close(std::chrono::duration_cast<std::chrono::nanoseconds>(left));
-    service_.reset();
+    core_.reset();
     store_.reset();
   }
   metrics_.reset();

@@ -1,4 +1,4 @@
-#include "tw/twd/lease_table.h"
+#include "lease_table.h"
 
 namespace tw::twd {
 

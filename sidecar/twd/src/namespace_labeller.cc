@@ -1,4 +1,4 @@
-#include "tw/twd/namespace_labeller.h"
+#include "namespace_labeller.h"
 
 #include <algorithm>
 #include <vector>

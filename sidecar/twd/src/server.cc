@@ -1,4 +1,4 @@
-#include "tw/twd/server.h"
+#include "server.h"
 
 #include <errno.h>
 #include <sys/epoll.h>
@@ -12,13 +12,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "service_metrics.h"
+#include "socket_codec.h"
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
 #include "tw/protocol/frame.h"
 #include "tw/protocol/messages.h"
-#include "tw/twd/service_metrics.h"
-#include "tw/twd/unix_socket.h"
-#include "tw/twd/worker_pool.h"
+#include "unix_socket.h"
+#include "worker_pool.h"
 
 namespace tw::twd {
 namespace {
@@ -73,7 +74,8 @@ struct Connection {
 
 struct Server::Impl {
   ServerOptions options;
-  Service* service = nullptr;
+  ServiceCore* core = nullptr;
+  std::unique_ptr<SocketCodec> codec;
   ListeningSocket client;
   ListeningSocket admin;
   protocol::UniqueFd epoll;
@@ -154,10 +156,7 @@ struct Server::Impl {
             {"uid", c->session->peer.uid},
             {"pid", c->session->peer.pid},
             {"why", why}});
-    if (!c->session->admin) {
-      service->connected_clients.fetch_sub(1);
-      ServiceMetrics::Get().ClientsDelta(-1);
-    }
+    if (!c->session->admin) core->ClientDisconnected();
     conns.erase(c->tag);
     connection_count.store(conns.size());
   }
@@ -196,18 +195,15 @@ struct Server::Impl {
       const PeerCredentials& cred = c->session->peer;
       conns.emplace(c->tag, c);
       connection_count.store(conns.size());
-      if (!is_admin) {
-        service->connected_clients.fetch_add(1);
-        ServiceMetrics::Get().ClientsDelta(1);
-      }
+      if (!is_admin) core->ClientConnected();
       TW_LOG(kInfo, "client connected",
              {{"session", c->session->id},
               {"socket", is_admin ? "admin" : "client"},
               {"uid", cred.uid},
               {"gid", cred.gid},
               {"pid", cred.pid}});
-      const uint32_t max_clients = service->config()->limits.max_clients;
-      if (!is_admin && service->connected_clients.load() > max_clients) {
+      const uint32_t max_clients = core->config()->limits.max_clients;
+      if (!is_admin && core->connected_clients() > max_clients) {
         Fatal(c, Opcode::kInvalid, 0,
               ResourceExhaustedError(StrCat("twd serves at most ", max_clients, " clients")),
               "max_clients");
@@ -268,7 +264,7 @@ struct Server::Impl {
   // Decodes and dispatches frames while the connection may take more work. Returns false
   // when the connection was closed.
   bool Process(const std::shared_ptr<Connection>& c) {
-    const auto cfg_ptr = service->config();
+    const auto cfg_ptr = core->config();
     const config::Config& cfg = *cfg_ptr;
     protocol::DecodeLimits dl;
     dl.max_body = static_cast<uint32_t>(
@@ -291,7 +287,7 @@ struct Server::Impl {
         return false;
       }
       const protocol::FrameHeader h = d.header;
-      auto parsed = protocol::ParseRequest(h.opcode, d.body, service->Limits(s));
+      auto parsed = protocol::ParseRequest(h.opcode, d.body, codec->Limits(s));
       c->in_off += d.consumed;
       if (!s.hello_done) {
         if (h.opcode == Opcode::kHello) {
@@ -300,7 +296,7 @@ struct Server::Impl {
             return false;
           }
           auto resp =
-              service->Hello(s, static_cast<const pb::HelloRequest&>(**parsed), std::move(c->fds));
+              codec->Hello(s, static_cast<const pb::HelloRequest&>(**parsed), std::move(c->fds));
           c->fds.clear();
           if (!resp.ok()) {
             Fatal(c, h.opcode, h.request_id, resp.status(), "hello_refused");
@@ -346,10 +342,10 @@ struct Server::Impl {
         }
         continue;
       }
-      if (service->CanRunInline(h.opcode, **parsed)) {
+      if (codec->CanRunInline(h.opcode, **parsed)) {
         // Pure in-memory work (ping, a lookup without lease or tenant checks): answering on
         // the reactor saves the hand-off to a worker, which dominates a small request.
-        if (!Send(*c, service->Handle(s, h, **parsed, Service::Clock::now()))) {
+        if (!Send(*c, codec->Handle(s, h, **parsed, Clock::now()))) {
           Close(c, "write failed");
           return false;
         }
@@ -370,9 +366,9 @@ struct Server::Impl {
 
   void Dispatch(const std::shared_ptr<Connection>& c, const protocol::FrameHeader& h,
                 std::shared_ptr<google::protobuf::MessageLite> request) {
-    const auto received = Service::Clock::now();
+    const auto received = Clock::now();
     if (h.opcode == Opcode::kPut) {
-      service->OnPutQueued(static_cast<const pb::PutRequest&>(*request));
+      codec->OnPutQueued(static_cast<const pb::PutRequest&>(*request));
     }
     c->inflight.fetch_add(1);
     inflight.fetch_add(1);
@@ -391,9 +387,9 @@ struct Server::Impl {
         }
         return true;
       };
-      std::vector<std::string> frames = service->Handle(*c->session, h, *request, received, emit);
+      std::vector<std::string> frames = codec->Handle(*c->session, h, *request, received, emit);
       if (h.opcode == Opcode::kPut) {
-        service->OnPutDone(static_cast<const pb::PutRequest&>(*request));
+        codec->OnPutDone(static_cast<const pb::PutRequest&>(*request));
       }
       const bool ok = Send(*c, frames);
       c->inflight.fetch_sub(1);
@@ -426,7 +422,7 @@ struct Server::Impl {
 
   // Flushes, reads and processes until nothing moves. Runs on the reactor thread.
   void Serve(const std::shared_ptr<Connection>& c) {
-    const size_t max_frame = service->config()->limits.max_frame_size;
+    const size_t max_frame = core->config()->limits.max_frame_size;
     for (;;) {
       bool broken;
       {
@@ -507,7 +503,7 @@ struct Server::Impl {
       const auto now = std::chrono::steady_clock::now();
       if (now - last_tick >= options.tick) {
         last_tick = now;
-        service->Tick();
+        core->Tick();
       }
     }
     std::vector<std::shared_ptr<Connection>> all;
@@ -524,10 +520,11 @@ struct Server::Impl {
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, Service* service) {
+StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options, ServiceCore* core) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->service = service;
+  impl->core = core;
+  impl->codec = std::make_unique<SocketCodec>(core);
   TW_ASSIGN_OR_RETURN(impl->client,
                       Listen(options.socket_path, options.socket_mode, options.socket_group));
   if (!options.admin_socket_path.empty()) {

@@ -1,14 +1,8 @@
-#include "tw/twd/service_metrics.h"
+#include "service_metrics.h"
 
 #include "tw/common/metrics.h"
 
 namespace tw::twd {
-
-std::string_view TierName(store::Tier t) { return ToString(t); }
-
-std::string_view MissName(store::MissReason r) { return ToString(r); }
-
-std::string_view PutName(store::PutResult r) { return ToString(r); }
 
 ServiceMetrics& ServiceMetrics::Get() {
   static ServiceMetrics* m = new ServiceMetrics();  // never destroyed, like the registry
@@ -51,7 +45,7 @@ std::string ServiceMetrics::NamespaceLabel(const Key& digest) { return labeller_
 void ServiceMetrics::SetMaxNamespaceLabels(uint32_t max) { labeller_.SetMax(max); }
 
 void ServiceMetrics::GetHit(store::Tier tier, const Key& digest, uint64_t bytes, uint32_t tokens) {
-  const std::string t(TierName(tier));
+  const std::string t(ToString(tier));
   const std::string ns = labeller_.Count(digest, 1);
   hits_->Add({{"tier", t}, {"namespace", ns}}).Increment();
   bytes_out_->Add({{"tier", t}}).Increment(static_cast<double>(bytes));
@@ -60,7 +54,7 @@ void ServiceMetrics::GetHit(store::Tier tier, const Key& digest, uint64_t bytes,
 
 void ServiceMetrics::GetMiss(store::MissReason reason, const Key& digest) {
   const std::string ns = labeller_.Count(digest, 1);
-  misses_->Add({{"reason", std::string(MissName(reason))}, {"namespace", ns}}).Increment();
+  misses_->Add({{"reason", std::string(ToString(reason))}, {"namespace", ns}}).Increment();
 }
 
 namespace {
@@ -88,10 +82,10 @@ void ServiceMetrics::LookupChunks(uint64_t found, uint64_t missing) {
   }).Increment(static_cast<double>(missing));
 }
 
-void ServiceMetrics::PutResult(std::string_view result, const Key& digest, uint64_t bytes) {
+void ServiceMetrics::PutResult(::tw::PutResult result, const Key& digest, uint64_t bytes) {
   const std::string ns = labeller_.Count(digest, 1);
-  puts_->Add({{"result", std::string(result)}, {"namespace", ns}}).Increment();
-  if (result == "stored") bytes_in_->Increment(static_cast<double>(bytes));
+  puts_->Add({{"result", std::string(ToString(result))}, {"namespace", ns}}).Increment();
+  if (result == ::tw::PutResult::kStored) bytes_in_->Increment(static_cast<double>(bytes));
 }
 
 void ServiceMetrics::Latency(protocol::Opcode op, double seconds) {

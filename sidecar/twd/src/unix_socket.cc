@@ -1,4 +1,4 @@
-#include "tw/twd/unix_socket.h"
+#include "unix_socket.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "tw/twd/worker_pool.h"
+#include "worker_pool.h"
 
 namespace tw::twd {
 

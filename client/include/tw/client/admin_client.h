@@ -61,6 +61,9 @@ class AdminClient {
   // when > 0) to `on_chunk`. Returns once the stream has ended.
   Status Export(const std::optional<Key>& digest, uint64_t max_chunks,
                 const std::function<void(const ExportedChunk&)>& on_chunk);
+  // The stored chunk `key` (its namespace digest, the namespace's fields when known, token
+  // ids, ...) without a scan, or nullopt when it is not stored.
+  StatusOr<std::optional<ExportedChunk>> FindChunk(const Key& key);
   // Store-wide counters and the Prometheus text of every metric.
   StatusOr<std::pair<Stats, std::string>> GetStats();
 

@@ -18,18 +18,11 @@
 
 namespace tw::client {
 
-using ::tw::MissReason;  // tw/common/cache_types.h
+using ::tw::Durability;  // tw/common/cache_types.h
+using ::tw::MissReason;
 using ::tw::PutResult;
 using ::tw::Tier;
 using ::tw::ToString;
-
-// Durability a put asks for.
-enum class Durability : uint8_t {
-  kMemory = 0,   // acknowledged on DRAM insert
-  kDisk = 1,     // acknowledged once fdatasync'ed on NVMe
-  kDefault = 2,  // twd's configured default
-};
-std::string_view ToString(Durability d);
 
 // One byte range of a value segment ↔ a byte range of the arena.
 struct ScatterRange {
@@ -114,6 +107,10 @@ struct TierCounters {
 struct Stats {
   std::vector<TierCounters> tiers;
   std::map<std::string, uint64_t> puts;  // by put result name
+  // Gets served and missed (by miss reason name), counted once per item by twd; the tiers'
+  // hits and misses are the store's per-tier view.
+  uint64_t get_hits = 0;
+  std::map<std::string, uint64_t> get_misses;
   uint64_t dropped_unwritten = 0;
   uint64_t connected_clients = 0;
   uint64_t live_leases = 0;

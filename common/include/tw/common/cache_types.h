@@ -1,7 +1,9 @@
 // Result vocabulary shared by the storage engine, twd and the client library: where a chunk
-// lives, why a chunk was not served, and what a put did. One definition, so the engine's answers,
-// the metric labels and the client API can never disagree. The numbering is also the wire's
-// (proto/tokenwarehouse/v1/client.proto) and the C ABI's (tw_client.h).
+// lives, why a chunk was not served, what a put did and how durable a put asks to be. One
+// definition, so the engine's answers, the metric labels and the client API can never disagree.
+// The numbering is the C ABI's (tw_client.h: the C layer converts by cast). It is NOT the
+// wire's: proto/tokenwarehouse/v1/client.proto numbers PutResult and Durability differently
+// (0 is "unspecified"/"default" there); tw/protocol/wire_enums.h is the one mapping.
 #pragma once
 
 #include <cstddef>
@@ -48,5 +50,14 @@ inline constexpr size_t kPutResultCount = 7;
 // "stored", "exists", "rejected_admission", "quota", "busy", "io_error", "invalid" (also the
 // `result` metric label).
 std::string_view ToString(PutResult r);
+
+// Durability a put asks for.
+enum class Durability : uint8_t {
+  kMemory = 0,   // acknowledged on DRAM insert; written back in the background
+  kDisk = 1,     // acknowledged once data and index are fdatasync'ed on NVMe
+  kDefault = 2,  // twd's configured default_durability
+};
+// "memory", "disk", "default".
+std::string_view ToString(Durability d);
 
 }  // namespace tw

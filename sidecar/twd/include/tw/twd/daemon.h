@@ -1,4 +1,4 @@
-// Daemon: twd as a whole — config, the store, the Service, the socket Server, the HTTP
+// Daemon: twd as a whole — config, the store, the ServiceCore, the socket Server, the HTTP
 // metrics server, reloads and graceful shutdown. The `twd` executable is RunDaemon() with
 // hooks that open the real storage engine; tests run it with a fake store.
 //
@@ -19,10 +19,11 @@
 #include "tw/common/status.h"
 #include "tw/store/store.h"
 #include "tw/twd/options.h"
-#include "tw/twd/server.h"
-#include "tw/twd/service.h"
 
 namespace tw::twd {
+
+class ServiceCore;  // private to twd (src/service_core.h)
+class Server;       // private to twd (src/server.h)
 
 // How the daemon reaches the storage engine (the real one in `twd`, a fake in tests).
 struct StoreHooks {
@@ -51,18 +52,18 @@ class Daemon {
   bool ready() const { return ready_.load(); }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   const config::Config& config() const { return config_; }
-  Service* service() { return service_.get(); }
+  ServiceCore* core() { return core_.get(); }
   Server* server() { return server_.get(); }
 
  private:
-  Daemon() = default;
+  Daemon();
 
   DaemonOptions options_;
   StoreHooks hooks_;
   config::Config config_;
   struct stat config_stat_ {};
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Service> service_;
+  std::unique_ptr<ServiceCore> core_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::atomic<bool> ready_{false};

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "session.h"
 #include "tw/common/status.h"
 #include "tw/protocol/fd_passing.h"
-#include "tw/twd/session.h"
 
 namespace tw::twd {
 

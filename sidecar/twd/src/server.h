@@ -1,7 +1,8 @@
 // Server: twd's Unix-socket front end. One reactor thread (epoll, edge-triggered) accepts
 // connections on the client and admin sockets, reads and decodes frames, answers HELLO and
-// the requests that only touch memory (PING, LOOKUP: Service::CanRunInline) inline and hands
-// every other request to a WorkerPool that calls the Service; workers write replies
+// the requests that only touch memory (PING, LOOKUP: SocketCodec::CanRunInline) inline and
+// hands every other request to a WorkerPool that runs it through the SocketCodec (protobuf ↔
+// domain) against the ServiceCore; workers write replies
 // themselves (non-blocking) and leave the rest to the reactor, which watches a socket for
 // writability only while replies wait for space. After HELLO a worker populates the page
 // tables of the client's arena, so that copies into it take no page faults.
@@ -13,7 +14,7 @@
 //
 // Threading: Start/Stop from one controlling thread. Lifetime: Stop() (or the destructor)
 // stops accepting, lets in-flight requests finish within the grace period, closes every
-// connection and joins all threads. The Service must outlive the Server.
+// connection and joins all threads. The ServiceCore must outlive the Server.
 #pragma once
 
 #include <atomic>
@@ -22,8 +23,8 @@
 #include <memory>
 #include <string>
 
+#include "service_core.h"
 #include "tw/common/status.h"
-#include "tw/twd/service.h"
 
 namespace tw::twd {
 
@@ -33,7 +34,7 @@ struct ServerOptions {
   std::string socket_group;       // "" = keep
   std::string admin_socket_path;  // "" = no admin socket
   size_t workers = 0;             // 0 = hardware threads, clamped to [4, 32] (config: workers)
-  std::chrono::milliseconds tick = std::chrono::seconds(1);  // Service::Tick period
+  std::chrono::milliseconds tick = std::chrono::seconds(1);  // ServiceCore::Tick period
 };
 
 class Server {
@@ -41,7 +42,7 @@ class Server {
   static constexpr size_t kPauseOutputBytes = size_t{8} << 20;
   static constexpr size_t kMaxOutputBytes = size_t{64} << 20;
 
-  static StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options, Service* service);
+  static StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options, ServiceCore* core);
   ~Server();
 
   // Stops accepting and reading, waits up to `grace` for in-flight requests, then closes

@@ -1,7 +1,10 @@
 // ServiceMetrics: the Prometheus metrics twd exports (`tokenwarehouse_*`). The `namespace`
 // label is bounded by a NamespaceLabeller: the busiest namespaces by recent traffic get their
 // own label, the rest count as "other". Families are created once per process (the registry is
-// global); every Service in the process shares them.
+// global); every ServiceCore in the process shares them. The core counts each request-level
+// event here and in its own STATS counters at the same point, so STATS and /metrics agree;
+// the store's tier counters are mirrored by UpdateFromStore on each tick. The label values
+// are the ToString spellings of tw/common/cache_types.h.
 //
 // Metrics:
 //   tokenwarehouse_get_hits_total{tier,namespace}          chunks served
@@ -28,21 +31,15 @@
 #include <string>
 #include <string_view>
 
+#include "namespace_labeller.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "tw/common/keys.h"
 #include "tw/protocol/frame.h"
 #include "tw/store/store.h"
-#include "tw/twd/namespace_labeller.h"
 
 namespace tw::twd {
-
-// Metric label spellings of the store's enums (the same words as store.h's ToString, kept
-// here so the service does not depend on the engine's object code).
-std::string_view TierName(store::Tier t);
-std::string_view MissName(store::MissReason r);
-std::string_view PutName(store::PutResult r);
 
 class ServiceMetrics {
  public:
@@ -56,7 +53,7 @@ class ServiceMetrics {
   void GetHit(store::Tier tier, const Key& ns, uint64_t bytes, uint32_t tokens);
   void GetMiss(store::MissReason reason, const Key& ns);
   void LookupChunks(uint64_t found, uint64_t missing);
-  void PutResult(std::string_view result, const Key& ns, uint64_t bytes);
+  void PutResult(::tw::PutResult result, const Key& ns, uint64_t bytes);
   void Latency(protocol::Opcode op, double seconds);
   void ProtocolError(std::string_view kind);
   void ClientsDelta(int delta);

@@ -1,10 +1,12 @@
-// FakeTwd — a small in-process stand-in for twd's client socket, for libtwclient's tests:
-// speaks the real frame codec and messages (tw_protocol), maps the client's arena from the
-// HELLO memfd, and keeps chunks in a map. It does none of twd's real work (no tiers, no
-// tenancy, no key verification beyond the chain check), and it can misbehave on purpose:
-// answer pipelined requests in reverse order, send garbage, or hang up. The admin opcodes
-// (namespaces, evict, export as a stream of one-chunk frames, stats) are served on the same
-// socket, so one FakeTwd can stand in for both of twd's sockets.
+// MisbehavingTwd — a stand-in for twd's client socket that does what the real twd must never
+// do, for the libtwclient tests that need it: answer pipelined requests in reverse order (or
+// never), send garbage, hang up, send a fatal error, answer an older protocol version, refuse
+// large arenas; and it reports what it received (the form lookup keys came in, arena offsets),
+// which the real twd keeps to itself. Everything else is tested against the real twd
+// (real_twd.h). It speaks the real frame codec and messages (tw_protocol), maps the client's
+// arena from the HELLO memfd and keeps chunks in a map, with none of twd's real work (no
+// tiers, no tenancy, no key verification beyond the chain check). The admin opcodes are
+// served on the same socket.
 //
 // Threading: Start() spawns an accept thread and one thread per connection; the store is
 // shared under a mutex; the knobs are atomics and may be set from the test thread. Lifetime:
@@ -23,12 +25,12 @@
 
 namespace tw::client::testing {
 
-class FakeTwd {
+class MisbehavingTwd {
  public:
-  FakeTwd() = default;
-  ~FakeTwd();
-  FakeTwd(const FakeTwd&) = delete;
-  FakeTwd& operator=(const FakeTwd&) = delete;
+  MisbehavingTwd() = default;
+  ~MisbehavingTwd();
+  MisbehavingTwd(const MisbehavingTwd&) = delete;
+  MisbehavingTwd& operator=(const MisbehavingTwd&) = delete;
 
   // Listens on `socket_path` (and on `admin_path` too when not empty).
   Status Start(const std::string& socket_path, const std::string& admin_path = "");

@@ -1,5 +1,5 @@
-// twd_fake: the twd daemon (flags, config, signals, reload, shutdown) over a FakeStore, so
-// the process-level behaviour is tested without the storage engine. Test code only.
+// twd_over_fake_store: the twd daemon (flags, config, signals, reload, shutdown) over a FakeStore,
+// so the process-level behaviour is tested without the storage engine. Test code only.
 //
 // Environment knobs: TW_FAKE_GET_STARTED=PATH (each Get creates PATH first, then sleeps
 // TW_FAKE_GET_DELAY_MS), TW_FAKE_CLOSED=PATH (Close() writes PATH).

@@ -2,7 +2,7 @@
 // chain (one per tensor-parallel rank) under one id that any connection of the same uid may
 // use. Leases are capped per uid (count and bytes) and expire after a fixed duration.
 //
-// Threading: thread-safe; one mutex guards the table. Lifetime: owned by the Service; store
+// Threading: thread-safe; one mutex guards the table. Lifetime: owned by the ServiceCore; store
 // leases still held at destruction are left to expire in the store.
 #pragma once
 

@@ -1,4 +1,4 @@
-#include "fake_twd.h"
+#include "misbehaving_twd.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -17,7 +17,7 @@ namespace tw::client::testing {
 namespace pb = ::tokenwarehouse::v1;
 using protocol::Opcode;
 
-FakeTwd::~FakeTwd() {
+MisbehavingTwd::~MisbehavingTwd() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
   for (auto& t : connections_) t.join();
@@ -25,7 +25,7 @@ FakeTwd::~FakeTwd() {
   for (const auto& p : paths_) unlink(p.c_str());
 }
 
-Status FakeTwd::Start(const std::string& socket_path, const std::string& admin_path) {
+Status MisbehavingTwd::Start(const std::string& socket_path, const std::string& admin_path) {
   path_ = socket_path;
   for (const std::string& path : {socket_path, admin_path}) {
     if (path.empty()) continue;
@@ -46,17 +46,17 @@ Status FakeTwd::Start(const std::string& socket_path, const std::string& admin_p
   return OkStatus();
 }
 
-size_t FakeTwd::chunks() const {
+size_t MisbehavingTwd::chunks() const {
   std::lock_guard<std::mutex> l(mu_);
   return store_.size();
 }
 
-std::vector<uint64_t> FakeTwd::last_arena_offsets() const {
+std::vector<uint64_t> MisbehavingTwd::last_arena_offsets() const {
   std::lock_guard<std::mutex> l(mu_);
   return arena_offsets_;
 }
 
-void FakeTwd::Serve() {
+void MisbehavingTwd::Serve() {
   std::vector<pollfd> fds;
   for (int fd : listen_fds_) fds.push_back(pollfd{fd, POLLIN, 0});
   while (!stop_) {
@@ -73,7 +73,7 @@ void FakeTwd::Serve() {
   }
 }
 
-void FakeTwd::ServeConnection(int fd) {
+void MisbehavingTwd::ServeConnection(int fd) {
   std::vector<uint8_t> buf;
   std::vector<protocol::UniqueFd> fds;
   protocol::Arena arena;
@@ -133,7 +133,7 @@ void FakeTwd::ServeConnection(int fd) {
         arena = std::move(*mapped);
         last_arena_size = req.arena_size();
         resp.set_version(version.load());
-        resp.set_server_version("fake");
+        resp.set_server_version("misbehaving twd");
         for (const auto& ns : req.namespaces()) {
           Namespace n = protocol::FromProto(ns);
           Key d = NamespaceDigest(n);
@@ -295,7 +295,7 @@ void FakeTwd::ServeConnection(int fd) {
         (*t->mutable_misses())["absent"] = 2;
         (*resp.mutable_puts())["stored"] = 5;
         resp.set_version(1);
-        resp.set_server_version("fake");
+        resp.set_server_version("misbehaving twd");
         resp.set_arena_size(arena.size());
         reply = protocol::EncodeReply(op, id, resp);
       } else if (op == Opcode::kAdminNamespaces) {
