@@ -67,16 +67,14 @@ TEST(CApiException, AllocationFailureIsInternalNotAnAbort) {
   uint32_t tokens[32] = {};
   uint8_t keys[2 * TW_KEY_SIZE];
   size_t n_keys = 0;
-  ExpectInternal("tw_chunk_keys", [&] {
-    return tw_chunk_keys(&ns, 0, tokens, 32, nullptr, 0, keys, 2, &n_keys);
-  });
+  ExpectInternal("tw_chunk_keys",
+                 [&] { return tw_chunk_keys(&ns, 0, tokens, 32, nullptr, 0, keys, 2, &n_keys); });
 
   tw_namespace out{};
   char buf[4096];
   size_t needed = 0;
-  ExpectInternal("tw_namespace_normalize", [&] {
-    return tw_namespace_normalize(&ns, &out, buf, sizeof buf, &needed);
-  });
+  ExpectInternal("tw_namespace_normalize",
+                 [&] { return tw_namespace_normalize(&ns, &out, buf, sizeof buf, &needed); });
 
   const std::string socket = "/nonexistent/" + kLong + "/twd.sock";
   tw_client_options options{};
