@@ -2,9 +2,11 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "tw/store/device.h"
@@ -61,6 +63,36 @@ double MemcpyGBps(uint64_t bytes, int reps) {
     std::memcpy(dst.data, src.data, bytes);
     auto b = Clock::now();
     best = std::max(best, double(bytes) / Seconds(a, b) / 1e9);
+  }
+  return best;
+}
+
+double ParallelMemcpyGBps(uint64_t bytes, int threads, int reps) {
+  std::vector<std::unique_ptr<Mapping>> src, dst;
+  for (int t = 0; t < threads; ++t) {
+    src.push_back(std::make_unique<Mapping>(bytes));
+    dst.push_back(std::make_unique<Mapping>(bytes));
+    if (!src.back()->data || !dst.back()->data) return 0;
+  }
+  double best = 0;
+  for (int r = 0; r < reps; ++r) {
+    // Threads are started and parked before the clock starts; they all copy at `go`.
+    std::atomic<int> parked{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        parked.fetch_add(1);
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        std::memcpy(dst[t]->data, src[t]->data, bytes);
+      });
+    }
+    while (parked.load() < threads) std::this_thread::yield();
+    auto a = Clock::now();
+    go.store(true, std::memory_order_release);
+    for (auto& w : workers) w.join();
+    auto b = Clock::now();
+    best = std::max(best, double(bytes) * threads / Seconds(a, b) / 1e9);
   }
   return best;
 }

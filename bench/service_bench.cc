@@ -2,18 +2,18 @@
 //
 // The load runs in this process; twd, Redis and the far ends of the socket references run in
 // separate processes. References first — memcpy into pre-faulted memory, a bare Unix-socket
-// stream of the same bytes, a bare Unix-socket ping-pong, raw O_DIRECT reads and fdatasync'ed
-// O_DIRECT writes on the data directory — then through twd: put with durability disk, get of
-// 32 MiB chunks from DRAM, get from NVMe with DRAM bypassed (a restarted twd), lookup of a
-// 512-chunk chain, 1/4/16 concurrent clients; then the same put/get workload against Debian's
-// redis-server over a Unix socket. Each figure is printed with its reference and the ratio
-// the issue targets (one JSON object per line with --json). Nothing here passes or fails.
-#include <dirent.h>
+// stream of the same bytes, a bare Unix-socket ping-pong — then through twd: PING and lookup
+// of a 512-chunk chain against the ping-pong; put with durability disk, each of `--runs` runs
+// right after a raw fdatasync'ed O_DIRECT write of as many bytes; get of 32 MiB chunks from
+// DRAM against memcpy with one thread and with as many threads as twd has workers (measured
+// right before and after the gets); 1/4/16 concurrent clients; get from NVMe by a twd
+// restarted without a DRAM tier, each run right after a raw O_DIRECT read; then the same
+// put/get workload against Debian's redis-server over a Unix socket. Each figure is printed
+// with its reference and the ratio the issue targets (one JSON object per line with --json).
+// Nothing here passes or fails.
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +32,7 @@
 #include "command.h"
 #include "reference.h"
 #include "report.h"
+#include "socket_reference.h"
 #include "tw/client/client.h"
 #include "tw/common/keys.h"
 #include "tw/common/strings.h"
@@ -89,6 +90,10 @@ class Reporter {
   void Figure(const std::string& name, double value, const std::string& unit) {
     results_.push_back(Result{name, value, unit, std::nullopt});
   }
+  // `value` against `reference`, the ratio printed, no target.
+  void Versus(const std::string& name, double value, const std::string& unit, double reference) {
+    results_.push_back(Result{name, value, unit, reference});
+  }
   // `value` against `reference`; the target is on value / reference (at least `target`, or
   // at most when `lower_is_better`).
   void Compare(const std::string& name, double value, const std::string& unit, double reference,
@@ -129,126 +134,38 @@ struct ServiceBenchOptions {
   int depth = 4;                              // requests in flight per client
   int lookups = 2000;                         // lookups of the 512-chunk chain
   int pings = 20000;                          // reference ping-pongs
-  bool json = false;                          // one JSON object per line
-  bool float_cpus = false;                    // latency figures without CPU pinning
+  int runs = 3;               // alternated runs of the disk put and NVMe get (median reported)
+  int workers = 0;            // twd's workers (0: twd's default, one per CPU in [4, 32])
+  bool json = false;          // one JSON object per line
+  bool float_cpus = false;    // latency figures without CPU pinning
+  bool latency_only = false;  // the ping-pong, PING and lookup figures only
 };
 
-// ---- references -------------------------------------------------------------------------
-
-// A forked writer streams `passes` × `chunk` bytes over a socketpair; we read them.
-double SocketStreamGbps(uint64_t chunk, int passes) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(sv[0]);
-    Buffer src(chunk);
-    for (int i = 0; i < passes; ++i) {
-      uint64_t done = 0;
-      while (done < chunk) {
-        ssize_t n = write(sv[1], src.data() + done, chunk - done);
-        if (n <= 0) _exit(1);
-        done += static_cast<uint64_t>(n);
-      }
-    }
-    _exit(0);
-  }
-  close(sv[1]);
-  Buffer dst(chunk);
-  uint64_t total = chunk * static_cast<uint64_t>(passes), got = 0;
-  auto t0 = Clock::now();
-  while (got < total) {
-    uint64_t off = got % chunk;
-    ssize_t n = read(sv[0], dst.data() + off, chunk - off);
-    if (n <= 0) break;
-    got += static_cast<uint64_t>(n);
-  }
-  double s = Seconds(t0, Clock::now());
-  close(sv[0]);
-  waitpid(pid, nullptr, 0);
-  return Gbps(got, s);
+// twd's request workers as twd counts them (server.cc), passed to it explicitly.
+int TwdWorkers(const ServiceBenchOptions& o) {
+  if (o.workers > 0) return o.workers;
+  return std::clamp<int>(static_cast<int>(std::thread::hardware_concurrency()), 4, 32);
 }
 
-// Where the two ends of a latency figure run. A wakeup on the CPU that is going to sleep costs
-// a context switch; one on another CPU an inter-processor interrupt, several times dearer on
-// virtual CPUs; and the scheduler picks either from one run to the next. So the ping-pong
-// reference and twd's latencies are measured in the same placement: the load on one CPU, the
-// far end (the echo process, every thread of twd) on the others — twd as deployed, a sidecar
-// with CPUs of its own. With a single CPU nothing is pinned.
-class Placement {
- public:
-  explicit Placement(bool pin) {
-    CPU_ZERO(&all_);
-    CPU_ZERO(&near_);
-    CPU_ZERO(&far_);
-    if (!pin || sched_getaffinity(0, sizeof all_, &all_) != 0) return;
-    int first = -1;
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (!CPU_ISSET(c, &all_)) continue;
-      if (first < 0) {
-        first = c;
-      } else {
-        CPU_SET(c, &far_);
-      }
-    }
-    if (first < 0 || CPU_COUNT(&far_) == 0) return;
-    CPU_SET(first, &near_);
-    pinned_ = true;
-  }
-  bool pinned() const { return pinned_; }
-  // The calling thread: onto the near CPU, and back.
-  void PinSelf() const { Set(0, near_); }
-  void UnpinSelf() const { Set(0, all_); }
-  // The calling thread (a forked far end) onto the far CPUs.
-  void PinSelfFar() const { Set(0, far_); }
-  // Every thread of process `pid`: onto the far CPUs, and back.
-  void PinFar(pid_t pid) const { ForEachThread(pid, far_); }
-  void Unpin(pid_t pid) const { ForEachThread(pid, all_); }
-
- private:
-  void Set(pid_t tid, const cpu_set_t& set) const {
-    if (pinned_) sched_setaffinity(tid, sizeof set, &set);
-  }
-  void ForEachThread(pid_t pid, const cpu_set_t& set) const {
-    if (!pinned_ || pid <= 0) return;
-    DIR* d = opendir(StrCat("/proc/", pid, "/task").c_str());
-    if (!d) return;
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') Set(static_cast<pid_t>(std::atol(e->d_name)), set);
-    }
-    closedir(d);
-  }
-  cpu_set_t all_, near_, far_;
-  bool pinned_ = false;
+// A figure and its reference measured back to back.
+struct Alternated {
+  double value = 0;
+  double reference = 0;
+  double ratio() const { return reference > 0 ? value / reference : 0; }
 };
 
-// Round trips of a 64-byte message with a forked echo process; returns latencies in µs.
-std::vector<double> PingPongUs(int rounds, const Placement& where) {
-  int sv[2];
-  std::vector<double> lat;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return lat;
-  pid_t pid = fork();
-  if (pid == 0) {
-    where.PinSelfFar();
-    close(sv[0]);
-    char b[64];
-    while (read(sv[1], b, sizeof b) == sizeof b) {
-      if (write(sv[1], b, sizeof b) != sizeof b) break;
-    }
-    _exit(0);
+// Reports each run (`NAME_run_I` with its own reference) and the run of median ratio as NAME
+// against `target`.
+void ReportMedian(Reporter& out, const std::string& name, std::vector<Alternated> runs,
+                  double target) {
+  if (runs.empty()) return;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    out.Versus(StrCat(name, "_run_", i + 1), runs[i].value, "GB/s", runs[i].reference);
   }
-  close(sv[1]);
-  where.PinSelf();
-  char b[64] = {};
-  for (int i = 0; i < rounds; ++i) {
-    auto t0 = Clock::now();
-    if (write(sv[0], b, sizeof b) != sizeof b || read(sv[0], b, sizeof b) != sizeof b) break;
-    lat.push_back(Seconds(t0, Clock::now()) * 1e6);
-  }
-  where.UnpinSelf();
-  close(sv[0]);
-  waitpid(pid, nullptr, 0);
-  return lat;
+  std::sort(runs.begin(), runs.end(),
+            [](const Alternated& a, const Alternated& b) { return a.ratio() < b.ratio(); });
+  const Alternated& m = runs[runs.size() / 2];
+  out.Compare(name, m.value, "GB/s", m.reference, target, false);
 }
 
 // ---- processes ----------------------------------------------------------------------------
@@ -460,6 +377,113 @@ StatusOr<std::pair<double, double>> RedisGbps(const std::string& sock, uint64_t 
 }
 #endif
 
+// The latency figures, on an idle twd (no background work yet: the write-back and eviction
+// that the bulk phases start would share its CPUs), placed like the ping-pong reference.
+void MeasureLatency(Reporter& out, Client& c, const Chain& lookup, const ServiceBenchOptions& o,
+                    const Placement& where, pid_t twd, double pp50) {
+  where.PinSelf();
+  where.PinFar(twd);
+  // CPU per request on each side (µs), over the `o.lookups` requests since `client0`/`twd0`.
+  auto cpu = [&](const std::string& name, uint64_t client0, uint64_t twd0) {
+    const double n = std::max(1, o.lookups) * 1e3;
+    out.Figure(name + "_cpu_client", double(ProcessCpuNs(0) - client0) / n, "us");
+    out.Figure(name + "_cpu_twd", double(ProcessCpuNs(twd) - twd0) / n, "us");
+  };
+  // Round trip through twd with an empty request: the floor under every operation.
+  {
+    std::vector<double> lat;
+    const uint64_t client0 = ProcessCpuNs(0), twd0 = ProcessCpuNs(twd);
+    for (int i = 0; i < o.lookups; ++i) {
+      auto t0 = Clock::now();
+      if (!c.Ping().ok()) break;
+      lat.push_back(Seconds(t0, Clock::now()) * 1e6);
+    }
+    cpu("service_ping", client0, twd0);
+    out.Compare("service_ping_p50", Percentile(lat, 0.5), "us", pp50, 1.2, true);
+    out.Figure("service_ping_p99", Percentile(lat, 0.99), "us");
+  }
+  // Lookup of a 512-chunk chain (values of 4 KiB; every chunk stored, with durability disk
+  // so that no write-back runs during the measurement).
+  auto lk = PutChain(c, lookup, 4096, o.depth, client::Durability::kDisk);
+  if (lk.ok()) {
+    std::vector<double> lat;
+    size_t prefix = 0;
+    const uint64_t client0 = ProcessCpuNs(0), twd0 = ProcessCpuNs(twd);
+    for (int i = 0; i < o.lookups; ++i) {
+      auto t0 = Clock::now();
+      auto r = c.LookupChainOf(lookup.digest, lookup.keys);
+      lat.push_back(Seconds(t0, Clock::now()) * 1e6);
+      if (r.ok()) prefix = r->prefix;
+    }
+    cpu("service_lookup_512", client0, twd0);
+    if (prefix != lookup.keys.size()) {
+      std::cerr << "tw-bench service: lookup found " << prefix << " of 512 chunks\n";
+    }
+    out.Compare("service_lookup_512_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
+    out.Figure("service_lookup_512_p99", Percentile(lat, 0.99), "us");
+  } else {
+    std::cerr << "tw-bench service: lookup chain: " << lk.status().message() << "\n";
+  }
+  where.Unpin(twd);
+  where.UnpinSelf();
+}
+
+// DRAM gets from one client (against memcpy with one thread and with as many threads as twd
+// has workers, the latter measured right before and after the gets), then from 1, 4 and 16
+// concurrent clients. Returns the one-client GB/s.
+double MeasureDramGets(Reporter& out, Client& c, const Chain& mem, const std::string& sock,
+                       const Namespace& ns, const ServiceBenchOptions& o, double memcpy_gbps,
+                       double stream_gbps) {
+  const uint64_t chunk = o.chunk_bytes;
+  const int workers = TwdWorkers(o);
+  const int reps = std::max(2, o.chunks * o.passes / workers);
+  GetChain(c, mem, chunk, o.depth, 1);  // warm
+  const double parallel_before = ParallelMemcpyGBps(chunk, workers, reps);
+  GetStats g = GetChain(c, mem, chunk, o.depth, o.passes);
+  const double parallel_after = ParallelMemcpyGBps(chunk, workers, reps);
+  Warn("get from DRAM", g);
+  const double gbps = Gbps(g.bytes, g.seconds);
+  const double parallel = std::max(parallel_before, parallel_after);
+  out.Figure(StrCat("ref_memcpy_", workers, "_threads"), parallel, "GB/s");
+  out.Compare("service_get_dram", gbps, "GB/s", parallel, 0.8, false);
+  out.Versus("service_get_dram_vs_memcpy_1_thread", gbps, "GB/s", memcpy_gbps);
+  out.Compare("service_get_dram_vs_unix_stream", gbps, "GB/s", stream_gbps, 1.3, false);
+  // Concurrent clients, each with its own connection and arena.
+  for (int clients : {1, 4, 16}) {
+    // Connections (and their pre-faulted arenas) are set up before the clock starts.
+    std::vector<std::unique_ptr<Client>> conns;
+    for (int t = 0; t < clients; ++t) {
+      auto cc = Connect(sock, chunk * 2, {ns});
+      if (!cc.ok()) break;
+      conns.push_back(std::move(*cc));
+    }
+    if (static_cast<int>(conns.size()) != clients) {
+      std::cerr << "tw-bench service: could not open " << clients << " connections\n";
+      break;
+    }
+    std::vector<std::thread> threads;
+    std::atomic<uint64_t> bytes{0}, misses{0};
+    auto t0 = Clock::now();
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        Chain mine = mem;
+        std::rotate(mine.keys.begin(), mine.keys.begin() + (t % o.chunks), mine.keys.end());
+        GetStats gs = GetChain(*conns[t], mine, chunk, 2, o.passes);
+        bytes += gs.bytes;
+        misses += gs.misses;
+      });
+    }
+    for (auto& th : threads) th.join();
+    if (misses.load() != 0) {
+      std::cerr << "tw-bench service: " << misses.load() << " misses with " << clients
+                << " clients\n";
+    }
+    out.Figure(StrCat("service_get_dram_clients_", clients),
+               Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s");
+  }
+  return gbps;
+}
+
 int RunServiceBench(const ServiceBenchOptions& o) {
   Reporter out;
   const uint64_t chunk = o.chunk_bytes;
@@ -479,40 +503,37 @@ int RunServiceBench(const ServiceBenchOptions& o) {
   // twd's store lives in DIR/twd-data: removed before and after, also in a --data-dir given,
   // or the next run would find every chunk already stored (puts answering `exists`).
   const std::string data = dir + "/twd-data";
+  // Raw O_DIRECT with the cadence of durable puts: one fdatasync per chunk-sized batch. The
+  // file stays until the NVMe gets, whose reference reads it.
+  DirectIoShape shape;
+  shape.path = dir + "/raw-direct.bin";
+  shape.batch = chunk;
+  shape.io_size = std::min<uint64_t>(shape.io_size, chunk);
+  shape.file_bytes = chunk * static_cast<uint64_t>(n);
   auto cleanup = [&] {
     std::error_code ec;
+    unlink(shape.path.c_str());
     if (own_dir) std::filesystem::remove_all(dir, ec);
     std::filesystem::remove_all(data, ec);
     std::filesystem::remove_all(run, ec);
   };
 
   // References.
-  double memcpy_gbps = MemcpyGBps(chunk, std::max(4, n * o.passes));
-  out.Figure("ref_memcpy", memcpy_gbps, "GB/s");
-  double stream_gbps = SocketStreamGbps(chunk, std::max(4, n * o.passes));
-  out.Figure("ref_unix_stream", stream_gbps, "GB/s");
+  double memcpy_gbps = 0, stream_gbps = 0;
+  if (!o.latency_only) {
+    memcpy_gbps = MemcpyGBps(chunk, std::max(4, n * o.passes));
+    out.Figure("ref_memcpy", memcpy_gbps, "GB/s");
+    stream_gbps = SocketStreamGbps(chunk, std::max(4, n * o.passes));
+    out.Figure("ref_unix_stream", stream_gbps, "GB/s");
+  }
   const Placement where(!o.float_cpus);
   out.Figure("latency_cross_cpu", where.pinned() ? 1 : 0, "bool");
-  auto pp = PingPongUs(o.pings, where);
-  double pp50 = Percentile(pp, 0.5);
+  PingPong pp = PingPongUs(o.pings, where);
+  double pp50 = Percentile(pp.latency_us, 0.5);
   out.Figure("ref_unix_pingpong_p50", pp50, "us");
-  out.Figure("ref_unix_pingpong_p99", Percentile(pp, 0.99), "us");
-  // Raw O_DIRECT with the cadence of durable puts: one fdatasync per chunk-sized batch.
-  DirectIoShape shape;
-  shape.path = dir + "/raw-direct.bin";
-  shape.batch = chunk;
-  shape.io_size = std::min<uint64_t>(shape.io_size, chunk);
-  shape.file_bytes = chunk * static_cast<uint64_t>(n);
-  auto raw_write_or = DirectWriteSyncGBps(shape);
-  auto raw_read_or = raw_write_or.ok() ? DirectReadGBps(shape) : raw_write_or;
-  unlink(shape.path.c_str());
-  if (!raw_read_or.ok()) {
-    std::cerr << "tw-bench service: raw O_DIRECT reference: " << raw_read_or.status().message()
-              << "\n";
-  }
-  double raw_write = raw_write_or.value_or(0.0), raw_read = raw_read_or.value_or(0.0);
-  out.Figure("ref_odirect_write_fdatasync", raw_write, "GB/s");
-  out.Figure("ref_odirect_read", raw_read, "GB/s");
+  out.Figure("ref_unix_pingpong_p99", Percentile(pp.latency_us, 0.99), "us");
+  out.Figure("ref_unix_pingpong_cpu_near", pp.cpu_near_us, "us");
+  out.Figure("ref_unix_pingpong_cpu_far", pp.cpu_far_us, "us");
 
   // twd, phase A: DRAM large enough for the whole working set.
   std::string sock = run + "/twd.sock";
@@ -522,25 +543,34 @@ int RunServiceBench(const ServiceBenchOptions& o) {
     std::filesystem::remove_all(data, ec);  // a store left by an interrupted run
   }
   std::filesystem::create_directories(data);
+  const int runs = std::max(1, o.runs);
   const uint64_t working = chunk * static_cast<uint64_t>(n) * 2 + (uint64_t{64} << 20);
-  std::vector<std::string> twd_argv = {o.twd_path,
-                                       "--socket",
-                                       sock,
-                                       "--admin-socket",
-                                       admin,
-                                       "--data-dir",
-                                       data,
-                                       "--dram-capacity",
-                                       StrCat(working >> 20, "MiB"),
-                                       "--nvme-capacity",
-                                       StrCat((working * 4 + (uint64_t{1} << 30)) >> 20, "MiB"),
-                                       "--metrics-address",
-                                       "127.0.0.1:0",
-                                       "--log-level",
-                                       "warn"};
+  const uint64_t disk_bytes = chunk * static_cast<uint64_t>(n) * static_cast<uint64_t>(runs);
+  std::vector<std::string> twd_argv = {
+      o.twd_path,
+      "--socket",
+      sock,
+      "--admin-socket",
+      admin,
+      "--data-dir",
+      data,
+      "--dram-capacity",
+      StrCat(working >> 20, "MiB"),
+      "--nvme-capacity",
+      StrCat((working * 4 + disk_bytes + (uint64_t{1} << 30)) >> 20, "MiB"),
+      "--workers",
+      StrCat(TwdWorkers(o)),
+      "--metrics-address",
+      "127.0.0.1:0",
+      "--log-level",
+      "warn"};
   const std::string log = dir + "/twd.log";
   int rc = 0;
   double put_memory_gbps = 0, get_dram_gbps = 0;
+  Namespace ns_disk = BenchNamespace("disk", 256), ns_mem = BenchNamespace("memory", 256);
+  Namespace ns_lookup = BenchNamespace("lookup", 16);
+  std::vector<Chain> disk;  // one chain per alternated put run; the NVMe gets read the last
+  for (int r = 0; r < runs; ++r) disk.push_back(MakeChain(ns_disk, n, 10 + r));
   {
     Child twd;
     Status s = twd.Start(twd_argv, sock, log);
@@ -549,9 +579,7 @@ int RunServiceBench(const ServiceBenchOptions& o) {
       cleanup();
       return 1;
     }
-    Namespace ns_disk = BenchNamespace("disk", 256), ns_mem = BenchNamespace("memory", 256);
-    Namespace ns_lookup = BenchNamespace("lookup", 16);
-    Chain disk = MakeChain(ns_disk, n, 1), mem = MakeChain(ns_mem, n, 2);
+    Chain mem = MakeChain(ns_mem, n, 2);
     Chain lookup = MakeChain(ns_lookup, 512, 3);
     auto c = Connect(sock, chunk * o.depth, {ns_disk, ns_mem, ns_lookup});
     if (!c.ok()) {
@@ -559,110 +587,97 @@ int RunServiceBench(const ServiceBenchOptions& o) {
       cleanup();
       return 1;
     }
-    // The latency figures first, while twd has no background work (the write-back and
-    // eviction that the bulk phases below start would share its CPUs), placed like the
-    // ping-pong reference.
-    where.PinSelf();
-    where.PinFar(twd.pid());
-    // Round trip through twd with an empty request: the floor under every operation.
-    {
-      std::vector<double> lat;
-      for (int i = 0; i < o.lookups; ++i) {
-        auto t0 = Clock::now();
-        if (!(*c)->Ping().ok()) break;
-        lat.push_back(Seconds(t0, Clock::now()) * 1e6);
-      }
-      out.Compare("service_ping_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
+    MeasureLatency(out, **c, lookup, o, where, twd.pid(), pp50);
+    if (o.latency_only) {
+      (*c).reset();
+      twd.Stop();
+      out.Print(o.json);
+      cleanup();
+      return 0;
     }
-    // Lookup of a 512-chunk chain (values of 4 KiB; every chunk stored, with durability disk
-    // so that no write-back runs during the measurement).
-    auto lk = PutChain(**c, lookup, 4096, o.depth, client::Durability::kDisk);
-    if (lk.ok()) {
-      std::vector<double> lat;
-      size_t prefix = 0;
-      for (int i = 0; i < o.lookups; ++i) {
-        auto t0 = Clock::now();
-        auto r = (*c)->LookupChainOf(lookup.digest, lookup.keys);
-        lat.push_back(Seconds(t0, Clock::now()) * 1e6);
-        if (r.ok()) prefix = r->prefix;
+    // Disk puts, each run next to a raw write + fdatasync of as many bytes.
+    std::vector<Alternated> puts;
+    for (int r = 0; r < runs && rc == 0; ++r) {
+      // The reference goes first in odd runs, second in even ones: whatever one leaves
+      // behind in the disk (a flush still running) weighs on both alike.
+      StatusOr<double> raw = 0.0, put_s = 0.0;
+      for (int step = 0; step < 2; ++step) {
+        if ((step == 0) == (r % 2 == 0)) {
+          // A new file each time: twd writes regions of its preallocated data file that were
+          // never written (the file system converts unwritten extents as they are), and an
+          // overwrite of the previous run's blocks skips that work.
+          unlink(shape.path.c_str());
+          raw = DirectWriteSyncGBps(shape);
+        } else {
+          put_s = PutChain(**c, disk[r], chunk, o.depth, client::Durability::kDisk);
+        }
       }
-      if (prefix != lookup.keys.size()) {
-        std::cerr << "tw-bench service: lookup found " << prefix << " of 512 chunks\n";
+      if (!raw.ok() || !put_s.ok()) {
+        std::cerr << "tw-bench service: "
+                  << (raw.ok() ? "put: " + std::string(put_s.status().message())
+                               : "raw O_DIRECT write: " + std::string(raw.status().message()))
+                  << "\n";
+        rc = 1;
+        break;
       }
-      out.Compare("service_lookup_512_p50", Percentile(lat, 0.5), "us", pp50, 1.5, true);
-      out.Figure("service_lookup_512_p99", Percentile(lat, 0.99), "us");
+      puts.push_back({Gbps(chunk * n, *put_s), *raw});
+      // Every run starts from the same store: the chain of a run before the last (which the
+      // NVMe gets read) is deleted, so DRAM and NVMe do not fill from run to run.
+      if (r + 1 < runs) {
+        std::vector<client::KeyRef> refs;
+        for (const Key& k : disk[r].keys) refs.push_back({k, disk[r].digest});
+        auto del = (*c)->Delete(refs);
+        if (!del.ok()) std::cerr << "tw-bench service: delete: " << del.status().message() << "\n";
+      }
     }
-    where.Unpin(twd.pid());
-    where.UnpinSelf();
-    auto put_s = PutChain(**c, disk, chunk, o.depth, client::Durability::kDisk);
-    if (!put_s.ok()) {
-      std::cerr << "tw-bench service: put: " << put_s.status().message() << "\n";
-      rc = 1;
-    } else {
-      out.Compare("service_put_disk", Gbps(chunk * n, *put_s), "GB/s", raw_write, 0.85, false);
-    }
+    ReportMedian(out, "service_put_disk", puts, 0.9);
     auto mem_s = PutChain(**c, mem, chunk, o.depth, client::Durability::kMemory);
     if (mem_s.ok()) {
       put_memory_gbps = Gbps(chunk * n, *mem_s);
       out.Figure("service_put_memory", put_memory_gbps, "GB/s");
-      GetChain(**c, mem, chunk, o.depth, 1);  // warm
-      GetStats g = GetChain(**c, mem, chunk, o.depth, o.passes);
-      Warn("get from DRAM", g);
-      double gbps = Gbps(g.bytes, g.seconds);
-      get_dram_gbps = gbps;
-      out.Compare("service_get_dram", gbps, "GB/s", memcpy_gbps, 0.8, false);
-      out.Compare("service_get_dram_vs_unix_stream", gbps, "GB/s", stream_gbps, 1.3, false);
-      // Concurrent clients, each with its own connection and arena.
-      for (int clients : {1, 4, 16}) {
-        // Connections (and their pre-faulted arenas) are set up before the clock starts.
-        std::vector<std::unique_ptr<Client>> conns;
-        for (int t = 0; t < clients; ++t) {
-          auto cc = Connect(sock, chunk * 2, {ns_mem});
-          if (!cc.ok()) break;
-          conns.push_back(std::move(*cc));
-        }
-        if (static_cast<int>(conns.size()) != clients) {
-          std::cerr << "tw-bench service: could not open " << clients << " connections\n";
-          break;
-        }
-        std::vector<std::thread> threads;
-        std::atomic<uint64_t> bytes{0}, misses{0};
-        auto t0 = Clock::now();
-        for (int t = 0; t < clients; ++t) {
-          threads.emplace_back([&, t] {
-            Chain mine = mem;
-            std::rotate(mine.keys.begin(), mine.keys.begin() + (t % n), mine.keys.end());
-            GetStats gs = GetChain(*conns[t], mine, chunk, 2, o.passes);
-            bytes += gs.bytes;
-            misses += gs.misses;
-          });
-        }
-        for (auto& th : threads) th.join();
-        if (misses.load() != 0) {
-          std::cerr << "tw-bench service: " << misses.load() << " misses with " << clients
-                    << " clients\n";
-        }
-        out.Figure(StrCat("service_get_dram_clients_", clients),
-                   Gbps(bytes.load(), Seconds(t0, Clock::now())), "GB/s");
-      }
+      get_dram_gbps = MeasureDramGets(out, **c, mem, sock, ns_mem, o, memcpy_gbps, stream_gbps);
     }
     (*c).reset();
     twd.Stop();
-
-    // Phase B: a restarted twd has an empty DRAM tier: every get comes from NVMe.
-    s = twd.Start(twd_argv, sock, log);
-    if (s.ok()) {
-      auto c2 = Connect(sock, chunk * o.depth, {ns_disk});
-      if (c2.ok()) {
-        GetStats g = GetChain(**c2, disk, chunk, o.depth, 1);
-        if (g.dram != 0 || g.misses != 0) Warn("get from NVMe", g);
-        out.Compare("service_get_nvme", Gbps(g.bytes, g.seconds), "GB/s", raw_read, 0.85, false);
+  }
+  // Phase B: twd restarted without a DRAM tier: every get reads NVMe (no promotion either),
+  // each run right after a raw O_DIRECT read of as many bytes.
+  if (rc == 0) {
+    std::vector<std::string> argv_b = twd_argv;
+    auto dram_flag = std::find(argv_b.begin(), argv_b.end(), "--dram-capacity");
+    *(dram_flag + 1) = "0";
+    Child twd;
+    Status s = twd.Start(argv_b, sock, log);
+    auto c2 =
+        s.ok() ? Connect(sock, chunk * o.depth, {ns_disk}) : StatusOr<std::unique_ptr<Client>>(s);
+    std::vector<Alternated> gets;
+    // As many bytes in flight as twd's gets have: `depth` chunks, each in stripe-unit requests.
+    DirectIoShape read_shape = shape;
+    read_shape.batch = chunk * static_cast<uint64_t>(std::min(o.depth, n));
+    read_shape.queue_depth = static_cast<uint32_t>(
+        std::max<uint64_t>(shape.queue_depth, read_shape.batch / read_shape.io_size));
+    for (int r = 0; c2.ok() && r < runs; ++r) {
+      StatusOr<double> raw = 0.0;
+      GetStats g;
+      for (int step = 0; step < 2; ++step) {  // alternated as the puts are
+        if ((step == 0) == (r % 2 == 0)) {
+          raw = DirectReadGBps(read_shape);
+        } else {
+          g = GetChain(**c2, disk.back(), chunk, o.depth, 1);
+        }
       }
-      twd.Stop();
-    } else {
-      std::cerr << "tw-bench service: restart: " << s.message() << "\n";
+      if (!raw.ok()) {
+        std::cerr << "tw-bench service: raw O_DIRECT read: " << raw.status().message() << "\n";
+        break;
+      }
+      if (g.dram != 0 || g.misses != 0) Warn("get from NVMe", g);
+      gets.push_back({Gbps(g.bytes, g.seconds), *raw});
+    }
+    if (!c2.ok()) {
+      std::cerr << "tw-bench service: restart: " << c2.status().message() << "\n";
       rc = 1;
     }
+    ReportMedian(out, "service_get_nvme", gets, 0.9);
   }
 
   // Redis over a Unix socket, the same put/get workload.
@@ -717,6 +732,16 @@ Command AddServiceCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1000000));
   cmd->add_option("--pings", o->pings, "reference ping-pong round trips")
       ->check(CLI::Range(1, 10000000));
+  cmd->add_option("--runs", o->runs,
+                  "alternated runs of the disk put and the NVMe get with their references "
+                  "(the median ratio is reported)")
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--workers", o->workers,
+                  "twd's request workers, and the threads of the parallel memcpy reference "
+                  "(default: twd's own default, one per CPU in [4, 32])")
+      ->check(CLI::Range(0, 64));
+  cmd->add_flag("--latency-only", o->latency_only,
+                "only the ping-pong reference, PING and the 512-chunk lookup");
   cmd->add_flag("--json", o->json, "one JSON object per line");
   cmd->add_flag("--float-cpus", o->float_cpus,
                 "measure latencies wherever the scheduler runs each end (default: the load on "

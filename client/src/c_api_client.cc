@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "c_api_internal.h"
 #include "tw/client/client.h"
@@ -51,14 +52,31 @@ tw_future* MakeFuture(Future<T> f, Copy c) {
   return new FutureImpl<T, Copy>(std::move(f), std::move(c));
 }
 
-// Runs a future to completion within the call's timeout (+ slack) and copies it out.
-int Complete(tw_future* f, milliseconds timeout) {
-  std::unique_ptr<tw_future> owned(f);
-  if (!f->WaitFor(timeout + kAwaitSlack)) {
-    // The C++ future stays referenced by the connection's pending entry, never by us.
-    return Fail(DeadlineExceededError("twd did not answer before the deadline"));
+// The answer of a synchronous call, already there, behind the same interface.
+template <typename T, typename Copy>
+struct AnswerImpl final : tw_future {
+  AnswerImpl(StatusOr<T> a, Copy c) : answer(std::move(a)), copy(std::move(c)) {}
+  bool WaitFor(milliseconds) override { return true; }
+  int Finish() override { return answer.ok() ? copy(*answer) : Fail(answer.status()); }
+  StatusOr<T> answer;
+  Copy copy;
+};
+
+// How a Start* function runs its request: kAsync returns at once with a future; kSync waits
+// for the answer in the client's synchronous call, on this thread (which reads the reply
+// itself on an idle connection: one send and one receive, no other thread woken).
+enum class Mode { kAsync, kSync };
+
+// Sends with `async` (returns a Future<T>) or runs `sync` (returns StatusOr<T>) per `mode`;
+// `copy` takes the answer back into C structures.
+template <typename Async, typename Sync, typename Copy>
+tw_future* Launch(Mode mode, Async async, Sync sync, Copy copy) {
+  if (mode == Mode::kSync) {
+    auto answer = sync();
+    return new AnswerImpl<std::remove_cvref_t<decltype(*answer)>, Copy>(std::move(answer),
+                                                                        std::move(copy));
   }
-  return f->Finish();
+  return MakeFuture(async(), std::move(copy));
 }
 
 milliseconds Timeout(tw_client* c, uint32_t timeout_ms) {
@@ -86,7 +104,7 @@ std::vector<ScatterRange> Ranges(const tw_scatter* s, size_t n) {
 
 StatusOr<tw_future*> StartLookup(tw_client* c, const uint8_t* digests, const uint8_t* keys,
                                  size_t chain_length, size_t n_chains, uint32_t flags,
-                                 uint32_t timeout_ms, tw_lookup_result* result) {
+                                 uint32_t timeout_ms, tw_lookup_result* result, Mode mode) {
   if (c == nullptr || result == nullptr || n_chains == 0 || digests == nullptr ||
       (keys == nullptr && chain_length != 0)) {
     return InvalidArgumentError("lookup: NULL argument or no chain");
@@ -100,24 +118,28 @@ StatusOr<tw_future*> StartLookup(tw_client* c, const uint8_t* digests, const uin
     }
     items[0].push_back(std::move(chain));
   }
-  auto f = c->impl->LookupAsync(items, (flags & TW_LOOKUP_LEASE) != 0, Timeout(c, timeout_ms));
-  return MakeFuture(std::move(f), [result, chain_length](const std::vector<LookupReply>& r) {
-    const LookupReply& l = r[0];
-    result->prefix = l.prefix;
-    result->miss = C(l.miss);
-    result->lease = l.lease;
-    if (result->tiers != nullptr) {
-      for (size_t j = 0; j < chain_length; ++j) {
-        bool known = !l.tiers.empty() && j < l.tiers[0].size() && j < l.prefix;
-        result->tiers[j] = static_cast<uint8_t>(known ? C(l.tiers[0][j]) : TW_TIER_NONE);
-      }
-    }
-    return TW_OK;
-  });
+  const bool lease = (flags & TW_LOOKUP_LEASE) != 0;
+  const milliseconds timeout = Timeout(c, timeout_ms);
+  return Launch(
+      mode, [&] { return c->impl->LookupAsync(items, lease, timeout); },
+      [&] { return c->impl->Lookup(items, lease, timeout); },
+      [result, chain_length](const std::vector<LookupReply>& r) {
+        const LookupReply& l = r[0];
+        result->prefix = l.prefix;
+        result->miss = C(l.miss);
+        result->lease = l.lease;
+        if (result->tiers != nullptr) {
+          for (size_t j = 0; j < chain_length; ++j) {
+            bool known = !l.tiers.empty() && j < l.tiers[0].size() && j < l.prefix;
+            result->tiers[j] = static_cast<uint8_t>(known ? C(l.tiers[0][j]) : TW_TIER_NONE);
+          }
+        }
+        return TW_OK;
+      });
 }
 
 StatusOr<tw_future*> StartGet(tw_client* c, tw_get_item* items, size_t n, uint64_t lease,
-                              uint32_t timeout_ms) {
+                              uint32_t timeout_ms, Mode mode) {
   if (c == nullptr || (items == nullptr && n != 0))
     return InvalidArgumentError("get: NULL argument");
   std::vector<GetItem> req(n);
@@ -133,19 +155,22 @@ StatusOr<tw_future*> StartGet(tw_client* c, tw_get_item* items, size_t n, uint64
     req[i].arena_length = it.arena_length;
     req[i].lease = lease;
   }
-  auto f = c->impl->GetAsync(req, Timeout(c, timeout_ms));
-  return MakeFuture(std::move(f), [items](const std::vector<GetReply>& r) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      items[i].tier = C(r[i].tier);
-      items[i].miss = C(r[i].miss);
-      items[i].bytes = r[i].bytes;
-    }
-    return TW_OK;
-  });
+  const milliseconds timeout = Timeout(c, timeout_ms);
+  return Launch(
+      mode, [&] { return c->impl->GetAsync(req, timeout); },
+      [&] { return c->impl->Get(req, timeout); },
+      [items](const std::vector<GetReply>& r) {
+        for (size_t i = 0; i < r.size(); ++i) {
+          items[i].tier = C(r[i].tier);
+          items[i].miss = C(r[i].miss);
+          items[i].bytes = r[i].bytes;
+        }
+        return TW_OK;
+      });
 }
 
 StatusOr<tw_future*> StartPut(tw_client* c, tw_put_item* items, size_t n, int durability,
-                              uint32_t timeout_ms) {
+                              uint32_t timeout_ms, Mode mode) {
   if (c == nullptr || (items == nullptr && n != 0))
     return InvalidArgumentError("put: NULL argument");
   if (durability != TW_DURABILITY_MEMORY && durability != TW_DURABILITY_DISK) {
@@ -175,11 +200,14 @@ StatusOr<tw_future*> StartPut(tw_client* c, tw_put_item* items, size_t n, int du
     }
     p.durability = durability == TW_DURABILITY_DISK ? Durability::kDisk : Durability::kMemory;
   }
-  auto f = c->impl->PutAsync(req, Timeout(c, timeout_ms));
-  return MakeFuture(std::move(f), [items](const std::vector<PutReply>& r) {
-    for (size_t i = 0; i < r.size(); ++i) items[i].result = C(r[i].result);
-    return TW_OK;
-  });
+  const milliseconds timeout = Timeout(c, timeout_ms);
+  return Launch(
+      mode, [&] { return c->impl->PutAsync(req, timeout); },
+      [&] { return c->impl->Put(req, timeout); },
+      [items](const std::vector<PutReply>& r) {
+        for (size_t i = 0; i < r.size(); ++i) items[i].result = C(r[i].result);
+        return TW_OK;
+      });
 }
 
 std::vector<KeyRef> Refs(const uint8_t* digest, const uint8_t* keys, size_t n) {
@@ -195,15 +223,11 @@ int Started(StatusOr<tw_future*> f, tw_future** out) {
   return TW_OK;
 }
 
-// Completes a request started under a Client::ReadsOwnReply: this thread reads its reply.
-int RunSync(StatusOr<tw_future*> f, tw_client* c, uint32_t timeout_ms) {
+// Copies out the answer of a request started with Mode::kSync (already there).
+int RunSync(StatusOr<tw_future*> f) {
   if (!f.ok()) return Fail(f.status());
-  const milliseconds timeout = Timeout(c, timeout_ms);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  tw_future* fut = *f;
-  c->impl->WaitReady([fut] { return fut->WaitFor(milliseconds(0)); }, deadline);
-  const auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
-  return Complete(fut, std::max(left, milliseconds(0)));
+  std::unique_ptr<tw_future> owned(*f);
+  return owned->Finish();
 }
 
 }  // namespace
@@ -265,23 +289,20 @@ TW_C_CATCH_RETURN("tw_client_max_batch", 0)
 int tw_client_lookup(tw_client* c, const uint8_t* digests, const uint8_t* keys, size_t chain_length,
                      size_t n_chains, uint32_t flags, uint32_t timeout_ms,
                      tw_lookup_result* result) try {
-  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
-  return RunSync(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result),
-                 c, timeout_ms);
+  return RunSync(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result,
+                             Mode::kSync));
 }
 TW_C_CATCH("tw_client_lookup")
 
 int tw_client_get(tw_client* c, tw_get_item* items, size_t n, uint64_t lease,
                   uint32_t timeout_ms) try {
-  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
-  return RunSync(StartGet(c, items, n, lease, timeout_ms), c, timeout_ms);
+  return RunSync(StartGet(c, items, n, lease, timeout_ms, Mode::kSync));
 }
 TW_C_CATCH("tw_client_get")
 
 int tw_client_put(tw_client* c, tw_put_item* items, size_t n, int durability,
                   uint32_t timeout_ms) try {
-  Client::ReadsOwnReply reads;  // this thread reads the reply (RunSync)
-  return RunSync(StartPut(c, items, n, durability, timeout_ms), c, timeout_ms);
+  return RunSync(StartPut(c, items, n, durability, timeout_ms, Mode::kSync));
 }
 TW_C_CATCH("tw_client_put")
 
@@ -289,7 +310,8 @@ int tw_client_lookup_async(tw_client* c, const uint8_t* digests, const uint8_t* 
                            size_t chain_length, size_t n_chains, uint32_t flags,
                            uint32_t timeout_ms, tw_lookup_result* result, tw_future** future) try {
   if (future == nullptr) return FailInvalid("lookup: NULL future");
-  return Started(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result),
+  return Started(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result,
+                             Mode::kAsync),
                  future);
 }
 TW_C_CATCH("tw_client_lookup_async")
@@ -297,14 +319,14 @@ TW_C_CATCH("tw_client_lookup_async")
 int tw_client_get_async(tw_client* c, tw_get_item* items, size_t n, uint64_t lease,
                         uint32_t timeout_ms, tw_future** future) try {
   if (future == nullptr) return FailInvalid("get: NULL future");
-  return Started(StartGet(c, items, n, lease, timeout_ms), future);
+  return Started(StartGet(c, items, n, lease, timeout_ms, Mode::kAsync), future);
 }
 TW_C_CATCH("tw_client_get_async")
 
 int tw_client_put_async(tw_client* c, tw_put_item* items, size_t n, int durability,
                         uint32_t timeout_ms, tw_future** future) try {
   if (future == nullptr) return FailInvalid("put: NULL future");
-  return Started(StartPut(c, items, n, durability, timeout_ms), future);
+  return Started(StartPut(c, items, n, durability, timeout_ms, Mode::kAsync), future);
 }
 TW_C_CATCH("tw_client_put_async")
 

@@ -58,8 +58,7 @@ StatusOr<std::unique_ptr<Client>> Client::ConnectOnce(const ClientOptions& optio
   }
   hello.set_arena_size(c->arena_.mapped_size());
   size_t declared = c->options_.namespaces.size();
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::HelloResponse, SessionInfo>(
+  auto session = wire::CallSync<pb::HelloResponse, SessionInfo>(
       *c->conn_, Opcode::kHello, hello,
       [declared](const pb::HelloResponse& r) -> StatusOr<SessionInfo> {
         SessionInfo s;
@@ -81,8 +80,7 @@ StatusOr<std::unique_ptr<Client>> Client::ConnectOnce(const ClientOptions& optio
         s.session_id = r.session_id();
         return s;
       },
-      c->arena_.fd());
-  auto session = wire::Wait(*c->conn_, f, c->options_.timeout);
+      c->options_.timeout, c->arena_.fd());
   if (!session.ok())
     return session.status().WithPrefix(StrCat("hello to ", c->options_.socket_path));
   c->session_ = std::move(*session);
@@ -127,8 +125,7 @@ StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace
     *req.add_namespaces() = protocol::ToProto(*n);
   }
   size_t want = namespaces.size();
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::DeclareNamespacesResponse, std::vector<Key>>(
+  auto digests = wire::CallSync<pb::DeclareNamespacesResponse, std::vector<Key>>(
       *conn_, Opcode::kDeclareNamespaces, req,
       [want](const pb::DeclareNamespacesResponse& r) -> StatusOr<std::vector<Key>> {
         if (static_cast<size_t>(r.namespace_digests_size()) != want) {
@@ -140,10 +137,11 @@ StatusOr<std::vector<Key>> Client::DeclareNamespaces(const std::vector<Namespace
           out.push_back(k);
         }
         return out;
-      });
-  TW_ASSIGN_OR_RETURN(auto digests, wire::Wait(*conn_, f, Effective(timeout)));
-  session_.namespace_digests.insert(session_.namespace_digests.end(), digests.begin(),
-                                    digests.end());
+      },
+      Effective(timeout));
+  if (!digests.ok()) return digests.status();
+  session_.namespace_digests.insert(session_.namespace_digests.end(), digests->begin(),
+                                    digests->end());
   return digests;
 }
 
@@ -176,42 +174,61 @@ class ChainWriter {
   uint64_t used_ = 0;
 };
 
-// Sends a lookup of `req` (its items already filled) and converts the reply. `slot` (the
-// key-area slot the chains lie in, if any) is held until the request is over.
-Future<std::vector<LookupReply>> SendLookup(Connection& conn, pb::LookupRequest& req,
-                                            bool take_lease, uint64_t timeout_us,
-                                            std::shared_ptr<const KeyArea::Slot> slot) {
+// Completes a lookup request (its items already filled) and returns the converter of its
+// reply, which holds `slot` (the key-area slot the chains lie in, if any) until the request is
+// over.
+auto FinishLookup(pb::LookupRequest& req, bool take_lease, uint64_t timeout_us,
+                  std::shared_ptr<const KeyArea::Slot> slot) {
   req.set_take_lease(take_lease);
   req.set_timeout_us(timeout_us);
   const size_t want = static_cast<size_t>(req.items_size());
-  return wire::Call<pb::LookupResponse, std::vector<LookupReply>>(
-      conn, Opcode::kLookup, req,
-      [want,
-       slot = std::move(slot)](const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
-        if (static_cast<size_t>(r.results_size()) != want) {
-          return CountMismatch("lookup", r.results_size(), want);
+  return [want, slot = std::move(slot)](
+             const pb::LookupResponse& r) -> StatusOr<std::vector<LookupReply>> {
+    if (static_cast<size_t>(r.results_size()) != want) {
+      return CountMismatch("lookup", r.results_size(), want);
+    }
+    std::vector<LookupReply> out;
+    for (const pb::LookupResult& res : r.results()) {
+      LookupReply l;
+      l.prefix = res.prefix();
+      for (const pb::ChainTiers& ct : res.chains()) {
+        std::vector<Tier> tiers;
+        // Version 2 packs one byte per chunk; version 1 repeats the enum.
+        const std::string& packed = ct.packed_tiers();
+        tiers.reserve(packed.empty() ? ct.tiers_size() : packed.size());
+        for (char t : packed) {
+          tiers.push_back(wire::FromProto(static_cast<pb::Tier>(static_cast<uint8_t>(t))));
         }
-        std::vector<LookupReply> out;
-        for (const pb::LookupResult& res : r.results()) {
-          LookupReply l;
-          l.prefix = res.prefix();
-          for (const pb::ChainTiers& ct : res.chains()) {
-            std::vector<Tier> tiers;
-            // Version 2 packs one byte per chunk; version 1 repeats the enum.
-            const std::string& packed = ct.packed_tiers();
-            tiers.reserve(packed.empty() ? ct.tiers_size() : packed.size());
-            for (char t : packed) {
-              tiers.push_back(wire::FromProto(static_cast<pb::Tier>(static_cast<uint8_t>(t))));
-            }
-            for (int t : ct.tiers()) tiers.push_back(wire::FromProto(static_cast<pb::Tier>(t)));
-            l.tiers.push_back(std::move(tiers));
-          }
-          l.miss = wire::FromProto(res.miss());
-          l.lease = res.lease();
-          out.push_back(std::move(l));
-        }
-        return out;
-      });
+        for (int t : ct.tiers()) tiers.push_back(wire::FromProto(static_cast<pb::Tier>(t)));
+        l.tiers.push_back(std::move(tiers));
+      }
+      l.miss = wire::FromProto(res.miss());
+      l.lease = res.lease();
+      out.push_back(std::move(l));
+    }
+    return out;
+  };
+}
+
+// Fills `req`'s items with `items`' chains, written through `writer`.
+void FillLookup(const std::vector<std::vector<LookupChain>>& items, ChainWriter& writer,
+                pb::LookupRequest* req) {
+  for (const auto& item : items) {
+    pb::LookupItem* it = req->add_items();
+    for (const LookupChain& chain : item) {
+      pb::KeyChain* c = it->add_chains();
+      c->set_namespace_digest(wire::KeyBytes(chain.namespace_digest));
+      writer.Set(chain.keys, c);
+    }
+  }
+}
+
+uint64_t TotalKeys(const std::vector<std::vector<LookupChain>>& items) {
+  uint64_t total = 0;
+  for (const auto& item : items) {
+    for (const LookupChain& chain : item) total += chain.keys.size();
+  }
+  return total;
 }
 
 }  // namespace
@@ -219,27 +236,21 @@ Future<std::vector<LookupReply>> SendLookup(Connection& conn, pb::LookupRequest&
 Future<std::vector<LookupReply>> Client::LookupAsync(
     const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
   pb::LookupRequest req;
-  uint64_t total = 0;
-  for (const auto& item : items) {
-    for (const LookupChain& chain : item) total += chain.keys.size();
-  }
-  ChainWriter writer(key_area_.get(), total, session_.version);
-  for (const auto& item : items) {
-    pb::LookupItem* it = req.add_items();
-    for (const LookupChain& chain : item) {
-      pb::KeyChain* c = it->add_chains();
-      c->set_namespace_digest(wire::KeyBytes(chain.namespace_digest));
-      writer.Set(chain.keys, c);
-    }
-  }
-  return SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  ChainWriter writer(key_area_.get(), TotalKeys(items), session_.version);
+  FillLookup(items, writer, &req);
+  auto convert = FinishLookup(req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  return wire::Call<pb::LookupResponse, std::vector<LookupReply>>(*conn_, Opcode::kLookup, req,
+                                                                  std::move(convert));
 }
 
 StatusOr<std::vector<LookupReply>> Client::Lookup(
     const std::vector<std::vector<LookupChain>>& items, bool take_lease, ms timeout) {
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = LookupAsync(items, take_lease, timeout);
-  return wire::Wait(*conn_, f, Effective(timeout));
+  pb::LookupRequest req;
+  ChainWriter writer(key_area_.get(), TotalKeys(items), session_.version);
+  FillLookup(items, writer, &req);
+  auto convert = FinishLookup(req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  return wire::CallSync<pb::LookupResponse, std::vector<LookupReply>>(
+      *conn_, Opcode::kLookup, req, std::move(convert), Effective(timeout));
 }
 
 StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::span<const Key> keys,
@@ -250,23 +261,25 @@ StatusOr<LookupReply> Client::LookupChainOf(const Key& namespace_digest, std::sp
   c->set_namespace_digest(wire::KeyBytes(namespace_digest));
   ChainWriter writer(key_area_.get(), keys.size(), session_.version);
   writer.Set(keys, c);
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = SendLookup(*conn_, req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
-  TW_ASSIGN_OR_RETURN(auto replies, wire::Wait(*conn_, f, Effective(timeout)));
+  auto convert = FinishLookup(req, take_lease, TimeoutUs(Effective(timeout)), writer.slot());
+  TW_ASSIGN_OR_RETURN(auto replies,
+                      (wire::CallSync<pb::LookupResponse, std::vector<LookupReply>>(
+                          *conn_, Opcode::kLookup, req, std::move(convert), Effective(timeout))));
   return std::move(replies[0]);
 }
 
 StatusOr<uint32_t> Client::ReleaseLeases(const std::vector<uint64_t>& leases, ms timeout) {
   pb::ReleaseLeasesRequest req;
   for (uint64_t l : leases) req.add_leases(l);
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::ReleaseLeasesResponse, uint32_t>(
+  return wire::CallSync<pb::ReleaseLeasesResponse, uint32_t>(
       *conn_, Opcode::kReleaseLeases, req,
-      [](const pb::ReleaseLeasesResponse& r) -> StatusOr<uint32_t> { return r.released(); });
-  return wire::Wait(*conn_, f, Effective(timeout));
+      [](const pb::ReleaseLeasesResponse& r) -> StatusOr<uint32_t> { return r.released(); },
+      Effective(timeout));
 }
 
-Future<std::vector<GetReply>> Client::GetAsync(const std::vector<GetItem>& items, ms timeout) {
+namespace {
+
+pb::GetRequest GetRequestOf(const std::vector<GetItem>& items, uint64_t timeout_us) {
   pb::GetRequest req;
   for (const GetItem& item : items) {
     pb::GetItem* g = req.add_items();
@@ -276,34 +289,30 @@ Future<std::vector<GetReply>> Client::GetAsync(const std::vector<GetItem>& items
     g->set_arena_length(item.arena_length);
     g->set_lease(item.lease);
   }
-  req.set_timeout_us(TimeoutUs(Effective(timeout)));
-  size_t want = items.size();
-  return wire::Call<pb::GetResponse, std::vector<GetReply>>(
-      *conn_, Opcode::kGet, req,
-      [want](const pb::GetResponse& r) -> StatusOr<std::vector<GetReply>> {
-        if (static_cast<size_t>(r.results_size()) != want) {
-          return CountMismatch("get", r.results_size(), want);
-        }
-        std::vector<GetReply> out;
-        for (const pb::GetResult& res : r.results()) {
-          GetReply g;
-          g.tier = wire::FromProto(res.tier());
-          g.miss = wire::FromProto(res.miss());
-          g.bytes = res.bytes();
-          g.segment_sizes.assign(res.segment_sizes().begin(), res.segment_sizes().end());
-          out.push_back(std::move(g));
-        }
-        return out;
-      });
+  req.set_timeout_us(timeout_us);
+  return req;
 }
 
-StatusOr<std::vector<GetReply>> Client::Get(const std::vector<GetItem>& items, ms timeout) {
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = GetAsync(items, timeout);
-  return wire::Wait(*conn_, f, Effective(timeout));
+// Converts a get's reply of `want` items.
+auto GetConverter(size_t want) {
+  return [want](const pb::GetResponse& r) -> StatusOr<std::vector<GetReply>> {
+    if (static_cast<size_t>(r.results_size()) != want) {
+      return CountMismatch("get", r.results_size(), want);
+    }
+    std::vector<GetReply> out;
+    for (const pb::GetResult& res : r.results()) {
+      GetReply g;
+      g.tier = wire::FromProto(res.tier());
+      g.miss = wire::FromProto(res.miss());
+      g.bytes = res.bytes();
+      g.segment_sizes.assign(res.segment_sizes().begin(), res.segment_sizes().end());
+      out.push_back(std::move(g));
+    }
+    return out;
+  };
 }
 
-Future<std::vector<PutReply>> Client::PutAsync(const std::vector<PutItem>& items, ms timeout) {
+pb::PutRequest PutRequestOf(const std::vector<PutItem>& items, uint64_t timeout_us) {
   pb::PutRequest req;
   for (const PutItem& item : items) {
     pb::PutItem* p = req.add_items();
@@ -315,34 +324,55 @@ Future<std::vector<PutReply>> Client::PutAsync(const std::vector<PutItem>& items
     for (const ScatterRange& r : item.ranges) wire::ToProto(r, p->add_ranges());
     p->set_durability(wire::ToProto(item.durability));
   }
-  req.set_timeout_us(TimeoutUs(Effective(timeout)));
-  size_t want = items.size();
+  req.set_timeout_us(timeout_us);
+  return req;
+}
+
+// Converts a put's reply of `want` items.
+auto PutConverter(size_t want) {
+  return [want](const pb::PutResponse& r) -> StatusOr<std::vector<PutReply>> {
+    if (static_cast<size_t>(r.results_size()) != want) {
+      return CountMismatch("put", r.results_size(), want);
+    }
+    std::vector<PutReply> out;
+    for (const pb::PutItemResult& res : r.results()) {
+      out.push_back(PutReply{wire::FromProto(res.result()), res.message()});
+    }
+    return out;
+  };
+}
+
+}  // namespace
+
+Future<std::vector<GetReply>> Client::GetAsync(const std::vector<GetItem>& items, ms timeout) {
+  return wire::Call<pb::GetResponse, std::vector<GetReply>>(
+      *conn_, Opcode::kGet, GetRequestOf(items, TimeoutUs(Effective(timeout))),
+      GetConverter(items.size()));
+}
+
+StatusOr<std::vector<GetReply>> Client::Get(const std::vector<GetItem>& items, ms timeout) {
+  return wire::CallSync<pb::GetResponse, std::vector<GetReply>>(
+      *conn_, Opcode::kGet, GetRequestOf(items, TimeoutUs(Effective(timeout))),
+      GetConverter(items.size()), Effective(timeout));
+}
+
+Future<std::vector<PutReply>> Client::PutAsync(const std::vector<PutItem>& items, ms timeout) {
   return wire::Call<pb::PutResponse, std::vector<PutReply>>(
-      *conn_, Opcode::kPut, req,
-      [want](const pb::PutResponse& r) -> StatusOr<std::vector<PutReply>> {
-        if (static_cast<size_t>(r.results_size()) != want) {
-          return CountMismatch("put", r.results_size(), want);
-        }
-        std::vector<PutReply> out;
-        for (const pb::PutItemResult& res : r.results()) {
-          out.push_back(PutReply{wire::FromProto(res.result()), res.message()});
-        }
-        return out;
-      });
+      *conn_, Opcode::kPut, PutRequestOf(items, TimeoutUs(Effective(timeout))),
+      PutConverter(items.size()));
 }
 
 StatusOr<std::vector<PutReply>> Client::Put(const std::vector<PutItem>& items, ms timeout) {
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = PutAsync(items, timeout);
-  return wire::Wait(*conn_, f, Effective(timeout));
+  return wire::CallSync<pb::PutResponse, std::vector<PutReply>>(
+      *conn_, Opcode::kPut, PutRequestOf(items, TimeoutUs(Effective(timeout))),
+      PutConverter(items.size()), Effective(timeout));
 }
 
 StatusOr<std::vector<ExistsReply>> Client::Exists(const std::vector<KeyRef>& refs, ms timeout) {
   pb::ExistsRequest req;
   for (const KeyRef& r : refs) wire::ToProto(r, req.add_items());
   size_t want = refs.size();
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::ExistsResponse, std::vector<ExistsReply>>(
+  return wire::CallSync<pb::ExistsResponse, std::vector<ExistsReply>>(
       *conn_, Opcode::kExists, req,
       [want](const pb::ExistsResponse& r) -> StatusOr<std::vector<ExistsReply>> {
         if (static_cast<size_t>(r.results_size()) != want) {
@@ -358,41 +388,39 @@ StatusOr<std::vector<ExistsReply>> Client::Exists(const std::vector<KeyRef>& ref
           out.push_back(std::move(e));
         }
         return out;
-      });
-  return wire::Wait(*conn_, f, Effective(timeout));
+      },
+      Effective(timeout));
 }
 
 StatusOr<std::vector<bool>> Client::Delete(const std::vector<KeyRef>& refs, ms timeout) {
   pb::DeleteRequest req;
   for (const KeyRef& r : refs) wire::ToProto(r, req.add_items());
   size_t want = refs.size();
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::DeleteResponse, std::vector<bool>>(
+  return wire::CallSync<pb::DeleteResponse, std::vector<bool>>(
       *conn_, Opcode::kDelete, req,
       [want](const pb::DeleteResponse& r) -> StatusOr<std::vector<bool>> {
         if (static_cast<size_t>(r.deleted_size()) != want) {
           return CountMismatch("delete", r.deleted_size(), want);
         }
         return std::vector<bool>(r.deleted().begin(), r.deleted().end());
-      });
-  return wire::Wait(*conn_, f, Effective(timeout));
+      },
+      Effective(timeout));
 }
 
 StatusOr<Stats> Client::GetStats(ms timeout) {
   pb::StatsRequest req;
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::StatsResponse, Stats>(
+  return wire::CallSync<pb::StatsResponse, Stats>(
       *conn_, Opcode::kStats, req,
-      [](const pb::StatsResponse& r) -> StatusOr<Stats> { return wire::FromProto(r); });
-  return wire::Wait(*conn_, f, Effective(timeout));
+      [](const pb::StatsResponse& r) -> StatusOr<Stats> { return wire::FromProto(r); },
+      Effective(timeout));
 }
 
 Status Client::Ping(ms timeout) {
   pb::PingRequest req;
-  Connection::CallerReads caller_reads;  // this thread reads the reply
-  auto f = wire::Call<pb::PingResponse, bool>(
-      *conn_, Opcode::kPing, req, [](const pb::PingResponse&) -> StatusOr<bool> { return true; });
-  return wire::Wait(*conn_, f, Effective(timeout)).status();
+  return wire::CallSync<pb::PingResponse, bool>(
+             *conn_, Opcode::kPing, req,
+             [](const pb::PingResponse&) -> StatusOr<bool> { return true; }, Effective(timeout))
+      .status();
 }
 
 }  // namespace tw::client

@@ -116,8 +116,8 @@ class Client {
   // stays mapped until the Client is destroyed.
   void Close();
 
-  // For synchronous wrappers over the *Async calls (the C API; the synchronous methods above
-  // do this themselves): while a ReadsOwnReply lives on a thread, the requests that thread
+  // For callers that wait on an *Async call's future right away (the synchronous methods above
+  // do better: no future at all): while a ReadsOwnReply lives on a thread, the requests that thread
   // sends do not wake the connection's reader thread, and WaitReady() then reads their
   // replies on the calling thread — saving the hand-off from the reader thread, which costs
   // more than twd's answer to a small request. REQUIRES: the thread calls WaitReady() (or
