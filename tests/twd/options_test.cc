@@ -105,6 +105,15 @@ TEST_F(OptionsTest, MissingSocketDirectoryFailsBeforeTheStoreOpens) {
   EXPECT_FALSE(opened);
   EXPECT_NE(s.message().find("--admin-socket"), std::string::npos) << s.ToString();
 
+  // A path the config file set is named as the file's field.
+  std::ofstream(dir_ + "/twd.yaml") << "socket:\n  path: " << dir_ << "/gone/twd.sock\n";
+  o = Parse({"--config", dir_ + "/twd.yaml", "--metrics-address", ""});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  s = StartRecordingOpen(*o, &opened);
+  EXPECT_FALSE(opened);
+  EXPECT_NE(s.message().find("socket.path in " + dir_ + "/twd.yaml"), std::string::npos)
+      << s.ToString();
+
   // A directory that exists: the sockets pass and the store is next.
   o = Parse({"--socket", dir_ + "/twd.sock", "--metrics-address", ""});
   ASSERT_TRUE(o.ok()) << o.status().ToString();

@@ -161,10 +161,15 @@ std::string AdminSocketNextTo(const std::string& socket_path) {
 Status PrepareSocketDirectories(const config::Config& c, const DaemonOptions& o) {
   const config::Config defaults;
   const std::string file = o.config_path.empty() ? "" : StrCat(" in ", o.config_path);
-  const std::string socket_origin = o.socket ? "--socket" : StrCat("socket.path", file);
+  // A path at its default is changed with the flag; one the file set, in the file.
+  const bool socket_from_file = !o.socket && c.socket.path != defaults.socket.path;
+  const std::string socket_origin =
+      socket_from_file ? StrCat("socket.path", file) : std::string("--socket");
   TW_RETURN_IF_ERROR(
       CheckSocketDirectory(c.socket.path, c.socket.path == defaults.socket.path, socket_origin));
-  std::string admin_origin = o.admin_socket ? "--admin-socket" : StrCat("admin_socket.path", file);
+  const bool admin_from_file = !o.admin_socket && c.admin_socket.path != defaults.admin_socket.path;
+  std::string admin_origin =
+      admin_from_file ? StrCat("admin_socket.path", file) : std::string("--admin-socket");
   if (!o.admin_socket && c.admin_socket.path == AdminSocketNextTo(c.socket.path)) {
     admin_origin = socket_origin;  // it follows the client socket
   }
