@@ -1,51 +1,15 @@
-# Every third-party dependency, found once. All come from Debian 12 packages installed by
-# scripts/bootstrap.sh.
+# The third-party libraries that several targets use, found once. A library that one target
+# alone uses is found in that target's CMakeLists.txt (protobuf in proto/, ISA-L, OpenSSL,
+# civetweb and prometheus-cpp in common/, cpprestsdk in operator/, GoogleTest in tests/,
+# hiredis in bench/). All come from the Debian 12 packages that scripts/bootstrap.sh installs.
 
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
-find_package(absl CONFIG REQUIRED)
-find_package(Protobuf REQUIRED)
-find_package(gRPC CONFIG REQUIRED)
-find_package(yaml-cpp CONFIG REQUIRED)
-find_package(nlohmann_json CONFIG REQUIRED)
-find_package(CLI11 CONFIG REQUIRED)
-find_package(fmt CONFIG REQUIRED)
-find_package(OpenSSL REQUIRED)
-find_package(prometheus-cpp CONFIG REQUIRED)
-find_package(cpprestsdk CONFIG REQUIRED)
-if(TW_BUILD_TESTS)
-  find_package(GTest CONFIG REQUIRED)
-endif()
-if(TW_BUILD_BENCH)
-  find_package(benchmark CONFIG REQUIRED)
-endif()
+find_package(absl CONFIG REQUIRED)          # tw_service, tw_store
+find_package(yaml-cpp CONFIG REQUIRED)      # tw_common (config), tw_operator, operator tests
+find_package(nlohmann_json CONFIG REQUIRED) # twctl, libtwclient, tw_operator, tw-bench
+find_package(CLI11 CONFIG REQUIRED)         # twd, twctl, tw-operator, tw-bench
+find_package(fmt CONFIG REQUIRED)           # tw_common (logging through spdlog), its users
 
+# liburing: tw_store's NVMe I/O.
 pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
-pkg_check_modules(IBVERBS REQUIRED IMPORTED_TARGET libibverbs)
-pkg_check_modules(RDMACM REQUIRED IMPORTED_TARGET librdmacm)
-
-# ISA-L (CRC32C) ships no pkg-config file on Debian 12.
-find_path(ISAL_INCLUDE_DIR isa-l/crc.h REQUIRED)
-find_library(ISAL_LIBRARY isal REQUIRED)
-add_library(tw_isal INTERFACE)
-target_include_directories(tw_isal INTERFACE ${ISAL_INCLUDE_DIR})
-target_link_libraries(tw_isal INTERFACE ${ISAL_LIBRARY})
-
-# CUDA: optional. AUTO builds the CUDA parts when nvcc is found (default /usr/local/cuda).
-set(TW_HAVE_CUDA OFF)
-if(NOT TW_WITH_CUDA STREQUAL "OFF")
-  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
-    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
-  endif()
-  include(CheckLanguage)
-  check_language(CUDA)
-  if(CMAKE_CUDA_COMPILER)
-    find_package(CUDAToolkit)
-  endif()
-  if(CUDAToolkit_FOUND)
-    set(TW_HAVE_CUDA ON)
-  elseif(TW_WITH_CUDA STREQUAL "ON")
-    message(FATAL_ERROR "TW_WITH_CUDA=ON but no CUDA toolkit was found (looked for nvcc)")
-  endif()
-endif()
-message(STATUS "Token Warehouse: CUDA parts ${TW_HAVE_CUDA}")

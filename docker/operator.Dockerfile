@@ -16,7 +16,7 @@ WORKDIR /src
 COPY scripts/bootstrap.sh scripts/bootstrap.sh
 RUN TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF -DTW_WITH_CUDA=OFF \
+RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF \
  && cmake --build --preset release --target tw-operator \
  && mkdir -p /out/bin \
  && cp build/release/bin/tw-operator /out/bin/ \

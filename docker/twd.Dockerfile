@@ -6,12 +6,11 @@
 #
 # Stage 1 installs the toolchain with scripts/bootstrap.sh and builds the release preset.
 # Stage 2 is debian:bookworm-slim with only the shared libraries the two binaries load
-# (docker/runtime-packages.sh derives the list from ldd), plus the RDMA providers that libibverbs
-# loads at run time. It runs as uid/gid 65532, never as root, with the supplementary group
-# disk (gid 6), which owns NVMe block devices on Debian, Ubuntu and RHEL. tw-operator's
-# DaemonSet adds the one capability twd may need (IPC_LOCK, to pin the DRAM arena) and mounts
-# the socket directory, the NVMe paths and the config; nothing in the image needs to be
-# writable.
+# (docker/runtime-packages.sh derives the list from ldd). It runs as uid/gid 65532, never as
+# root, with the supplementary group disk (gid 6), which owns NVMe block devices on Debian,
+# Ubuntu and RHEL. tw-operator's DaemonSet adds the one capability twd may need (IPC_LOCK, to
+# pin the DRAM arena) and mounts the socket directory, the NVMe paths and the config; nothing
+# in the image needs to be writable.
 
 FROM debian:bookworm-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
@@ -20,7 +19,7 @@ WORKDIR /src
 COPY scripts/bootstrap.sh scripts/bootstrap.sh
 RUN TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF -DTW_WITH_CUDA=OFF \
+RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF \
  && cmake --build --preset release --target twd twctl \
  && mkdir -p /out/bin \
  && cp build/release/bin/twd build/release/bin/twctl /out/bin/ \
@@ -30,10 +29,9 @@ RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF -DTW_WITH_C
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 COPY --from=build /out/runtime-packages.txt /tmp/runtime-packages.txt
-# ibverbs-providers: the NIC drivers libibverbs dlopen()s; ldd cannot see them.
 RUN apt-get update -qq \
  && xargs -a /tmp/runtime-packages.txt apt-get install -y -qq --no-install-recommends \
-      ca-certificates ibverbs-providers \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && groupadd --system --gid 65532 tokenwarehouse \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

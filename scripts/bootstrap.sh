@@ -15,13 +15,12 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format
   # libraries
   libssl-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  libspdlog-dev libfmt-dev libisal-dev liburing-dev libnuma-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libspdlog-dev libfmt-dev libisal-dev liburing-dev
+  libprotobuf-dev protobuf-compiler
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev
-  rdma-core libibverbs-dev librdmacm-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libgtest-dev libgmock-dev googletest
   python3 redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
 )
 
@@ -43,6 +42,9 @@ for p in "${PACKAGES[@]}"; do
 done
 # npm may come from Debian or from NodeSource's nodejs (which bundles it).
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Go builds the kubectl the tests use when the machine has none new enough (scripts/kubectl.sh);
+# any Go from 1.19 (Debian 12's golang-go) on does.
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
 
 if [ ${#missing[@]} -eq 0 ]; then
   [ -n "${TW_BOOTSTRAP_QUIET:-}" ] || echo "bootstrap: all ${#PACKAGES[@]} packages present"

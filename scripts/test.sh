@@ -14,6 +14,12 @@ label="${TW_TEST_LABEL:-ci}"
 jobs="${TW_JOBS:-$(nproc)}"
 
 scripts/bootstrap.sh
+# The kubectl the Kubernetes tests drive: PATH's when new enough, else built once and cached.
+TW_KUBECTL="$(scripts/kubectl.sh)" || {
+  echo "test: no kubectl 1.26+ could be found or built (scripts/kubectl.sh)" >&2
+  exit 1
+}
+export TW_KUBECTL
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600

@@ -12,6 +12,8 @@
  * numbering of tw::StatusCode, which is gRPC's). The message of the last failure on the
  * calling thread is tw_last_error(). Per-item outcomes of batched calls (a miss and its
  * reason, a put result) are results, not errors: the call returns TW_OK and fills them in.
+ * No C++ exception crosses this interface: one raised inside the library (out of memory, a
+ * thread that could not start) fails the call with TW_E_INTERNAL and its message.
  *
  * Threading: the key functions are pure and thread-safe. A tw_client may be used by any
  * number of threads at once: calls are pipelined on one socket and complete out of order.

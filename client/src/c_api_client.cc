@@ -239,7 +239,7 @@ using tw::client::ClientOptions;
 
 extern "C" {
 
-int tw_client_connect(const tw_client_options* o, tw_client** out) {
+int tw_client_connect(const tw_client_options* o, tw_client** out) try {
   if (o == nullptr || out == nullptr) return FailInvalid("connect: NULL argument");
   if (o->socket_path == nullptr) return FailInvalid("connect: socket_path is NULL");
   if (o->namespaces == nullptr && o->n_namespaces != 0) {
@@ -257,16 +257,19 @@ int tw_client_connect(const tw_client_options* o, tw_client** out) {
   *out = new tw_client{std::move(*c)};
   return TW_OK;
 }
+TW_C_CATCH("tw_client_connect")
 
-void tw_client_close(tw_client* client) { delete client; }
+void tw_client_close(tw_client* client) try { delete client; }
+TW_C_CATCH_VOID("tw_client_close")
 
-uint8_t* tw_client_arena(tw_client* client, uint64_t* size) {
+uint8_t* tw_client_arena(tw_client* client, uint64_t* size) try {
   if (client == nullptr) return nullptr;
   if (size != nullptr) *size = client->impl->arena_size();
   return client->impl->arena_data();
 }
+TW_C_CATCH_RETURN("tw_client_arena", nullptr)
 
-int tw_client_namespace_digest(tw_client* client, size_t index, uint8_t out[TW_KEY_SIZE]) {
+int tw_client_namespace_digest(tw_client* client, size_t index, uint8_t out[TW_KEY_SIZE]) try {
   if (client == nullptr || out == nullptr) return FailInvalid("namespace digest: NULL argument");
   const auto& d = client->impl->session().namespace_digests;
   if (index >= d.size()) {
@@ -276,49 +279,59 @@ int tw_client_namespace_digest(tw_client* client, size_t index, uint8_t out[TW_K
   std::memcpy(out, d[index].bytes.data(), TW_KEY_SIZE);
   return TW_OK;
 }
+TW_C_CATCH("tw_client_namespace_digest")
 
-uint32_t tw_client_max_batch(tw_client* client) {
+uint32_t tw_client_max_batch(tw_client* client) try {
   return client == nullptr ? 0 : client->impl->session().max_batch;
 }
+TW_C_CATCH_RETURN("tw_client_max_batch", 0)
 
 int tw_client_lookup(tw_client* c, const uint8_t* digests, const uint8_t* keys, size_t chain_length,
                      size_t n_chains, uint32_t flags, uint32_t timeout_ms,
-                     tw_lookup_result* result) {
+                     tw_lookup_result* result) try {
   return RunSync(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result,
                              Mode::kSync));
 }
+TW_C_CATCH("tw_client_lookup")
 
-int tw_client_get(tw_client* c, tw_get_item* items, size_t n, uint64_t lease, uint32_t timeout_ms) {
+int tw_client_get(tw_client* c, tw_get_item* items, size_t n, uint64_t lease,
+                  uint32_t timeout_ms) try {
   return RunSync(StartGet(c, items, n, lease, timeout_ms, Mode::kSync));
 }
+TW_C_CATCH("tw_client_get")
 
-int tw_client_put(tw_client* c, tw_put_item* items, size_t n, int durability, uint32_t timeout_ms) {
+int tw_client_put(tw_client* c, tw_put_item* items, size_t n, int durability,
+                  uint32_t timeout_ms) try {
   return RunSync(StartPut(c, items, n, durability, timeout_ms, Mode::kSync));
 }
+TW_C_CATCH("tw_client_put")
 
 int tw_client_lookup_async(tw_client* c, const uint8_t* digests, const uint8_t* keys,
                            size_t chain_length, size_t n_chains, uint32_t flags,
-                           uint32_t timeout_ms, tw_lookup_result* result, tw_future** future) {
+                           uint32_t timeout_ms, tw_lookup_result* result, tw_future** future) try {
   if (future == nullptr) return FailInvalid("lookup: NULL future");
   return Started(StartLookup(c, digests, keys, chain_length, n_chains, flags, timeout_ms, result,
                              Mode::kAsync),
                  future);
 }
+TW_C_CATCH("tw_client_lookup_async")
 
 int tw_client_get_async(tw_client* c, tw_get_item* items, size_t n, uint64_t lease,
-                        uint32_t timeout_ms, tw_future** future) {
+                        uint32_t timeout_ms, tw_future** future) try {
   if (future == nullptr) return FailInvalid("get: NULL future");
   return Started(StartGet(c, items, n, lease, timeout_ms, Mode::kAsync), future);
 }
+TW_C_CATCH("tw_client_get_async")
 
 int tw_client_put_async(tw_client* c, tw_put_item* items, size_t n, int durability,
-                        uint32_t timeout_ms, tw_future** future) {
+                        uint32_t timeout_ms, tw_future** future) try {
   if (future == nullptr) return FailInvalid("put: NULL future");
   return Started(StartPut(c, items, n, durability, timeout_ms, Mode::kAsync), future);
 }
+TW_C_CATCH("tw_client_put_async")
 
 int tw_client_exists(tw_client* c, const uint8_t* digest, const uint8_t* keys, size_t n,
-                     uint8_t* tiers, uint64_t* value_sizes, uint32_t timeout_ms) {
+                     uint8_t* tiers, uint64_t* value_sizes, uint32_t timeout_ms) try {
   if (c == nullptr || digest == nullptr || (n != 0 && (keys == nullptr || tiers == nullptr))) {
     return FailInvalid("exists: NULL argument");
   }
@@ -330,9 +343,10 @@ int tw_client_exists(tw_client* c, const uint8_t* digest, const uint8_t* keys, s
   }
   return TW_OK;
 }
+TW_C_CATCH("tw_client_exists")
 
 int tw_client_delete(tw_client* c, const uint8_t* digest, const uint8_t* keys, size_t n,
-                     uint8_t* deleted, uint32_t timeout_ms) {
+                     uint8_t* deleted, uint32_t timeout_ms) try {
   if (c == nullptr || digest == nullptr || (n != 0 && keys == nullptr)) {
     return FailInvalid("delete: NULL argument");
   }
@@ -343,22 +357,26 @@ int tw_client_delete(tw_client* c, const uint8_t* digest, const uint8_t* keys, s
   }
   return TW_OK;
 }
+TW_C_CATCH("tw_client_delete")
 
 int tw_client_release_leases(tw_client* c, const uint64_t* leases, size_t n, uint32_t* released,
-                             uint32_t timeout_ms) {
+                             uint32_t timeout_ms) try {
   if (c == nullptr || (leases == nullptr && n != 0)) return FailInvalid("release: NULL argument");
   auto r = c->impl->ReleaseLeases({leases, leases + n}, Timeout(c, timeout_ms));
   if (!r.ok()) return Fail(r.status());
   if (released != nullptr) *released = *r;
   return TW_OK;
 }
+TW_C_CATCH("tw_client_release_leases")
 
-int tw_client_ping(tw_client* c, uint32_t timeout_ms) {
+int tw_client_ping(tw_client* c, uint32_t timeout_ms) try {
   if (c == nullptr) return FailInvalid("ping: NULL client");
   return Fail(c->impl->Ping(Timeout(c, timeout_ms)));
 }
+TW_C_CATCH("tw_client_ping")
 
-int tw_client_stats(tw_client* c, char* buf, size_t buf_size, size_t* needed, uint32_t timeout_ms) {
+int tw_client_stats(tw_client* c, char* buf, size_t buf_size, size_t* needed,
+                    uint32_t timeout_ms) try {
   if (c == nullptr) return FailInvalid("stats: NULL client");
   auto r = c->impl->GetStats(Timeout(c, timeout_ms));
   if (!r.ok()) return Fail(r.status());
@@ -371,8 +389,9 @@ int tw_client_stats(tw_client* c, char* buf, size_t buf_size, size_t* needed, ui
   std::memcpy(buf, json.c_str(), json.size() + 1);
   return TW_OK;
 }
+TW_C_CATCH("tw_client_stats")
 
-int tw_future_wait(tw_future* f, uint32_t timeout_ms) {
+int tw_future_wait(tw_future* f, uint32_t timeout_ms) try {
   if (f == nullptr) return FailInvalid("future: NULL");
   if (f->finished) {
     if (f->code != TW_OK) Fail(tw::Status(static_cast<tw::StatusCode>(f->code), f->message));
@@ -391,12 +410,15 @@ int tw_future_wait(tw_future* f, uint32_t timeout_ms) {
   if (f->code != TW_OK) f->message = LastError();
   return f->code;
 }
+TW_C_CATCH("tw_future_wait")
 
-int tw_future_ready(tw_future* f) {
+int tw_future_ready(tw_future* f) try {
   if (f == nullptr) return 0;
   return f->finished || f->WaitFor(std::chrono::milliseconds(0)) ? 1 : 0;
 }
+TW_C_CATCH_RETURN("tw_future_ready", 0)
 
-void tw_future_free(tw_future* f) { delete f; }
+void tw_future_free(tw_future* f) try { delete f; }
+TW_C_CATCH_VOID("tw_future_free")
 
 }  // extern "C"

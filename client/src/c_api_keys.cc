@@ -1,5 +1,6 @@
 // The C ABI's error plumbing and key functions (tw_client.h, "Errors" and "Keys").
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "c_api_internal.h"
@@ -22,6 +23,22 @@ int FailInvalid(std::string message) { return Fail(InvalidArgumentError(std::mov
 
 const char* LastError() { return t_last_error.c_str(); }
 
+int FailCurrentException(const char* entry) noexcept {
+  const char* what = "an exception that is not a std::exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  try {
+    t_last_error = StrCat(entry, ": ", what);
+  } catch (...) {
+    t_last_error.clear();  // no memory for the message: the code alone says it
+  }
+  return TW_E_INTERNAL;
+}
+
 Namespace FromC(const tw_namespace& c) {
   const char* const fields[kNamespaceFieldCount] = {c.model,    c.model_revision, c.tokenizer,
                                                     c.kv_dtype, c.kv_layout,      c.parallel,
@@ -41,7 +58,7 @@ using tw::client::capi::FromC;
 
 extern "C" {
 
-const char* tw_error_name(int code) {
+const char* tw_error_name(int code) try {
   switch (code) {
     case TW_OK:
     case TW_E_CANCELLED:
@@ -62,14 +79,18 @@ const char* tw_error_name(int code) {
       return "UNKNOWN";
   }
 }
+TW_C_CATCH_RETURN("tw_error_name", "UNKNOWN")
 
-const char* tw_last_error(void) { return tw::client::capi::LastError(); }
+const char* tw_last_error(void) try { return tw::client::capi::LastError(); }
+TW_C_CATCH_RETURN("tw_last_error", "")
 
-const char* tw_client_version(void) { return "0.1.0"; }
-int tw_client_abi_version(void) { return TW_CLIENT_ABI_VERSION; }
+const char* tw_client_version(void) try { return "0.1.0"; }
+TW_C_CATCH_RETURN("tw_client_version", "")
+int tw_client_abi_version(void) try { return TW_CLIENT_ABI_VERSION; }
+TW_C_CATCH_RETURN("tw_client_abi_version", 0)
 
 int tw_namespace_normalize(const tw_namespace* in, tw_namespace* out, char* buf, size_t buf_size,
-                           size_t* needed) {
+                           size_t* needed) try {
   if (in == nullptr || out == nullptr) return FailInvalid("namespace: NULL argument");
   auto canonical = tw::NormalizeNamespace(FromC(*in));
   if (!canonical.ok()) return Fail(canonical.status());
@@ -93,8 +114,9 @@ int tw_namespace_normalize(const tw_namespace* in, tw_namespace* out, char* buf,
   }
   return TW_OK;
 }
+TW_C_CATCH("tw_namespace_normalize")
 
-int tw_namespace_digest(const tw_namespace* ns, uint32_t flags, uint8_t out[TW_KEY_SIZE]) {
+int tw_namespace_digest(const tw_namespace* ns, uint32_t flags, uint8_t out[TW_KEY_SIZE]) try {
   if (ns == nullptr || out == nullptr) return FailInvalid("namespace digest: NULL argument");
   tw::Namespace n = FromC(*ns);
   if ((flags & TW_KEYS_AS_GIVEN) == 0) {
@@ -106,10 +128,11 @@ int tw_namespace_digest(const tw_namespace* ns, uint32_t flags, uint8_t out[TW_K
   std::memcpy(out, k.bytes.data(), TW_KEY_SIZE);
   return TW_OK;
 }
+TW_C_CATCH("tw_namespace_digest")
 
 int tw_chunk_keys(const tw_namespace* ns, uint32_t flags, const uint32_t* tokens, size_t n_tokens,
                   const tw_bytes* extras, size_t n_extras, uint8_t* out, size_t out_capacity,
-                  size_t* n_keys) {
+                  size_t* n_keys) try {
   if (ns == nullptr || n_keys == nullptr) return FailInvalid("chunk keys: NULL argument");
   if (tokens == nullptr && n_tokens != 0) return FailInvalid("chunk keys: NULL tokens");
   if (extras == nullptr && n_extras != 0) return FailInvalid("chunk keys: NULL extras");
@@ -140,9 +163,10 @@ int tw_chunk_keys(const tw_namespace* ns, uint32_t flags, const uint32_t* tokens
   }
   return TW_OK;
 }
+TW_C_CATCH("tw_chunk_keys")
 
 int tw_chunk_key(const uint8_t parent[TW_KEY_SIZE], const uint8_t* extra, size_t extra_size,
-                 const uint32_t* tokens, size_t n_tokens, uint8_t out[TW_KEY_SIZE]) {
+                 const uint32_t* tokens, size_t n_tokens, uint8_t out[TW_KEY_SIZE]) try {
   if (parent == nullptr || out == nullptr) return FailInvalid("chunk key: NULL argument");
   if ((extra == nullptr && extra_size != 0) || (tokens == nullptr && n_tokens != 0)) {
     return FailInvalid("chunk key: NULL data with a size");
@@ -153,8 +177,9 @@ int tw_chunk_key(const uint8_t parent[TW_KEY_SIZE], const uint8_t* extra, size_t
   std::memcpy(out, k.bytes.data(), TW_KEY_SIZE);
   return TW_OK;
 }
+TW_C_CATCH("tw_chunk_key")
 
-const char* tw_tier_name(int tier) {
+const char* tw_tier_name(int tier) try {
   switch (tier) {
     case TW_TIER_NONE:
       return "none";
@@ -166,8 +191,9 @@ const char* tw_tier_name(int tier) {
       return "unknown";
   }
 }
+TW_C_CATCH_RETURN("tw_tier_name", "UNKNOWN")
 
-const char* tw_miss_name(int miss) {
+const char* tw_miss_name(int miss) try {
   switch (miss) {
     case TW_MISS_NONE:
       return "none";
@@ -189,8 +215,9 @@ const char* tw_miss_name(int miss) {
       return "unknown";
   }
 }
+TW_C_CATCH_RETURN("tw_miss_name", "UNKNOWN")
 
-const char* tw_put_result_name(int result) {
+const char* tw_put_result_name(int result) try {
   switch (result) {
     case TW_PUT_STORED:
       return "stored";
@@ -210,5 +237,6 @@ const char* tw_put_result_name(int result) {
       return "unknown";
   }
 }
+TW_C_CATCH_RETURN("tw_put_result_name", "UNKNOWN")
 
 }  // extern "C"

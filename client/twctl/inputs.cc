@@ -119,4 +119,51 @@ StatusOr<std::vector<std::string>> ReadExtrasFile(const std::string& path) {
   return extras;
 }
 
+namespace {
+
+constexpr std::string_view kValueOptions[] = {"--socket", "--admin-socket", "--timeout-ms"};
+
+bool TakesValue(std::string_view arg) {
+  for (std::string_view o : kValueOptions) {
+    if (arg == o) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsCommonOption(std::string_view arg) {
+  if (arg == "--json" || TakesValue(arg)) return true;
+  for (std::string_view o : kValueOptions) {
+    if (arg.size() > o.size() && arg.substr(0, o.size()) == o && arg[o.size()] == '=') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> HoistCommonOptions(std::vector<std::string> args,
+                                            const std::set<std::string>& subcommands) {
+  std::vector<std::string> before, hoisted;
+  size_t i = args.empty() ? 0 : 1;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (subcommands.count(a) != 0) break;
+    if (IsCommonOption(a)) {
+      hoisted.push_back(a);
+      if (TakesValue(a) && i + 1 < args.size()) hoisted.push_back(args[++i]);
+    } else {
+      before.push_back(a);
+    }
+  }
+  if (i == args.size() || hoisted.empty()) return args;  // no subcommand, or nothing to move
+  std::vector<std::string> out;
+  out.push_back(args[0]);
+  out.insert(out.end(), before.begin(), before.end());
+  out.push_back(args[i]);
+  out.insert(out.end(), hoisted.begin(), hoisted.end());
+  out.insert(out.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+  return out;
+}
+
 }  // namespace tw::twctl

@@ -1,9 +1,11 @@
 // Readers for the input files twctl commands take: a namespace as JSON, token ids as
-// whitespace-separated integers, extra bytes as one hex line per chunk. Pure functions over
-// file contents (and thin file-reading wrappers), so they are tested without files.
+// whitespace-separated integers, extra bytes as one hex line per chunk; and the rewrite of the
+// command line that lets common options come before the subcommand. Pure functions over file
+// contents and arguments (and thin file-reading wrappers), so they are tested without files.
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,5 +28,15 @@ StatusOr<std::string> ReadFile(const std::string& path);
 StatusOr<Namespace> ReadNamespaceFile(const std::string& path);
 StatusOr<std::vector<uint32_t>> ReadTokensFile(const std::string& path);
 StatusOr<std::vector<std::string>> ReadExtrasFile(const std::string& path);
+
+// The options every socket and admin command takes: --socket, --admin-socket, --timeout-ms
+// (with a value, as `--opt V` or `--opt=V`) and --json.
+bool IsCommonOption(std::string_view arg);
+
+// `twctl --socket S stat` as `twctl stat --socket S`: the common options found before the first
+// argument that names a subcommand move to just after it, in order. Anything else before the
+// subcommand stays where it is (the parser then reports it). args[0] is the program.
+std::vector<std::string> HoistCommonOptions(std::vector<std::string> args,
+                                            const std::set<std::string>& subcommands);
 
 }  // namespace tw::twctl

@@ -1,10 +1,15 @@
+// tw's structured logging on spdlog: spdlog owns the timestamp, the level column, the locking
+// and the sinks; this file keeps tw's line format (`TIME LEVEL msg="..." key=value ...`) and
+// its process-wide level.
 #include "tw/common/log.h"
 
-#include <unistd.h>
+#include <spdlog/logger.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <atomic>
-#include <chrono>
-#include <ctime>
+#include <memory>
 #include <mutex>
 
 #include "tw/common/strings.h"
@@ -13,8 +18,72 @@ namespace tw::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
-std::mutex g_mu;
-std::string* g_sink = nullptr;  // guarded by g_mu
+
+spdlog::level::level_enum ToSpdlog(Level level) {
+  switch (level) {
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
+  }
+  return spdlog::level::err;
+}
+
+// The `%*` flag: tw's level names (INFO, WARN, ...), not spdlog's (info, warning, ...).
+class LevelFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view name = "ERROR";
+    if (msg.level == spdlog::level::debug) name = "DEBUG";
+    if (msg.level == spdlog::level::info) name = "INFO";
+    if (msg.level == spdlog::level::warn) name = "WARN";
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<LevelFlag>();
+  }
+};
+
+// Appends each formatted line to a string (SetSinkForTest).
+class StringSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit StringSink(std::string* out) : out_(out) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    out_->append(line.data(), line.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::string* out_;
+};
+
+std::unique_ptr<spdlog::formatter> MakeFormatter() {
+  auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  f->add_flag<LevelFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %* %v");
+  return f;
+}
+
+// The one logger. Leaked on purpose: a line logged while other statics are destroyed (a
+// background thread stopping) still finds it.
+spdlog::logger& Logger() {
+  static spdlog::logger* logger = [] {
+    auto* l = new spdlog::logger("tw", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    l->set_formatter(MakeFormatter());
+    l->set_level(spdlog::level::trace);  // Enabled() filters, with tw's level
+    l->flush_on(spdlog::level::trace);
+    return l;
+  }();
+  return *logger;
+}
 
 bool NeedsQuotes(std::string_view v) {
   if (v.empty()) return true;
@@ -72,42 +141,26 @@ Level GetLevel() { return static_cast<Level>(g_level.load(std::memory_order_rela
 
 void Write(Level level, std::string_view message, std::initializer_list<Field> fields) {
   if (!Enabled(level)) return;
-  auto now = std::chrono::system_clock::now();
-  std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-  std::tm tm;
-  gmtime_r(&secs, &tm);
-  char ts[64];
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms.count()));
-  std::string line = StrCat(ts, " ", ToString(level), " msg=");
-  AppendValue(line, message);
+  std::string body = "msg=";
+  AppendValue(body, message);
   for (const Field& f : fields) {
-    line.push_back(' ');
-    line.append(f.key);
-    line.push_back('=');
-    AppendValue(line, f.value);
+    body.push_back(' ');
+    body.append(f.key);
+    body.push_back('=');
+    AppendValue(body, f.value);
   }
-  line.push_back('\n');
-  std::lock_guard<std::mutex> lock(g_mu);
-  if (g_sink != nullptr) {
-    g_sink->append(line);
-    return;
-  }
-  const char* p = line.data();
-  size_t left = line.size();
-  while (left > 0) {
-    ssize_t n = ::write(STDERR_FILENO, p, left);
-    if (n <= 0) break;
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  Logger().log(ToSpdlog(level), spdlog::string_view_t(body.data(), body.size()));
 }
 
 void SetSinkForTest(std::string* sink) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_sink = sink;
+  spdlog::sink_ptr s;
+  if (sink != nullptr) {
+    s = std::make_shared<StringSink>(sink);
+  } else {
+    s = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  }
+  s->set_formatter(MakeFormatter());
+  Logger().sinks().assign(1, s);
 }
 
 }  // namespace tw::log

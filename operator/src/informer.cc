@@ -3,6 +3,7 @@
 #include <random>
 
 #include "tw/common/log.h"
+#include "tw/common/metrics.h"
 #include "tw/common/strings.h"
 #include "tw/operator/backoff.h"
 
@@ -20,11 +21,56 @@ std::string_view ToString(EventType t) {
   return "unknown";
 }
 
+std::string Informer::Malformed(const Json& object) {
+  if (!object.is_object()) return StrCat("not an object but ", object.type_name());
+  auto meta = object.find("metadata");
+  if (meta == object.end() || !meta->is_object()) return "no metadata object";
+  auto name = meta->find("name");
+  if (name == meta->end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {
+    return "metadata.name is not a non-empty string";
+  }
+  for (const char* field :
+       {"namespace", "resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"}) {
+    auto f = meta->find(field);
+    if (f != meta->end() && !f->is_string()) return StrCat("metadata.", field, " is not a string");
+  }
+  // Maps and lists every handler and the reconciler read: one bad value here would fail the
+  // passes of every object that looks at this one (a pod is read for its TokenWarehouse).
+  for (const char* field : {"labels", "annotations"}) {
+    auto f = meta->find(field);
+    if (f == meta->end() || f->is_null()) continue;
+    if (!f->is_object()) return StrCat("metadata.", field, " is not an object");
+    for (const auto& [k, v] : f->items()) {
+      if (!v.is_string()) return StrCat("metadata.", field, ".", k, " is not a string");
+    }
+  }
+  auto finalizers = meta->find("finalizers");
+  if (finalizers != meta->end() && !finalizers->is_null()) {
+    if (!finalizers->is_array()) return "metadata.finalizers is not an array";
+    for (const auto& f : *finalizers) {
+      if (!f.is_string()) return "metadata.finalizers has an item that is not a string";
+    }
+  }
+  return "";
+}
+
 std::string Informer::KeyOf(const Json& object) {
-  const Json& meta = object.value("metadata", Json::object());
+  if (!Malformed(object).empty()) return "";
+  const Json& meta = object["metadata"];
   std::string ns = meta.value("namespace", "");
   std::string name = meta.value("name", "");
   return ns.empty() ? name : StrCat(ns, "/", name);
+}
+
+void Informer::NoteMalformed(std::string_view where, std::string_view why) {
+  ++malformed_objects_;
+  static auto& family =
+      metrics::CounterFamily("tokenwarehouse_operator_malformed_objects_total",
+                             "Objects or watch events from the API server that were skipped "
+                             "because a field had the wrong type.");
+  family.Add({{"resource", config_.type.plural}}).Increment();
+  TW_LOG(kWarn, "malformed object from the API server skipped",
+         {{"resource", config_.type.plural}, {"where", where}, {"error", why}});
 }
 
 Informer::Informer(KubeClient* client, InformerConfig config, Handler handler)
@@ -83,8 +129,9 @@ void StripForCache(Json& object) {
     object["metadata"].erase("managedFields");
   }
 }
+// REQUIRES: Informer::Malformed(object) is "".
 std::string ResourceVersionOf(const Json& object) {
-  return object.value("metadata", Json::object()).value("resourceVersion", "");
+  return object["metadata"].value("resourceVersion", "");
 }
 }  // namespace
 
@@ -102,7 +149,11 @@ void Informer::Put(EventType type, Json object) {
     }
     if (!rv.empty()) resource_version_ = rv;
   }
-  handler_(type, ptr);
+  try {
+    handler_(type, ptr);
+  } catch (const Json::exception& e) {
+    NoteMalformed(StrCat("handler of ", key), e.what());
+  }
 }
 
 StatusOr<int> Informer::ListAndReplace(const std::string& rv) {
@@ -122,10 +173,25 @@ StatusOr<int> Informer::ListAndReplace(const std::string& rv) {
     } catch (const std::exception& e) {
       return InternalError(StrCat("list ", config_.type.plural, ": bad JSON: ", e.what()));
     }
-    const Json& meta = list.value("metadata", Json::object());
-    list_rv = meta.value("resourceVersion", "");
-    cont = meta.value("continue", "");
-    for (auto& item : list.value("items", Json::array())) {
+    const Json* items = nullptr;
+    try {
+      const Json& meta = list.at("metadata");
+      list_rv = meta.value("resourceVersion", "");
+      cont = meta.value("continue", "");
+      items = &list.at("items");
+    } catch (const Json::exception& e) {
+      NoteMalformed("list", e.what());
+      return InternalError(StrCat("list ", config_.type.plural, ": malformed: ", e.what()));
+    }
+    if (!items->is_array()) {
+      NoteMalformed("list", "items is not an array");
+      return InternalError(StrCat("list ", config_.type.plural, ": items is not an array"));
+    }
+    for (Json item : *items) {
+      if (std::string why = Malformed(item); !why.empty()) {
+        NoteMalformed("list item", why);
+        continue;
+      }
       // Lists omit kind/apiVersion on items.
       item["kind"] = config_.type.kind;
       item["apiVersion"] = config_.type.ApiVersion();
@@ -179,8 +245,19 @@ StatusOr<bool> Informer::WatchOnce() {
       event_error = InternalError(StrCat("watch ", config_.type.plural, ": bad event: ", e.what()));
       return false;
     }
-    std::string type = event.value("type", "");
-    Json object = event.value("object", Json::object());
+    if (!event.is_object() || !event.contains("type") || !event["type"].is_string() ||
+        !event.contains("object")) {
+      NoteMalformed("watch event", "not an object with a string type and an object");
+      return !stop_;
+    }
+    std::string type = event["type"];
+    Json object = event["object"];
+    if (type == "ADDED" || type == "MODIFIED" || type == "DELETED") {
+      if (std::string why = Malformed(object); !why.empty()) {
+        NoteMalformed(StrCat(type, " event"), why);
+        return !stop_;
+      }
+    }
     if (type == "ADDED") {
       Put(EventType::kAdded, std::move(object));
     } else if (type == "MODIFIED") {
@@ -188,11 +265,21 @@ StatusOr<bool> Informer::WatchOnce() {
     } else if (type == "DELETED") {
       Put(EventType::kDeleted, std::move(object));
     } else if (type == "BOOKMARK") {
-      std::string rv = ResourceVersionOf(object);
+      // A bookmark carries only metadata.resourceVersion.
+      std::string rv;
+      if (object.is_object() && object.contains("metadata") && object["metadata"].is_object()) {
+        const Json& meta = object["metadata"];
+        if (meta.contains("resourceVersion") && meta["resourceVersion"].is_string()) {
+          rv = meta["resourceVersion"].get<std::string>();
+        }
+      }
       std::lock_guard<std::mutex> lock(mu_);
       if (!rv.empty()) resource_version_ = rv;
     } else if (type == "ERROR") {
-      int code = object.value("code", 0);
+      int code = 0;
+      if (object.is_object() && object.contains("code") && object["code"].is_number_integer()) {
+        code = object["code"].get<int>();
+      }
       if (code == 410) {
         relist = true;
       } else {

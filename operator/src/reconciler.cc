@@ -224,6 +224,18 @@ Status Reconciler::WriteStatus(const Json& tw, const Json& status) {
 }
 
 StatusOr<ReconcileResult> Reconciler::Reconcile(const std::string& key) {
+  try {
+    return ReconcileUnguarded(key);
+  } catch (const json::exception& e) {
+    ++malformed_objects_;
+    TW_LOG(kWarn, "malformed object from the API server",
+           {{"tokenwarehouse", key}, {"error", e.what()}});
+    return InvalidArgumentError(
+        StrCat(key, ": an object from the API server has a field of the wrong type: ", e.what()));
+  }
+}
+
+StatusOr<ReconcileResult> Reconciler::ReconcileUnguarded(const std::string& key) {
   auto parts = SplitOnce(key, '/');
   if (parts.size() != 2) return InvalidArgumentError(StrCat("bad key \"", key, "\""));
   const std::string ns(parts[0]), name(parts[1]);

@@ -123,7 +123,12 @@ def find_helms():
 
 
 def find_kubectl():
-    """kubectl from PATH, else the one shipped next to helm 4 (or 3) in the npm layer."""
+    """The kubectl scripts/kubectl.sh finds ($TW_KUBECTL, PATH's when new enough, the one it
+    built), else PATH's, else the one shipped next to helm 4 (or 3) in the npm layer."""
+    script = os.path.join(SOURCE_DIR, "scripts", "kubectl.sh")
+    rc, out, _ = run(["bash", script, "--no-build"], check=False)
+    if rc == 0 and out.strip():
+        return out.strip()
     on_path = shutil.which("kubectl")
     if on_path:
         return on_path

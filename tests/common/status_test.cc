@@ -91,6 +91,16 @@ TEST(Log, KeyValueLinesAndLevels) {
   EXPECT_NE(sink.find(" WARN msg=\"bad frame\" status=\"INVALID_ARGUMENT: magic\""),
             std::string::npos)
       << sink;
+  // Each line opens with its UTC time to the millisecond: 2026-01-02T03:04:05.678Z.
+  const std::string shape = "dddd-dd-ddTdd:dd:dd.dddZ INFO msg=";
+  ASSERT_GE(sink.size(), shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 'd') {
+      EXPECT_TRUE(sink[i] >= '0' && sink[i] <= '9') << i << ": " << sink;
+    } else {
+      EXPECT_EQ(sink[i], shape[i]) << i << ": " << sink;
+    }
+  }
   EXPECT_EQ(*log::ParseLevel("WARNING"), log::Level::kWarn);
   EXPECT_FALSE(log::ParseLevel("loud").ok());
 }

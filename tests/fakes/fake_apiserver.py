@@ -1186,6 +1186,24 @@ class Store:
             self._record("MODIFIED", rt.gk, copy.deepcopy(new), old)
             return copy.deepcopy(new)
 
+    def set_raw(self, rt, ns, name, fields):
+        """Replaces top-level fields of an object (metadata: merged key by key) with no schema
+        check, defaulting or validation: how tests hand a client malformed objects."""
+        with self.lock:
+            old = self.objects[rt.gk].get((ns, name))
+            if old is None:
+                raise not_found(rt, name)
+            new = copy.deepcopy(old)
+            for k, v in fields.items():
+                if k == "metadata" and isinstance(v, dict):
+                    new["metadata"].update(v)
+                else:
+                    new[k] = v
+            self._stamp(new)
+            self.objects[rt.gk][(ns, name)] = new
+            self._record("MODIFIED", rt.gk, copy.deepcopy(new), old)
+            return copy.deepcopy(new)
+
     # ---- hooks
 
     def _builtin_defaults(self, rt, obj):
@@ -1531,6 +1549,11 @@ class Handler(BaseHTTPRequestHandler):
             obj = store.set_status(rt, body.get("namespace", "") if rt.namespaced else "",
                                    body["name"], body.get("status") or {},
                                    body.get("merge", False))
+            return self.send_json(200, obj)
+        if what == "set-raw":
+            rt = self.type_for(body.get("apiVersion", ""), body.get("kind", ""))
+            obj = store.set_raw(rt, body.get("namespace", "") if rt.namespaced else "",
+                                body["name"], body.get("fields") or {})
             return self.send_json(200, obj)
         if what == "watches":
             with store.lock:

