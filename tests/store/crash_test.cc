@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "record_format.h"
 #include "store_test_util.h"
 #include "tw/store/device.h"
 #include "tw/store/store.h"
@@ -38,6 +39,7 @@ struct Model {
   std::set<uint64_t> deleted;                           // Delete returned true, not put since
   int deletes = 0;                                      // Delete calls that returned true
   int reputs = 0;                                       // deleted chunks put again (acked)
+  std::atomic<uint64_t> ops{0};                         // operations sessions have begun
 };
 
 TestChunk ChunkOf(uint64_t id, const std::vector<uint64_t>& sizes) { return MakeChunk(id, sizes); }
@@ -50,8 +52,8 @@ std::vector<uint64_t> RandomSizes(std::mt19937_64& rng) {
   return s;
 }
 
-StoreOptions CrashOptions(std::shared_ptr<FaultDeviceFactory> f) {
-  StoreOptions o;
+Options CrashOptions(std::shared_ptr<FaultDeviceFactory> f) {
+  Options o;
   o.dram.capacity = 1 * MiB;
   // Every crash leaves a partly filled region behind: room for all cycles without reclaim.
   o.nvme.paths.push_back({kPath, 256 * MiB + EnvOr("TW_CRASH_CYCLES", 150) * 2 * MiB});
@@ -67,6 +69,7 @@ void Session(Store& store, Model& m, uint64_t& next_id, std::atomic<bool>& stop,
   std::mt19937_64 rng(seed);
   int puts = 0;
   while (!stop.load() && puts < max_puts) {
+    m.ops++;
     int op = int(rng() % 10);
     if (op < 6) {
       uint64_t id = next_id++;
@@ -155,10 +158,16 @@ TEST(CrashTest, RandomPowerCutsNeverLoseAcknowledgedChunks) {
     if (::testing::Test::HasFatalFailure()) return;
     ASSERT_EQ(store->Stats().nvme.evictions, 0u) << "test too large: reclaim evicted chunks";
     std::atomic<bool> stop{false};
-    std::thread writer(Session, std::ref(*store), std::ref(m), std::ref(next_id), std::ref(stop),
-                       std::ref(wrong), rng(), 20);
+    std::atomic<bool> finished{false};
+    std::thread writer([&, seed = rng()] {
+      Session(*store, m, next_id, stop, wrong, seed, 20);
+      finished = true;
+    });
     int ending = int(rng() % 10);
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 4000));
+    // The stop lands while the writer is in its k-th operation (k random), mid-I/O or not:
+    // the point is picked by progress, not by time.
+    const uint64_t stop_at = m.ops.load() + 1 + rng() % 30;
+    while (m.ops.load() < stop_at && !finished.load()) std::this_thread::yield();
     auto state = f->state(kPath);
     if (ending < 7) {
       state->PowerCut(ending < 3 ? FaultState::CutMode::kDropAll : FaultState::CutMode::kRandom,
@@ -228,7 +237,7 @@ TEST(CrashTest, FailedReadsAndWritesKeepTheStoreConsistent) {
 
 TEST(CrashTest, FlippedBitsAreNeverServed) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  StoreOptions o = CrashOptions(f);
+  Options o = CrashOptions(f);
   o.dram.capacity = 0;
   auto s = Store::Open(o);
   ASSERT_TRUE(s.ok());
@@ -241,10 +250,21 @@ TEST(CrashTest, FlippedBitsAreNeverServed) {
   std::mt19937_64 rng(5);
   int flipped = 0;
   for (int i = 0; i < 30; i += 2) {
-    // Flip a bit in a header (its tokens) or in a segment.
-    auto at = state->Find({chunks[i].segments[rng() % 2].data(), 64});
-    ASSERT_FALSE(at.empty());
-    state->FlipBit(at[0] + rng() % 2000, int(rng() % 8));
+    // Every other chunk: one bit flipped in its record header (past the magic and the format
+    // version, anywhere in the header's 4 KiB: key, sizes, extra bytes, tokens, padding, all
+    // under the header checksum), or in the first 2000 bytes of one of its two segments.
+    const TestChunk& c = chunks[i];
+    const bool header = i % 4 == 0;
+    const int segment = header ? 0 : int(rng() % 2);
+    auto at = state->Find({c.segments[segment].data(), 64});
+    ASSERT_EQ(at.size(), 1u) << "chunk " << i;
+    if (header) {
+      const RecordLayout layout = ComputeLayout(c.info);
+      const uint64_t record = at[0] - layout.segment_offsets[0];
+      state->FlipBit(record + 8 + rng() % (layout.header_len - 8), int(rng() % 8));
+    } else {
+      state->FlipBit(at[0] + rng() % 2000, int(rng() % 8));
+    }
     ++flipped;
   }
   int corrupt = 0;
