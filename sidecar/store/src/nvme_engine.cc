@@ -1,5 +1,6 @@
 // NvmeEngine: allocation, region runs, group commit, seal scheduling, reclaim support.
-// Opening, formatting and recovery are in nvme_recovery.cc.
+// Opening, formatting and recovery are in nvme_open_recover.cc; sealing and checkpoints in
+// nvme_seal_checkpoint.cc.
 #include "nvme_engine.h"
 
 #include <algorithm>

@@ -18,6 +18,14 @@
 // keys with one tag (probability about n^2 / 2^65) never serve each other's bytes: the second
 // key's put answers `exists` and its reads miss (`absent`); see docs/storage.md. The ghost
 // set, the admission set, the write-back queue, leases and pins hold tags too.
+//
+// Time: lease expiry and admission read the store's clock (opts_.now, injectable); deadlines
+// and the background threads' polling are real time.
+//
+// Where the methods are: store_open_close.cc, store_put.cc, store_get.cc,
+// lookup_and_leases.cc, delete.cc, store_stat_export.cc, store_index.cc (bookkeeping),
+// eviction.cc (quota and DRAM eviction), write_back.cc, reclaim_executor.cc (the policy is
+// reclaim_planner.h); docs/storage.md has the map.
 #pragma once
 
 #include <condition_variable>
