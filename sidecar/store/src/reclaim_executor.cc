@@ -95,32 +95,8 @@ bool StoreImpl::ReclaimRegion(uint32_t r) {
     auto h = DecodeHeader(b.data(), len);
     if (h.ok() && h->info.key == se.key) bufs[k] = std::move(b);
   }
-  std::vector<bool> moving(rewrite.size(), false);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (region_pins_[r] > 0) return false;  // read meanwhile: the region waits for next round
-    // Wanted chunks leave the region: invisible (like a chunk being put) until written.
-    for (size_t k = 0; k < rewrite.size(); ++k) {
-      const auto& [t, se] = rewrite[k];
-      Entry* e = Find(t);
-      if (!e || e->nvme_off() != se.offset) continue;
-      if (e->in_dram) {  // promoted meanwhile
-        e->set_nvme_off(kNoNvme);
-        e->dirty = true;
-        writeback_q_.push_back(t);
-        continue;
-      }
-      if (!bufs[k].data()) {
-        RemoveEntry(t, true);
-        stats_.nvme.evictions++;
-        continue;
-      }
-      e->set_nvme_off(kNoNvme);
-      e->ready = false;
-      Pin(t, *e);
-      moving[k] = true;
-    }
-  }
+  std::vector<bool> moving;
+  if (!DetachForRewrite(r, rewrite, bufs, &moving)) return false;
   // No index entry points into the region any more, so nothing pins it: its header is
   // rewritten (and its live tombstones carried forward) without the Store's lock. If that
   // fails the region stays sealed; its chunks are already out of the index either way.
@@ -147,6 +123,59 @@ bool StoreImpl::ReclaimRegion(uint32_t r) {
     SetHeaderSeq(bufs[k].data(), to[k]->seq);
     wrote[k] = nvme_->Write(*to[k], bufs[k].data());
   }
+  const std::vector<size_t> commit = FinishRewrites(rewrite, moving, to, wrote);
+  for (size_t k : commit) {
+    SummaryEntry moved = rewrite[k].second;
+    moved.offset = to[k]->offset;
+    moved.region = to[k]->region;
+    moved.seq = to[k]->seq;
+    moved.epoch = to[k]->epoch;
+    // A failed commit reaches OnLost(), which drops the entry.
+    nvme_->Commit(*to[k], moved, /*wait=*/false).IgnoreError();
+  }
+  return released.ok();
+}
+
+// Step 3 of ReclaimRegion: the chunks to rewrite leave the region (invisible, pinned, until
+// written); `out` says which did. False when the region was read meanwhile.
+bool StoreImpl::DetachForRewrite(uint32_t r,
+                                 const std::vector<std::pair<Tag, SummaryEntry>>& rewrite,
+                                 const std::vector<AlignedBuffer>& bufs, std::vector<bool>* out) {
+  std::vector<bool>& moving = *out;
+  moving.assign(rewrite.size(), false);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (region_pins_[r] > 0) return false;  // read meanwhile: the region waits for next round
+    // Wanted chunks leave the region: invisible (like a chunk being put) until written.
+    for (size_t k = 0; k < rewrite.size(); ++k) {
+      const auto& [t, se] = rewrite[k];
+      Entry* e = Find(t);
+      if (!e || e->nvme_off() != se.offset) continue;
+      if (e->in_dram) {  // promoted meanwhile
+        e->set_nvme_off(kNoNvme);
+        e->dirty = true;
+        writeback_q_.push_back(t);
+        continue;
+      }
+      if (!bufs[k].data()) {
+        RemoveEntry(t, true);
+        stats_.nvme.evictions++;
+        continue;
+      }
+      e->set_nvme_off(kNoNvme);
+      e->ready = false;
+      Pin(t, *e);
+      moving[k] = true;
+    }
+  }
+  return true;
+}
+
+// The end of step 4: the rewritten chunks point to their new copies (or, when their write
+// failed, are dropped). Returns the indices of the rewrites to commit.
+std::vector<size_t> StoreImpl::FinishRewrites(
+    const std::vector<std::pair<Tag, SummaryEntry>>& rewrite, const std::vector<bool>& moving,
+    const std::vector<StatusOr<NvmeEngine::Allocation>>& to, const std::vector<Status>& wrote) {
   std::vector<size_t> commit;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -172,16 +201,7 @@ bool StoreImpl::ReclaimRegion(uint32_t r) {
     cv_.notify_all();
     work_cv_.notify_all();
   }
-  for (size_t k : commit) {
-    SummaryEntry moved = rewrite[k].second;
-    moved.offset = to[k]->offset;
-    moved.region = to[k]->region;
-    moved.seq = to[k]->seq;
-    moved.epoch = to[k]->epoch;
-    // A failed commit reaches OnLost(), which drops the entry.
-    nvme_->Commit(*to[k], moved, /*wait=*/false).IgnoreError();
-  }
-  return released.ok();
+  return commit;
 }
 
 // Step 1 of ReclaimRegion: snapshot the region's live chunks for the planner and apply what

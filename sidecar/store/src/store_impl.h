@@ -243,6 +243,12 @@ class StoreImpl final : public Store {
   // the chunks to rewrite in `rewrite`. False when the region is pinned.
   bool PlanAndDrop(uint32_t region, const std::vector<SummaryEntry>* recs,
                    std::vector<std::pair<Tag, SummaryEntry>>* rewrite);
+  bool DetachForRewrite(uint32_t region, const std::vector<std::pair<Tag, SummaryEntry>>& rewrite,
+                        const std::vector<AlignedBuffer>& bufs, std::vector<bool>* moving);
+  std::vector<size_t> FinishRewrites(const std::vector<std::pair<Tag, SummaryEntry>>& rewrite,
+                                     const std::vector<bool>& moving,
+                                     const std::vector<StatusOr<NvmeEngine::Allocation>>& to,
+                                     const std::vector<Status>& wrote);
   void OnLost(const SummaryEntry& e);
   // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
   // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its
