@@ -99,7 +99,7 @@ std::vector<store::ScatterEntry> GetRanges(const Buffer& b, uint32_t segments) {
 StatusOr<std::unique_ptr<store::Store>> OpenStore(const std::string& path, uint64_t capacity,
                                                   uint64_t dram, const EngineOptions& o,
                                                   uint64_t stripe) {
-  store::StoreOptions so;
+  store::Options so;
   so.dram.capacity = dram;
   so.dram.pinned = o.pinned;
   if (!path.empty()) {

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "record_format.h"
 #include "store_test_util.h"
 #include "tw/store/device.h"
 #include "tw/store/store.h"
@@ -50,8 +51,8 @@ std::vector<uint64_t> RandomSizes(std::mt19937_64& rng) {
   return s;
 }
 
-StoreOptions CrashOptions(std::shared_ptr<FaultDeviceFactory> f) {
-  StoreOptions o;
+Options CrashOptions(std::shared_ptr<FaultDeviceFactory> f) {
+  Options o;
   o.dram.capacity = 1 * MiB;
   // Every crash leaves a partly filled region behind: room for all cycles without reclaim.
   o.nvme.paths.push_back({kPath, 256 * MiB + EnvOr("TW_CRASH_CYCLES", 150) * 2 * MiB});
@@ -158,6 +159,8 @@ TEST(CrashTest, RandomPowerCutsNeverLoseAcknowledgedChunks) {
     std::thread writer(Session, std::ref(*store), std::ref(m), std::ref(next_id), std::ref(stop),
                        std::ref(wrong), rng(), 20);
     int ending = int(rng() % 10);
+    // Chaos, not a wait: the stop lands at a random moment of the writer's work, mid-I/O or
+    // not (a power cut also unblocks a writer that waits for the device).
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 4000));
     auto state = f->state(kPath);
     if (ending < 7) {
@@ -228,7 +231,7 @@ TEST(CrashTest, FailedReadsAndWritesKeepTheStoreConsistent) {
 
 TEST(CrashTest, FlippedBitsAreNeverServed) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  StoreOptions o = CrashOptions(f);
+  Options o = CrashOptions(f);
   o.dram.capacity = 0;
   auto s = Store::Open(o);
   ASSERT_TRUE(s.ok());
@@ -241,10 +244,21 @@ TEST(CrashTest, FlippedBitsAreNeverServed) {
   std::mt19937_64 rng(5);
   int flipped = 0;
   for (int i = 0; i < 30; i += 2) {
-    // Flip a bit in a header (its tokens) or in a segment.
-    auto at = state->Find({chunks[i].segments[rng() % 2].data(), 64});
-    ASSERT_FALSE(at.empty());
-    state->FlipBit(at[0] + rng() % 2000, int(rng() % 8));
+    // Every other chunk: one bit flipped in its record header (past the magic and the format
+    // version, anywhere in the header's 4 KiB: key, sizes, extra bytes, tokens, padding, all
+    // under the header checksum), or in the first 2000 bytes of one of its two segments.
+    const TestChunk& c = chunks[i];
+    const bool header = i % 4 == 0;
+    const int segment = header ? 0 : int(rng() % 2);
+    auto at = state->Find({c.segments[segment].data(), 64});
+    ASSERT_EQ(at.size(), 1u) << "chunk " << i;
+    if (header) {
+      const RecordLayout layout = ComputeLayout(c.info);
+      const uint64_t record = at[0] - layout.segment_offsets[0];
+      state->FlipBit(record + 8 + rng() % (layout.header_len - 8), int(rng() % 8));
+    } else {
+      state->FlipBit(at[0] + rng() % 2000, int(rng() % 8));
+    }
     ++flipped;
   }
   int corrupt = 0;

@@ -17,8 +17,8 @@ using namespace testing;  // store_test_util.h
 constexpr char kPath[] = "/dev/delete0";
 
 // No DRAM tier: every chunk lives on NVMe, so what comes back after a restart shows.
-StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t nvme = 64 * MiB) {
-  return testing::Options(std::move(f), 0, nvme, 1 * MiB, kPath);
+Options TestOptions(std::shared_ptr<DeviceFactory> f, uint64_t nvme = 64 * MiB) {
+  return testing::TestOptions(std::move(f), 0, nvme, 1 * MiB, kPath);
 }
 
 bool Present(Store& s, const TestChunk& c) {
@@ -29,7 +29,7 @@ bool Present(Store& s, const TestChunk& c) {
 }
 
 // `n` chunks of `size` bytes (ids 0 to n-1), opened and put with durability disk.
-std::unique_ptr<Store> OpenWithChunks(const StoreOptions& o, int n, uint64_t size,
+std::unique_ptr<Store> OpenWithChunks(const Options& o, int n, uint64_t size,
                                       std::vector<TestChunk>* chunks) {
   for (int i = 0; i < n; ++i) chunks->push_back(MakeChunk(i, {size}));
   auto s = MustOpen(o);
@@ -59,7 +59,7 @@ class DeleteTest : public ::testing::TestWithParam<Ending> {};
 
 TEST_P(DeleteTest, DeletedChunkStaysDeleted) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f);
+  const Options o = TestOptions(f);
   std::vector<TestChunk> chunks;
   auto s = OpenWithChunks(o, 6, 20 * KiB, &chunks);
   ASSERT_TRUE(s);
@@ -85,7 +85,7 @@ TEST_P(DeleteTest, DeletedChunkStaysDeleted) {
 
 TEST_P(DeleteTest, BatchDeleteStaysDeleted) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f);
+  const Options o = TestOptions(f);
   std::vector<TestChunk> chunks;
   auto s = OpenWithChunks(o, 12, 12 * KiB, &chunks);
   ASSERT_TRUE(s);
@@ -108,7 +108,7 @@ TEST_P(DeleteTest, BatchDeleteStaysDeleted) {
 
 TEST_P(DeleteTest, EvictedNamespaceStaysEvicted) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f);
+  const Options o = TestOptions(f);
   std::vector<TestChunk> keep, gone;
   auto s = MustOpen(o);
   ASSERT_TRUE(s);
@@ -137,7 +137,7 @@ TEST_P(DeleteTest, EvictedNamespaceStaysEvicted) {
 
 TEST_P(DeleteTest, PutAfterDeleteIsKept) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f);
+  const Options o = TestOptions(f);
   TestChunk a = MakeChunk(1, {30 * KiB});
   TestChunk again = MakeChunk(2, {30 * KiB});
   again.info = a.info;  // the same key, other bytes
@@ -171,7 +171,7 @@ TEST(DeleteManyTest, ManyTombstonesAcrossCheckpoints) {
   // Regions of 1 MiB hold 32 summary entries: hundreds of tombstones fill many regions and
   // outlive many checkpoints, some stops being power cuts.
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f, 128 * MiB);
+  const Options o = TestOptions(f, 128 * MiB);
   std::vector<TestChunk> chunks;
   std::vector<bool> deleted;
   auto s = MustOpen(o);
@@ -204,7 +204,7 @@ TEST(DeleteManyTest, TombstoneOutlivesTheReclaimOfItsRegion) {
   // chunks. Filling the tier makes reclaim take B (its chunks are cheaper to lose) before A:
   // the tombstone must move on, or the deleted chunk comes back from A after a restart.
   auto f = std::make_shared<FaultDeviceFactory>();
-  const StoreOptions o = Options(f, 16 * MiB);
+  const Options o = TestOptions(f, 16 * MiB);
   std::vector<TestChunk> disk, memory;
   auto s = MustOpen(o);
   ASSERT_TRUE(s);
@@ -226,7 +226,7 @@ TEST(DeleteManyTest, TombstoneOutlivesTheReclaimOfItsRegion) {
     TestChunk c = MakeChunk(1000 + i, {200 * KiB});
     ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored) << i;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(AwaitBackgroundIdle(*s));  // reclaim caught up
   EXPECT_GT(s->Stats().nvme.evictions, 0u);
   EXPECT_FALSE(Present(*s, memory[0])) << "region B was not reclaimed";
   for (int i = 1; i < 4; ++i) EXPECT_TRUE(Present(*s, disk[i])) << i;

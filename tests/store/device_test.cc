@@ -7,6 +7,8 @@
 #include <filesystem>
 
 #include "aligned_buffer.h"
+#include "tw/store/testing/fault_device.h"
+#include "tw/store/testing/mem_device.h"
 
 namespace tw::store {
 namespace {

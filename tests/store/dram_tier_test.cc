@@ -7,7 +7,7 @@
 namespace tw::store {
 namespace {
 
-std::unique_ptr<DramTier> Make(uint64_t cap, config::DramEviction e) {
+std::unique_ptr<DramTier> Make(uint64_t cap, DramEviction e) {
   DramTier::Options o;
   o.capacity = cap;
   o.eviction = e;
@@ -17,7 +17,7 @@ std::unique_ptr<DramTier> Make(uint64_t cap, config::DramEviction e) {
 }
 
 TEST(DramTierTest, ArenaIsAlignedAndExtentsCoalesce) {
-  auto t = Make(1 << 20, config::DramEviction::kS3Fifo);
+  auto t = Make(1 << 20, DramEviction::kS3Fifo);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t->base()) % (2 << 20), 0u);
   auto a = t->Allocate(4096), b = t->Allocate(10000), c = t->Allocate(4096);
   ASSERT_TRUE(a && b && c);
@@ -34,7 +34,7 @@ TEST(DramTierTest, ArenaIsAlignedAndExtentsCoalesce) {
 }
 
 TEST(DramTierTest, S3FifoEvictsOneHitWondersFirst) {
-  auto t = Make(20 * 4096, config::DramEviction::kS3Fifo);
+  auto t = Make(20 * 4096, DramEviction::kS3Fifo);
   auto any = [](uint32_t) { return true; };
   for (uint32_t id = 0; id < 20; ++id) t->Insert(id, 4096, false);
   t->Touch(0);  // hit while probationary → promoted to main
@@ -59,7 +59,7 @@ TEST(DramTierTest, S3FifoEvictsOneHitWondersFirst) {
 }
 
 TEST(DramTierTest, LruEvictsLeastRecentlyUsed) {
-  auto t = Make(100 * 4096, config::DramEviction::kLru);
+  auto t = Make(100 * 4096, DramEviction::kLru);
   for (uint32_t id = 0; id < 4; ++id) t->Insert(id, 4096, false);
   t->Touch(0);
   auto any = [](uint32_t) { return true; };

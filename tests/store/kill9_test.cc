@@ -30,8 +30,8 @@ std::vector<uint64_t> SizesOf(uint64_t id) {
   return {32 * KiB + (id * 7919) % (160 * KiB), 4096 * (1 + id % 4)};
 }
 
-StoreOptions FileOptions(const std::string& path) {
-  StoreOptions o;
+Options FileOptions(const std::string& path) {
+  Options o;
   o.dram.capacity = 4 * MiB;
   o.nvme.paths.push_back({path, 256 * MiB});
   o.nvme.region_size = 4 * MiB;

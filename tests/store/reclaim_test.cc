@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <thread>
 
 #include "store_test_util.h"
 #include "tw/store/device.h"
@@ -18,14 +17,14 @@ constexpr uint64_t kHalf = kRegion / 2;  // a value of half a region: its record
 
 // A tier of exactly `regions` regions of kRegion (the metadata of such a small tier takes the
 // first 3 MiB of the path).
-StoreOptions Tier(std::shared_ptr<DeviceFactory> f, uint32_t regions, uint64_t dram = 0) {
-  StoreOptions o =
-      testing::Options(std::move(f), dram, 3 * MiB + regions * kRegion, kRegion, "/dev/reclaim0");
+Options Tier(std::shared_ptr<DeviceFactory> f, uint32_t regions, uint64_t dram = 0) {
+  Options o = testing::TestOptions(std::move(f), dram, 3 * MiB + regions * kRegion, kRegion,
+                                   "/dev/reclaim0");
   o.nvme.stripe_unit = 1 * MiB;
   return o;
 }
 
-std::unique_ptr<Store> MustOpen(const StoreOptions& o, uint32_t regions) {
+std::unique_ptr<Store> MustOpen(const Options& o, uint32_t regions) {
   auto s = testing::MustOpen(o);
   if (s) {
     EXPECT_EQ(s->Stats().nvme.capacity_bytes, regions * kRegion);
@@ -42,28 +41,29 @@ void ExpectAll(Store& s, const std::vector<TestChunk>& chunks, const char* when)
   }
 }
 
-// Lets the reclaim thread act on whatever it would act on.
-void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(200)); }
+// Lets the background threads act on whatever they would act on: returns once write-back is
+// done and a whole reclaim pass found nothing to do.
+void Settle(Store& s) { EXPECT_TRUE(AwaitBackgroundIdle(s)) << "background threads still busy"; }
 
 TEST(ReclaimTest, HalfRegionChunksFillAboutHalfARegionEach) {
   // 12 records of half a region (+ header) need 7 regions when runs grow over their
   // neighbours; in a tier of 8, nothing may be reclaimed.
   auto mem = std::make_shared<MemDeviceFactory>();
-  const StoreOptions o = Tier(mem, 8);
+  const Options o = Tier(mem, 8);
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 12; ++i) chunks.push_back(MakeChunk(i, {kHalf}));
   {
     auto s = MustOpen(o, 8);
     ASSERT_TRUE(s);
     for (auto& c : chunks) ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
-    Settle();
+    Settle(*s);
     EXPECT_EQ(s->Stats().nvme.evictions, 0u);
     ExpectAll(*s, chunks, "before restart");
     ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
   }
   auto s = MustOpen(o, 8);
   ASSERT_TRUE(s);
-  Settle();
+  Settle(*s);
   EXPECT_EQ(s->Stats().nvme.evictions, 0u);
   EXPECT_EQ(s->Stats().nvme.chunks, chunks.size());
   ExpectAll(*s, chunks, "after restart");
@@ -72,7 +72,7 @@ TEST(ReclaimTest, HalfRegionChunksFillAboutHalfARegionEach) {
 TEST(ReclaimTest, HalfRegionChunksWithARestartInBetween) {
   // A restart seals the open run with its unused tail: 6 + 6 records take 8 regions of 9.
   auto mem = std::make_shared<MemDeviceFactory>();
-  const StoreOptions o = Tier(mem, 9);
+  const Options o = Tier(mem, 9);
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 12; ++i) chunks.push_back(MakeChunk(i, {kHalf}));
   for (int half = 0; half < 2; ++half) {
@@ -81,13 +81,13 @@ TEST(ReclaimTest, HalfRegionChunksWithARestartInBetween) {
     for (int i = half * 6; i < half * 6 + 6; ++i) {
       ASSERT_EQ(s->Put(chunks[i].Request(Durability::kDisk)), PutResult::kStored) << i;
     }
-    Settle();
+    Settle(*s);
     EXPECT_EQ(s->Stats().nvme.evictions, 0u) << "after part " << half;
     ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
   }
   auto s = MustOpen(o, 9);
   ASSERT_TRUE(s);
-  Settle();
+  Settle(*s);
   EXPECT_EQ(s->Stats().nvme.evictions, 0u);
   ExpectAll(*s, chunks, "after restarts");
 }
@@ -98,7 +98,7 @@ TEST(ReclaimTest, ServiceBenchmarkMixLosesNothingBelowSixtyPercent) {
   // interleaved with 4 KiB chunks, a clean restart after each of three rounds. Live bytes end
   // at about 60 % of a 10-region tier: nothing may be reclaimed, no disk chunk lost.
   auto mem = std::make_shared<MemDeviceFactory>();
-  const StoreOptions o = Tier(mem, 10, 64 * MiB);
+  const Options o = Tier(mem, 10, 64 * MiB);
   std::vector<TestChunk> disk, memory, small;
   uint64_t live = 0;
   for (int round = 0; round < 3; ++round) {
@@ -116,14 +116,14 @@ TEST(ReclaimTest, ServiceBenchmarkMixLosesNothingBelowSixtyPercent) {
       }
       live += 2 * (kHalf + 4 * KiB) + 16 * 8 * KiB;
     }
-    Settle();
+    Settle(*s);
     EXPECT_EQ(s->Stats().nvme.evictions, 0u) << "round " << round;
     ASSERT_TRUE(s->Close(std::chrono::seconds(10)).ok());
   }
   EXPECT_LT(live, 10 * kRegion * 61 / 100);
   auto s = MustOpen(o, 10);
   ASSERT_TRUE(s);
-  Settle();
+  Settle(*s);
   EXPECT_EQ(s->Stats().nvme.evictions, 0u);
   EXPECT_EQ(s->Stats().nvme.used_bytes, live);
   ExpectAll(*s, disk, "disk chunks after the last restart");
@@ -135,7 +135,7 @@ TEST(ReclaimTest, ServiceBenchmarkMixLosesNothingBelowSixtyPercent) {
 // with a restart in between (the durability of each record comes back from its summary).
 // Reclaim must drop memory-durability chunks, not the older regions of disk chunks.
 void FillTwiceOver(std::shared_ptr<DeviceFactory> f, const char* what) {
-  const StoreOptions o = Tier(std::move(f), 10);  // no DRAM tier: chunks live on NVMe only
+  const Options o = Tier(std::move(f), 10);  // no DRAM tier: chunks live on NVMe only
   std::vector<TestChunk> disk;
   uint64_t next = 100;
   for (int part = 0; part < 2; ++part) {
@@ -149,7 +149,7 @@ void FillTwiceOver(std::shared_ptr<DeviceFactory> f, const char* what) {
       TestChunk c = MakeChunk(next++, {kHalf});
       ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored) << i;
     }
-    Settle();
+    Settle(*s);
     EXPECT_GT(s->Stats().nvme.evictions, 0u);
     ExpectAll(*s, disk, what);
     ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
@@ -174,9 +174,9 @@ TEST(ReclaimTest, DiskChunksAreReclaimedLastWhenCommitsLag) {
 struct Survivors {
   int a = 0, b = 0;
 };
-Survivors ReadARunThenOverflow(config::ReclaimOrder order) {
+Survivors ReadARunThenOverflow(ReclaimOrder order) {
   auto mem = std::make_shared<MemDeviceFactory>();
-  StoreOptions o = Tier(mem, 10);  // no DRAM tier: chunks live on NVMe only
+  Options o = Tier(mem, 10);  // no DRAM tier: chunks live on NVMe only
   o.nvme.reclaim = order;
   auto s = MustOpen(o, 10);
   Survivors out;
@@ -188,13 +188,13 @@ Survivors ReadARunThenOverflow(config::ReclaimOrder order) {
   for (auto* run : {&a, &b}) {
     for (auto& c : *run) EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
   }
-  Settle();
+  Settle(*s);
   EXPECT_EQ(s->Stats().nvme.evictions, 0u);
   ExpectAll(*s, a, "run A, read back");  // the reads LRU goes by
   for (int i = 0; i < 7; ++i) {
     EXPECT_EQ(s->Put(MakeChunk(200 + i, {kHalf}).Request(Durability::kDisk)), PutResult::kStored);
   }
-  Settle();
+  Settle(*s);
   EXPECT_GT(s->Stats().nvme.evictions, 0u);
   // Read chunks are "wanted", but a half-region chunk exceeds the rewrite budget (a quarter
   // of a region): whatever run reclaim took is gone.
@@ -211,11 +211,11 @@ Survivors ReadARunThenOverflow(config::ReclaimOrder order) {
 
 TEST(ReclaimTest, LruReclaimsTheRegionReadLeastRecently) {
   // LRU: B was never read, so B goes and A stays although A was written first.
-  const Survivors lru = ReadARunThenOverflow(config::ReclaimOrder::kLru);
+  const Survivors lru = ReadARunThenOverflow(ReclaimOrder::kLru);
   EXPECT_EQ(lru.a, 7);
   EXPECT_LT(lru.b, 7);
   // FIFO, the same workload: the oldest run, A, goes despite its reads.
-  const Survivors fifo = ReadARunThenOverflow(config::ReclaimOrder::kFifo);
+  const Survivors fifo = ReadARunThenOverflow(ReclaimOrder::kFifo);
   EXPECT_LT(fifo.a, 7);
   EXPECT_EQ(fifo.b, 7);
 }

@@ -20,7 +20,7 @@ using namespace testing;  // store_test_util.h
 class CountingFactory : public DeviceFactory {
  public:
   explicit CountingFactory(std::shared_ptr<DeviceFactory> inner) : inner_(std::move(inner)) {}
-  StatusOr<std::unique_ptr<Device>> Open(const config::NvmePathConfig& p, uint32_t qd) override {
+  StatusOr<std::unique_ptr<Device>> Open(const DevicePath& p, uint32_t qd) override {
     TW_ASSIGN_OR_RETURN(auto d, inner_->Open(p, qd));
     return std::unique_ptr<Device>(new Counting(std::move(d), &read_));
   }
@@ -51,7 +51,7 @@ class CountingFactory : public DeviceFactory {
 };
 
 TEST(StoreTest, DramOnlyPutGetExists) {
-  auto s = MustOpen(Options(nullptr, 16 * MiB, 0));
+  auto s = MustOpen(TestOptions(nullptr, 16 * MiB, 0));
   ASSERT_TRUE(s);
   TestChunk c = MakeChunk(1, {10000, 4096, 1});
   EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
@@ -81,7 +81,7 @@ TEST(StoreTest, DramOnlyPutGetExists) {
 }
 
 TEST(StoreTest, ScatterMustCoverEveryByteOnce) {
-  auto s = MustOpen(Options(nullptr, 16 * MiB, 0));
+  auto s = MustOpen(TestOptions(nullptr, 16 * MiB, 0));
   TestChunk c = MakeChunk(1, {100, 200});
   PutRequest r = c.Request(Durability::kMemory);
   r.data.pop_back();
@@ -102,7 +102,7 @@ TEST(StoreTest, ScatterMustCoverEveryByteOnce) {
 
 TEST(StoreTest, DiskPutsSurviveCleanCloseAndCrash) {
   auto mem = std::make_shared<MemDeviceFactory>();
-  StoreOptions o = Options(mem, 4 * MiB, 64 * MiB);
+  Options o = TestOptions(mem, 4 * MiB, 64 * MiB);
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 20; ++i) chunks.push_back(MakeChunk(i, {uint64_t(20000 + i * 999), 8192}));
   {
@@ -143,7 +143,7 @@ TEST(StoreTest, DiskPutsSurviveCleanCloseAndCrash) {
 
 TEST(StoreTest, MemoryPutsAreWrittenBackAndDemoted) {
   auto mem = std::make_shared<MemDeviceFactory>();
-  auto s = MustOpen(Options(mem, 2 * MiB, 64 * MiB));
+  auto s = MustOpen(TestOptions(mem, 2 * MiB, 64 * MiB));
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 40; ++i) {
     chunks.push_back(MakeChunk(i, {200 * KiB}));
@@ -163,7 +163,7 @@ TEST(StoreTest, MemoryPutsAreWrittenBackAndDemoted) {
   // A clean close writes back the rest: all of them come back after reopen.
   ASSERT_TRUE(s->Close(std::chrono::seconds(5)).ok());
   s.reset();
-  s = MustOpen(Options(mem, 2 * MiB, 64 * MiB));
+  s = MustOpen(TestOptions(mem, 2 * MiB, 64 * MiB));
   for (auto& c : chunks) {
     bool eq;
     ReadAll(*s, c, &eq);
@@ -173,7 +173,7 @@ TEST(StoreTest, MemoryPutsAreWrittenBackAndDemoted) {
 
 TEST(StoreTest, CorruptBytesAreAMissAndTheEntryIsDropped) {
   auto f = std::make_shared<FaultDeviceFactory>();
-  auto s = MustOpen(Options(f, 0, 64 * MiB));
+  auto s = MustOpen(TestOptions(f, 0, 64 * MiB));
   TestChunk c = MakeChunk(5, {64 * KiB, 64 * KiB});
   ASSERT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
   auto at = f->state("/dev/test0")->Find({c.segments[1].data(), 64});
@@ -203,7 +203,7 @@ TEST(StoreTest, ForeignDataAndUnknownVersionsAreRefused) {
     ASSERT_TRUE((*d)->Write(8192, p, 4096).ok());
     free(p);
   }
-  StoreOptions o = Options(mem, 0, 64 * MiB);
+  Options o = TestOptions(mem, 0, 64 * MiB);
   auto s = Store::Open(o);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
@@ -225,7 +225,7 @@ TEST(StoreTest, ForeignDataAndUnknownVersionsAreRefused) {
     ASSERT_TRUE((*d)->Write(0, p, 4096).ok());
     free(p);
   }
-  s = Store::Open(Options(mem2, 0, 64 * MiB));
+  s = Store::Open(TestOptions(mem2, 0, 64 * MiB));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("version"), std::string_view::npos);
 }
@@ -233,7 +233,7 @@ TEST(StoreTest, ForeignDataAndUnknownVersionsAreRefused) {
 TEST(StoreTest, TwoStoresNeverShareAPath) {
   auto dir = std::filesystem::temp_directory_path() / ("tw_store_lock_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  StoreOptions o = Options(nullptr, 0, 32 * MiB);
+  Options o = TestOptions(nullptr, 0, 32 * MiB);
   o.nvme.paths[0].path = (dir / "data").string();
   auto a = Store::Open(o);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -254,7 +254,7 @@ TEST(StoreTest, TwoStoresNeverShareAPath) {
 }
 
 TEST(StoreTest, LookupLongestPrefixLeasesAndGhosts) {
-  auto s = MustOpen(Options(nullptr, 1 * MiB, 0));
+  auto s = MustOpen(TestOptions(nullptr, 1 * MiB, 0));
   Key parent = testing::TestNamespace();
   std::vector<TestChunk> chain;
   for (int i = 0; i < 4; ++i) {
@@ -288,7 +288,7 @@ TEST(StoreTest, LookupLongestPrefixLeasesAndGhosts) {
 }
 
 TEST(StoreTest, QuotaEvictsInsideTheNamespaceFirst) {
-  StoreOptions o = Options(nullptr, 8 * MiB, 0);
+  Options o = TestOptions(nullptr, 8 * MiB, 0);
   o.quotas.push_back({testing::TestNamespace(1).Hex(), 400 * KiB});
   auto s = MustOpen(o);
   TestChunk other = MakeChunk(999, {100 * KiB}, testing::TestNamespace(0), 0);
@@ -297,12 +297,10 @@ TEST(StoreTest, QuotaEvictsInsideTheNamespaceFirst) {
     TestChunk c = MakeChunk(i, {100 * KiB - 8192}, testing::TestNamespace(1), 1);
     EXPECT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
   }
-  for (const NamespaceUsage& u : s->Namespaces()) {
-    if (u.namespace_digest == testing::TestNamespace(1)) {
-      EXPECT_LE(u.bytes, 400 * KiB);
-      EXPECT_EQ(u.quota, 400 * KiB);
-    }
-  }
+  const std::optional<NamespaceUsage> u = UsageOf(*s, testing::TestNamespace(1));
+  ASSERT_TRUE(u) << "the namespace is not listed";
+  EXPECT_LE(u->bytes, 400 * KiB);
+  EXPECT_EQ(u->quota, 400 * KiB);
   bool eq;
   ReadAll(*s, other, &eq);
   EXPECT_TRUE(eq);
@@ -312,17 +310,101 @@ TEST(StoreTest, QuotaEvictsInsideTheNamespaceFirst) {
 }
 
 TEST(StoreTest, AdmissionOnSecondSight) {
-  StoreOptions o = Options(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
-  o.admission.policy = config::AdmissionPolicy::kSecondSight;
+  Options o = TestOptions(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
+  o.admission.policy = AdmissionPolicy::kSecondSight;
   auto s = MustOpen(o);
   TestChunk c = MakeChunk(1, {10 * KiB});
   EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kRejectedAdmission);
   EXPECT_EQ(s->Put(c.Request(Durability::kDisk)), PutResult::kStored);
 }
 
+TEST(StoreTest, WriteBudgetRefillsOnTheStoreClock) {
+  // 200 KiB a second; records of 64 KiB (a 4 KiB header and 60 KiB of value). The bucket
+  // starts full and refills only when the store's clock moves.
+  FakeClock clock;
+  Options o = TestOptions(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
+  o.now = clock.Now();
+  o.admission.policy = AdmissionPolicy::kWriteBudget;
+  o.admission.write_budget = 200 * KiB;
+  auto s = MustOpen(o);
+  uint64_t id = 0;
+  auto put = [&] { return s->Put(MakeChunk(++id, {60 * KiB}).Request(Durability::kDisk)); };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(put(), PutResult::kStored) << i;
+  EXPECT_EQ(put(), PutResult::kRejectedAdmission);  // 8 KiB left
+  clock.Advance(std::chrono::seconds(1));           // full again: 200 KiB, not 208
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(put(), PutResult::kStored) << i;
+  EXPECT_EQ(put(), PutResult::kRejectedAdmission);
+  clock.Advance(std::chrono::milliseconds(100));  // 8 + 20 KiB: not enough
+  EXPECT_EQ(put(), PutResult::kRejectedAdmission);
+  clock.Advance(std::chrono::milliseconds(200));  // 8 + 60 KiB
+  EXPECT_EQ(put(), PutResult::kStored);
+}
+
+TEST(StoreTest, LeasesExpireOnTheStoreClock) {
+  FakeClock clock;
+  Options o = TestOptions(nullptr, 1 * MiB, 0);
+  o.now = clock.Now();
+  o.lease_duration = std::chrono::seconds(5);
+  // LRU: once its lease is gone the leased chunk is the least recently used. (S3-FIFO would
+  // keep it: it was read, and the fillers are not.)
+  o.dram.eviction = DramEviction::kLru;
+  auto s = MustOpen(o);
+  TestChunk leased = MakeChunk(1, {50 * KiB});
+  ASSERT_EQ(s->Put(leased.Request(Durability::kMemory)), PutResult::kStored);
+  const LookupResult r = s->Lookup(std::span<const Key>(&leased.info.key, 1), true);
+  ASSERT_EQ(r.prefix, 1u);
+  ASSERT_NE(r.lease, 0u);
+  uint64_t id = 100;
+  auto fill = [&] {  // three times the DRAM tier
+    for (int i = 0; i < 60; ++i) {
+      ASSERT_EQ(s->Put(MakeChunk(id++, {50 * KiB}).Request(Durability::kMemory)),
+                PutResult::kStored);
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(fill());
+  EXPECT_TRUE(s->Peek(leased.info.key)) << "a live lease keeps its chunk";
+  clock.Advance(std::chrono::seconds(4));
+  ASSERT_NO_FATAL_FAILURE(fill());
+  EXPECT_TRUE(s->Peek(leased.info.key)) << "the lease expired a second early";
+  clock.Advance(std::chrono::seconds(2));
+  ASSERT_NO_FATAL_FAILURE(fill());
+  EXPECT_FALSE(s->Peek(leased.info.key)) << "an expired lease still keeps its chunk";
+  EXPECT_EQ(s->Get(leased.info.key, {}).miss, MissReason::kEvicted);
+  s->ReleaseLease(r.lease);  // expired: harmless
+}
+
+TEST(StoreTest, OptionsAreValidated) {
+  Options o = TestOptions(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
+  EXPECT_TRUE(o.Validate().ok());
+  auto refused = [](const Options& bad, const char* field) {
+    const Status v = bad.Validate();
+    EXPECT_EQ(v.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(v.message().find(field), std::string::npos) << v.ToString();
+    EXPECT_FALSE(Store::Open(bad).ok()) << field;
+  };
+  Options bad = o;
+  bad.nvme.region_size = 3 * MiB;
+  refused(bad, "nvme.region_size");
+  bad = o;
+  bad.nvme.low_watermark = 0.99;
+  refused(bad, "nvme.low_watermark");
+  bad = o;
+  bad.nvme.paths.push_back(bad.nvme.paths[0]);
+  refused(bad, "nvme.paths[1].path");
+  bad = o;
+  bad.quotas.push_back({"not-hex", 1});
+  refused(bad, "quotas[0].namespace_digest");
+  bad = o;
+  bad.admission = {AdmissionPolicy::kWriteBudget, 0};
+  refused(bad, "admission.write_budget");
+  bad = o;
+  bad.now = nullptr;
+  refused(bad, "now");
+}
+
 TEST(StoreTest, ValuesLargerThanARegion) {
   auto mem = std::make_shared<MemDeviceFactory>();
-  StoreOptions o = Options(mem, 0, 64 * MiB);
+  Options o = TestOptions(mem, 0, 64 * MiB);
   TestChunk big = MakeChunk(7, {2 * MiB + 5, 1 * MiB + 4096});
   TestChunk small = MakeChunk(8, {4096});
   {
@@ -340,7 +422,7 @@ TEST(StoreTest, ValuesLargerThanARegion) {
 
 TEST(StoreTest, ReclaimKeepsTheStoreWritable) {
   auto mem = std::make_shared<MemDeviceFactory>();
-  auto s = MustOpen(Options(mem, 0, 24 * MiB));
+  auto s = MustOpen(TestOptions(mem, 0, 24 * MiB));
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 200; ++i) {
     chunks.push_back(MakeChunk(i, {256 * KiB}));
@@ -368,7 +450,7 @@ TEST(StoreTest, ReclaimKeepsTheStoreWritable) {
 
 TEST(StoreTest, RecoveryReadsSummariesNotData) {
   auto counting = std::make_shared<CountingFactory>(std::make_shared<MemDeviceFactory>());
-  StoreOptions o = Options(counting, 0, 400 * MiB, 16 * MiB);
+  Options o = TestOptions(counting, 0, 400 * MiB, 16 * MiB);
   const int n = 4000;
   std::vector<uint8_t> value(64 * KiB, 0x5A);
   {
@@ -408,7 +490,7 @@ TEST(StoreTest, RecoveryReadsSummariesNotData) {
 }
 
 TEST(StoreTest, ConcurrentPutsAndGets) {
-  auto s = MustOpen(Options(std::make_shared<MemDeviceFactory>(), 4 * MiB, 128 * MiB));
+  auto s = MustOpen(TestOptions(std::make_shared<MemDeviceFactory>(), 4 * MiB, 128 * MiB));
   std::atomic<int> bad{0};
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t) {
@@ -431,7 +513,7 @@ TEST(StoreTest, ConcurrentPutsAndGets) {
 }
 
 TEST(StoreTest, ReadsFromDramDuringWriteBackNeverSeeAChangingHeader) {
-  auto s = MustOpen(Options(std::make_shared<MemDeviceFactory>(), 32 * MiB, 128 * MiB));
+  auto s = MustOpen(TestOptions(std::make_shared<MemDeviceFactory>(), 32 * MiB, 128 * MiB));
   std::vector<TestChunk> chunks;
   for (int i = 0; i < 60; ++i) chunks.push_back(MakeChunk(i, {40 * KiB, 8 * KiB}));
   std::atomic<bool> done{false};
@@ -459,7 +541,7 @@ TEST(StoreTest, ReadsFromDramDuringWriteBackNeverSeeAChangingHeader) {
 }
 
 TEST(StoreTest, DeadlineAndDelete) {
-  auto s = MustOpen(Options(nullptr, 4 * MiB, 0));
+  auto s = MustOpen(TestOptions(nullptr, 4 * MiB, 0));
   TestChunk c = MakeChunk(1, {1000});
   ASSERT_EQ(s->Put(c.Request(Durability::kMemory)), PutResult::kStored);
   std::vector<uint8_t> b(1000);

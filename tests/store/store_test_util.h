@@ -8,12 +8,17 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tw/common/keys.h"
 #include "tw/store/device.h"
 #include "tw/store/store.h"
+#include "tw/store/testing/await_idle.h"
+#include "tw/store/testing/fake_clock.h"
+#include "tw/store/testing/fault_device.h"
+#include "tw/store/testing/mem_device.h"
 
 namespace tw::store::testing {
 
@@ -22,9 +27,9 @@ inline constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
 // A store of `dram` bytes of DRAM and, when `nvme` is not 0, one NVMe path of `nvme` bytes
 // named `path`, with regions of `region` bytes and 256 KiB stripe units, on the devices `f`
 // opens (null: real files).
-inline StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t dram, uint64_t nvme,
-                            uint64_t region = 1 * MiB, const char* path = "/dev/test0") {
-  StoreOptions o;
+inline Options TestOptions(std::shared_ptr<DeviceFactory> f, uint64_t dram, uint64_t nvme,
+                           uint64_t region = 1 * MiB, const char* path = "/dev/test0") {
+  Options o;
   o.dram.capacity = dram;
   if (nvme) {
     o.nvme.paths.push_back({path, nvme});
@@ -35,8 +40,16 @@ inline StoreOptions Options(std::shared_ptr<DeviceFactory> f, uint64_t dram, uin
   return o;
 }
 
+// The usage of namespace `ns` as Namespaces() lists it; nullopt when it is not listed.
+inline std::optional<NamespaceUsage> UsageOf(Store& s, const Key& ns) {
+  for (const NamespaceUsage& u : s.Namespaces()) {
+    if (u.namespace_digest == ns) return u;
+  }
+  return std::nullopt;
+}
+
 // Opens the store, failing the test (and returning null) when it cannot.
-inline std::unique_ptr<Store> MustOpen(const StoreOptions& o) {
+inline std::unique_ptr<Store> MustOpen(const Options& o) {
   auto s = Store::Open(o);
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? std::move(*s) : nullptr;

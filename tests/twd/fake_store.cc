@@ -149,7 +149,7 @@ store::StoreStats FakeStore::Stats() {
   return s;
 }
 
-Status FakeStore::Reconfigure(const store::StoreOptions&) {
+Status FakeStore::Reconfigure(const store::Options&) {
   reconfigures++;
   return OkStatus();
 }

@@ -32,7 +32,7 @@ class FakeStore : public store::Store {
   std::vector<store::NamespaceUsage> Namespaces() override;
   void Export(const std::function<bool(const store::ChunkMeta&)>& fn) override;
   store::StoreStats Stats() override;
-  Status Reconfigure(const store::StoreOptions& options) override;
+  Status Reconfigure(const store::Options& options) override;
   Status Close(std::chrono::nanoseconds grace) override;
 
   // Knobs.

@@ -126,7 +126,7 @@ void DramTier::Insert(uint32_t id, uint64_t bytes, bool was_ghost) {
   o.bytes = bytes;
   o.freq = 0;
   o.gen++;
-  if (eviction_ == config::DramEviction::kLru) {
+  if (eviction_ == DramEviction::kLru) {
     lru_.push_front(id);
     o.lru = lru_.begin();
     o.queue = 2;
@@ -145,7 +145,7 @@ void DramTier::Insert(uint32_t id, uint64_t bytes, bool was_ghost) {
 void DramTier::Touch(uint32_t id) {
   Obj& o = obj(id);
   if (o.queue == 0) return;
-  if (eviction_ == config::DramEviction::kLru) {
+  if (eviction_ == DramEviction::kLru) {
     lru_.splice(lru_.begin(), lru_, o.lru);
     return;
   }
@@ -155,7 +155,7 @@ void DramTier::Touch(uint32_t id) {
 void DramTier::Remove(uint32_t id) {
   Obj& o = obj(id);
   if (o.queue == 0) return;
-  if (eviction_ == config::DramEviction::kLru) {
+  if (eviction_ == DramEviction::kLru) {
     lru_.erase(o.lru);
   } else if (o.queue == 1) {
     small_bytes_ -= o.bytes;
@@ -165,7 +165,7 @@ void DramTier::Remove(uint32_t id) {
 }
 
 std::optional<uint32_t> DramTier::PickVictim(const std::function<bool(uint32_t)>& evictable) {
-  if (eviction_ == config::DramEviction::kLru) {
+  if (eviction_ == DramEviction::kLru) {
     for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) {
       if (evictable(*it)) {
         uint32_t id = *it;

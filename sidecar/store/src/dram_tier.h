@@ -22,8 +22,8 @@
 #include <unordered_set>
 #include <vector>
 
-#include "tw/common/config.h"
 #include "tw/common/status.h"
+#include "tw/store/options.h"
 
 namespace tw::store {
 
@@ -33,7 +33,7 @@ class DramTier {
     uint64_t capacity = 0;
     bool hugepages = false;
     bool pinned = false;
-    config::DramEviction eviction = config::DramEviction::kS3Fifo;
+    DramEviction eviction = DramEviction::kS3Fifo;
   };
   static StatusOr<std::unique_ptr<DramTier>> Create(const Options& o);
   ~DramTier();
@@ -73,7 +73,7 @@ class DramTier {
   uint64_t capacity_ = 0;
   uint64_t used_ = 0;
   bool pinned_ = false;
-  config::DramEviction eviction_ = config::DramEviction::kS3Fifo;
+  DramEviction eviction_ = DramEviction::kS3Fifo;
 
   std::map<uint64_t, uint64_t> free_by_off_;       // offset → length
   std::multimap<uint64_t, uint64_t> free_by_len_;  // length → offset

@@ -1,5 +1,6 @@
 // NvmeEngine: allocation, region runs, group commit, seal scheduling, reclaim support.
-// Opening, formatting and recovery are in nvme_recovery.cc.
+// Opening, formatting and recovery are in nvme_open_recover.cc; sealing and checkpoints in
+// nvme_seal_checkpoint.cc.
 #include "nvme_engine.h"
 
 #include <algorithm>
@@ -443,19 +444,13 @@ uint32_t NvmeEngine::free_regions() const {
   return n;
 }
 
-std::vector<uint32_t> NvmeEngine::ReclaimCandidates(config::ReclaimOrder order) const {
-  std::vector<std::pair<uint64_t, uint32_t>> v;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (uint32_t r = 0; r < regions_.size(); ++r) {
-      const Region& R = regions_[r];
-      if (R.state != RState::kSealed) continue;
-      v.push_back({order == config::ReclaimOrder::kFifo ? R.seal_seq : R.last_access, r});
-    }
+std::vector<NvmeEngine::SealedRegion> NvmeEngine::SealedRegions() const {
+  std::vector<SealedRegion> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (uint32_t r = 0; r < regions_.size(); ++r) {
+    const Region& R = regions_[r];
+    if (R.state == RState::kSealed) out.push_back({r, R.seal_seq, R.last_access});
   }
-  std::sort(v.begin(), v.end());
-  std::vector<uint32_t> out;
-  for (auto& [k, r] : v) out.push_back(r);
   return out;
 }
 

@@ -37,16 +37,16 @@
 
 #include "metadata_format.h"
 #include "striped_volume.h"
-#include "tw/common/config.h"
 #include "tw/common/status.h"
 #include "tw/store/device.h"
+#include "tw/store/options.h"
 
 namespace tw::store {
 
 class NvmeEngine {
  public:
   struct Options {
-    config::NvmeConfig config;
+    NvmeOptions config;
     std::shared_ptr<DeviceFactory> factory;  // required
     // Called (from the committer thread, no engine lock held) for each record whose
     // Commit(wait = false) failed: it was written but will not be found after a restart.
@@ -126,8 +126,13 @@ class NvmeEngine {
   bool AwaitSealed(uint32_t head, std::chrono::milliseconds max);
   uint64_t region_size() const { return sb_.region_size; }
   uint32_t free_regions() const;
-  // Sealed regions in reclaim order (FIFO: oldest sealed first; LRU: least recently read).
-  std::vector<uint32_t> ReclaimCandidates(config::ReclaimOrder order) const;
+  // A sealed region: the candidates of reclaim, which orders them (reclaim_planner.h).
+  struct SealedRegion {
+    uint32_t region = 0;
+    uint64_t seal_seq = 0;     // when it was sealed
+    uint64_t last_access = 0;  // when it was last read (0 unless reads are tracked: LRU)
+  };
+  std::vector<SealedRegion> SealedRegions() const;
   // The records a sealed region holds, read from its dense summary.
   StatusOr<std::vector<SummaryEntry>> RegionEntries(uint32_t region);
   // Frees a sealed region (and the regions its run covers) once the Store has dropped every

@@ -18,6 +18,14 @@
 // keys with one tag (probability about n^2 / 2^65) never serve each other's bytes: the second
 // key's put answers `exists` and its reads miss (`absent`); see docs/storage.md. The ghost
 // set, the admission set, the write-back queue, leases and pins hold tags too.
+//
+// Time: lease expiry and admission read the store's clock (opts_.now, injectable); deadlines
+// and the background threads' polling are real time.
+//
+// Where the methods are: store_open_close.cc, store_put.cc, store_get.cc,
+// lookup_and_leases.cc, delete.cc, store_stat_export.cc, store_index.cc (bookkeeping),
+// eviction.cc (quota and DRAM eviction), write_back.cc, reclaim_executor.cc (the policy is
+// reclaim_planner.h); docs/storage.md has the map.
 #pragma once
 
 #include <condition_variable>
@@ -32,9 +40,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "admission.h"
 #include "aligned_buffer.h"
 #include "dram_tier.h"
 #include "nvme_engine.h"
+#include "reclaim_planner.h"
 #include "record_format.h"
 #include "tw/store/store.h"
 
@@ -42,7 +52,7 @@ namespace tw::store {
 
 class StoreImpl final : public Store {
  public:
-  static StatusOr<std::unique_ptr<Store>> Create(const StoreOptions& options);
+  static StatusOr<std::unique_ptr<Store>> Create(const Options& options);
   ~StoreImpl() override;
 
   PutResult Put(const PutRequest& request) override;
@@ -60,11 +70,13 @@ class StoreImpl final : public Store {
   std::vector<NamespaceUsage> Namespaces() override;
   void Export(const std::function<bool(const ChunkMeta&)>& fn) override;
   StoreStats Stats() override;
-  Status Reconfigure(const StoreOptions& options) override;
+  Status Reconfigure(const Options& options) override;
   Status Close(std::chrono::nanoseconds grace) override;
 
-  // For tests: bytes the NVMe devices have read and written since Open.
-  uint64_t nvme_bytes_read();
+  // For tests (tw_store_testing's AwaitBackgroundIdle): waits until nothing waits for
+  // write-back and a whole pass of the reclaim thread, begun after that, found nothing to
+  // reclaim. False when that did not happen within `max` (real time).
+  bool AwaitIdle(std::chrono::milliseconds max);
 
   using Tag = uint64_t;
   static Tag TagOf(const Key& k) {
@@ -80,7 +92,7 @@ class StoreImpl final : public Store {
   static constexpr uint64_t kMaxRecord4k = (uint64_t{1} << 26) - 1;  // 256 GiB records
   static constexpr uint64_t kMaxHeader4k = (uint64_t{1} << 12) - 1;  // 16 MiB headers
   static constexpr uint32_t kMaxNamespaces = (uint32_t{1} << 20) - 1;
-  static constexpr uint8_t kChildrenSticky = 255;
+  static constexpr uint8_t kChildrenSticky = reclaim::kChildrenSticky;
   // One index slot's value: 24 bytes. Pins and DRAM object ids live in side tables (few
   // chunks are pinned or in DRAM at once); the flags say whether there is one.
   struct Entry {
@@ -144,7 +156,7 @@ class StoreImpl final : public Store {
     AlignedBuffer raw;  // empty when read from DRAM
   };
 
-  explicit StoreImpl(const StoreOptions& o);
+  explicit StoreImpl(const Options& o);
   Status Init();
 
   // All REQUIRES mu_ held. (Find and DramId are inline: a lookup calls them per chunk.)
@@ -166,7 +178,6 @@ class StoreImpl final : public Store {
   // True when the chunk's parent chunk is not stored: no prefix lookup reaches it.
   bool Orphan(const Entry& e);
   void AddGhost(Tag tag);
-  bool Admit(Tag tag, uint64_t bytes);
   bool MakeRoomInNamespace(uint32_t ns, uint64_t need);
   void NoteInNamespace(uint32_t ns, Tag tag);
   void RebuildOrder(uint32_t ns);
@@ -207,24 +218,37 @@ class StoreImpl final : public Store {
   void TrimDram();
   void WritebackLoop();
   void ReclaimLoop();
-  // What reclaiming each run would lose, by its head region: 0 nothing (its chunks are gone
-  // or also in DRAM), 1 memory-durability chunks, 2 disk-acknowledged chunks, kUnpriced for
-  // a run that was not full when priced. One pass over the index.
-  static constexpr uint8_t kUnpriced = 3;
-  std::vector<uint8_t> ReclaimCosts();
+  // One pass of the reclaim thread over the NVMe tier; true when nothing needed reclaiming.
+  bool ReclaimPass(bool wanted);
+  // Reclaim, the executor (reclaim_executor.cc; the policy is reclaim_planner.h). No lock
+  // held on entry to any of these.
+  // Prices every run: one pass over the index.
+  reclaim::Prices ReclaimCosts();
   enum class ReclaimStep : uint8_t {
     kReclaimed = 0,  // a region was reclaimed
     kNone = 1,       // no candidate
     kReprice = 2,    // the prices are out of date: call ReclaimCosts() and try again
   };
-  // Reclaims the cheapest unpinned sealed region (by `cost`, then the configured order),
-  // unless a full run still waiting for its commits would lose less: then it waits for that
-  // run's seal and asks for new prices.
-  ReclaimStep ReclaimOne(const std::vector<uint8_t>& cost);
-  // False when `cost` should be made anew before reclaiming a candidate that costs `best`:
-  // that candidate was not priced, or a run still waiting for its commits would cost less
-  // (then this waits, up to a second, for that run's seal).
-  bool PricesHold(const std::vector<uint8_t>& cost, uint8_t best);
+  // Reclaims the first candidate in the planner's order that no read or lease pins, unless a
+  // run still waiting for its commits would lose less: then it waits for that run's seal and
+  // asks for new prices.
+  ReclaimStep ReclaimOne(const reclaim::Prices& cost);
+  // False when `cost` should be made anew before reclaiming a candidate that costs `best`
+  // (then this may have waited, up to a second, for a cheaper run's seal).
+  bool PricesHold(const reclaim::Prices& cost, uint8_t best);
+  bool RegionPinned(uint32_t region);
+  // Reclaims one region; false when it was pinned meanwhile or could not be released.
+  bool ReclaimRegion(uint32_t region);
+  // Asks the planner about the region's live chunks and applies what needs no I/O; returns
+  // the chunks to rewrite in `rewrite`. False when the region is pinned.
+  bool PlanAndDrop(uint32_t region, const std::vector<SummaryEntry>* recs,
+                   std::vector<std::pair<Tag, SummaryEntry>>* rewrite);
+  bool DetachForRewrite(uint32_t region, const std::vector<std::pair<Tag, SummaryEntry>>& rewrite,
+                        const std::vector<AlignedBuffer>& bufs, std::vector<bool>* moving);
+  std::vector<size_t> FinishRewrites(const std::vector<std::pair<Tag, SummaryEntry>>& rewrite,
+                                     const std::vector<bool>& moving,
+                                     const std::vector<StatusOr<NvmeEngine::Allocation>>& to,
+                                     const std::vector<Status>& wrote);
   void OnLost(const SummaryEntry& e);
   // Makes a delete or namespace eviction survive restarts: a tombstone of `kind` for `key` or
   // `ns`, durable on return. `sequenced` runs (no lock held) once the tombstone has its
@@ -244,7 +268,7 @@ class StoreImpl final : public Store {
   };
   Removal RemoveForDelete(const Key& key);
 
-  StoreOptions opts_;
+  Options opts_;
   std::unique_ptr<DramTier> dram_;
   std::unique_ptr<NvmeEngine> nvme_;
 
@@ -260,10 +284,7 @@ class StoreImpl final : public Store {
   std::vector<Ns> ns_;
   std::deque<Tag> ghost_fifo_;
   absl::flat_hash_set<Tag> ghost_;
-  std::deque<Tag> seen_fifo_;  // admission on second sight
-  absl::flat_hash_set<Tag> seen_;
-  double budget_tokens_ = 0;
-  Clock::time_point budget_at_;
+  Admission admission_;
   std::deque<Tag> writeback_q_;
   std::vector<uint32_t> region_pins_;
   std::map<LeaseId, Lease> leases_;
@@ -273,6 +294,9 @@ class StoreImpl final : public Store {
   bool wb_busy_ = false;  // the write-back thread is writing a chunk
   bool stop_ = false;
   bool reclaim_wanted_ = false;
+  uint64_t reclaim_passes_ = 0;      // passes of the reclaim thread (AwaitIdle)
+  bool reclaim_idle_ = false;        // the last pass found nothing to reclaim
+  std::condition_variable idle_cv_;  // a reclaim pass ended (AwaitIdle)
   StoreStats stats_;
 
   std::thread writeback_;

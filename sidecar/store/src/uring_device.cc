@@ -221,8 +221,7 @@ class UringDevice : public Device {
 
 class UringDeviceFactory : public DeviceFactory {
  public:
-  StatusOr<std::unique_ptr<Device>> Open(const config::NvmePathConfig& path,
-                                         uint32_t queue_depth) override {
+  StatusOr<std::unique_ptr<Device>> Open(const DevicePath& path, uint32_t queue_depth) override {
     const std::string& p = path.path;
     struct stat st {};
     bool exists = stat(p.c_str(), &st) == 0;

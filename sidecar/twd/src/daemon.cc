@@ -37,6 +37,30 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 
 }  // namespace
 
+store::Options StoreOptionsFromConfig(const config::Config& c) {
+  store::Options o;
+  o.dram.capacity = c.dram.capacity;
+  o.dram.hugepages = c.dram.hugepages;
+  o.dram.pinned = c.dram.pinned;
+  o.dram.eviction = c.dram.eviction;
+  o.dram.high_watermark = c.dram.high_watermark;
+  o.dram.low_watermark = c.dram.low_watermark;
+  for (const config::NvmePathConfig& p : c.nvme.paths) o.nvme.paths.push_back({p.path, p.capacity});
+  o.nvme.region_size = c.nvme.region_size;
+  o.nvme.stripe_unit = c.nvme.stripe_unit;
+  o.nvme.queue_depth = c.nvme.queue_depth;
+  o.nvme.reclaim = c.nvme.reclaim;
+  o.nvme.high_watermark = c.nvme.high_watermark;
+  o.nvme.low_watermark = c.nvme.low_watermark;
+  o.nvme.force_format = c.nvme.force_format;
+  o.admission.policy = c.admission.policy;
+  o.admission.write_budget = c.admission.write_budget;
+  for (const config::QuotaConfig& q : c.quotas) o.quotas.push_back({q.namespace_digest, q.bytes});
+  o.default_namespace_quota = c.default_namespace_quota;
+  o.lease_duration = c.leases.duration;
+  return o;
+}
+
 StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, StoreHooks hooks) {
   std::unique_ptr<Daemon> d(new Daemon());
   d->options_ = options;

@@ -17,28 +17,12 @@
 #include <vector>
 
 #include "tw/common/status.h"
+#include "tw/common/storage_policies.h"
 
 namespace tw::config {
 
 using Duration = std::chrono::nanoseconds;
 
-enum class Durability {
-  kMemory,  // ack once the chunk is in DRAM; written to NVMe in the background
-  kDisk,    // ack once data and index entry are fdatasync'ed on NVMe
-};
-enum class AdmissionPolicy {
-  kAll,          // admit every put to NVMe
-  kSecondSight,  // admit a key to NVMe the second time it is put or demoted
-  kWriteBudget,  // admit while the NVMe write rate stays under admission.write_budget per second
-};
-enum class DramEviction {
-  kS3Fifo,  // S3-FIFO: small probationary FIFO + main FIFO with reinsertion + ghost set
-  kLru,     // plain least-recently-used
-};
-enum class ReclaimOrder {
-  kFifo,  // reclaim the oldest-written region first (lowest write amplification)
-  kLru,   // reclaim the least-recently-read region first
-};
 enum class Transport {
   kTcp,   // peer data over TCP (always available)
   kRdma,  // peer data over RDMA verbs (rdma-core); falls back to TCP when no device is found
@@ -49,10 +33,6 @@ enum class CuFileMode {
   kOff,   // always pinned staging
 };
 
-std::string_view ToString(Durability v);
-std::string_view ToString(AdmissionPolicy v);
-std::string_view ToString(DramEviction v);
-std::string_view ToString(ReclaimOrder v);
 std::string_view ToString(Transport v);
 std::string_view ToString(CuFileMode v);
 StatusOr<Durability> ParseDurability(std::string_view text, std::string_view field);

@@ -28,15 +28,12 @@
 #include <vector>
 
 #include "tw/common/cache_types.h"
-#include "tw/common/config.h"
 #include "tw/common/keys.h"
 #include "tw/common/status.h"
+#include "tw/store/options.h"
 
 namespace tw::store {
 
-using Clock = std::chrono::steady_clock;
-using Deadline = Clock::time_point;  // Deadline::max() = none
-using config::Durability;
 using ::tw::MissReason;  // tw/common/cache_types.h
 using ::tw::PutResult;
 using ::tw::Tier;
@@ -153,27 +150,12 @@ struct StoreStats {
   uint64_t rewrites = 0;           // chunks rewritten by NVMe reclaim (children or read)
 };
 
-// What Open() needs. Built from tw::config::Config by FromConfig().
-struct StoreOptions {
-  config::DramConfig dram;
-  config::NvmeConfig nvme;
-  config::AdmissionConfig admission;
-  std::vector<config::QuotaConfig> quotas;
-  uint64_t default_namespace_quota = 0;
-  std::chrono::nanoseconds lease_duration = std::chrono::seconds(5);
-  // Tests inject an in-memory or fault-injecting device here (see device.h); null = real
-  // files/block devices through io_uring.
-  std::shared_ptr<class DeviceFactory> device_factory;
-
-  static StoreOptions FromConfig(const config::Config& c);
-};
-
 class Store {
  public:
   // Opens (formatting empty paths, recovering existing stores). Fails with a clear error on
-  // a foreign store or unknown format version (never overwriting it) unless force_format,
-  // and when another process holds a data path.
-  static StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  // options that do not validate, on a foreign store or unknown format version (never
+  // overwriting it) unless force_format, and when another process holds a data path.
+  static StatusOr<std::unique_ptr<Store>> Open(const Options& options);
 
   virtual ~Store() = default;
 
@@ -197,7 +179,7 @@ class Store {
 
   // The longest stored prefix of `chain` (chain[0] is chunk 1, whose parent is the
   // namespace). A hit on chunk j counts as a hit on its ancestors. With `take_lease`, the
-  // found chunks are leased for StoreOptions::lease_duration.
+  // found chunks are leased for Options::lease_duration (store time: Options::now).
   virtual LookupResult Lookup(std::span<const Key> chain, bool take_lease) = 0;
   virtual void ReleaseLease(LeaseId lease) = 0;
 
@@ -220,7 +202,7 @@ class Store {
 
   virtual StoreStats Stats() = 0;
   // Applies run-time changes (quotas, admission); other fields are ignored.
-  virtual Status Reconfigure(const StoreOptions& options) = 0;
+  virtual Status Reconfigure(const Options& options) = 0;
 
   // Writes back memory-durability chunks for up to `grace`, writes a clean summary.
   virtual Status Close(std::chrono::nanoseconds grace) = 0;

@@ -33,6 +33,10 @@ struct StoreHooks {
   std::function<Status(store::Store&, const config::Config&)> reconfigure;
 };
 
+// The store's options from twd's configuration (its dram, nvme, admission, quota and lease
+// sections).
+store::Options StoreOptionsFromConfig(const config::Config& c);
+
 class Daemon {
  public:
   static StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options, StoreHooks hooks);

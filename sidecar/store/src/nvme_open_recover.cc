@@ -1,5 +1,6 @@
-// NvmeEngine: opening (probe, format or recover), the dense summary seal and the superblock
-// checkpoint. The rest of the engine is in nvme_engine.cc.
+// NvmeEngine: opening a path set (probe, format, or recover the committed records from the
+// summaries and the journal). Sealing and checkpoints are in nvme_seal_checkpoint.cc, the rest
+// of the engine in nvme_engine.cc.
 #include <algorithm>
 #include <random>
 #include <tuple>
@@ -66,7 +67,7 @@ StatusOr<DeviceProbe> Probe(Device& d) {
 
 StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const Options& o,
                                                        std::vector<SummaryEntry>* recovered) {
-  const config::NvmeConfig& c = o.config;
+  const NvmeOptions& c = o.config;
   if (c.paths.empty()) return InvalidArgumentError("nvme.paths: no data path");
   if (!o.factory) return InvalidArgumentError("no device factory");
   std::vector<std::unique_ptr<Device>> devs;
@@ -82,7 +83,7 @@ StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const Options& o,
   }
   std::unique_ptr<NvmeEngine> e(new NvmeEngine());
   e->on_lost_ = o.on_lost;
-  e->track_reads_ = o.config.reclaim == config::ReclaimOrder::kLru;
+  e->track_reads_ = o.config.reclaim == ReclaimOrder::kLru;
   bool all_zero = true, any_foreign = false, any_version = false, any_ours = false;
   for (size_t i = 0; i < probes.size(); ++i) {
     all_zero &= probes[i].check == SuperblockCheck::kZero;
@@ -369,44 +370,6 @@ Status NvmeEngine::Recover(std::vector<SummaryEntry>* recovered) {
           {"tombstones", uint64_t(tombstones.size())},
           {"journal_blocks", uint64_t(pos)}});
   return OkStatus();
-}
-
-Status NvmeEngine::SealRegion(uint32_t r, const std::vector<SummaryEntry>& entries,
-                              uint64_t epoch) {
-  if (entries.size() > sb_.max_entries) return InternalError("region summary overflow");
-  uint64_t len = AlignUp(std::max<uint64_t>(entries.size(), 1) * kEntryBytes, kBlock);
-  AlignedBuffer buf(len);
-  for (size_t i = 0; i < entries.size(); ++i) EncodeEntry(entries[i], buf.data() + i * kEntryBytes);
-  RegionHeader h;
-  h.state = RegionState::kSealed;
-  h.region = r;
-  h.epoch = epoch;
-  h.count = uint32_t(entries.size());
-  h.entries_crc = Crc32c(buf.data(), entries.size() * kEntryBytes);
-  AlignedBuffer hb(kBlock);
-  EncodeRegionHeader(h, sb_.store_id, hb.data());
-  // Summary and header in one batch and one sync: if only the header lands, its entries CRC
-  // fails and recovery falls back to the journal, which is restarted only after this.
-  IoRequest ios[2] = {{true, sb_.dense_off + uint64_t(r) * dense_bytes_, len, buf.data()},
-                      {true, sb_.header_off + uint64_t(r) * kBlock, kBlock, hb.data()}};
-  Device& d0 = volume_->device(0);
-  TW_RETURN_IF_ERROR(d0.Submit(ios));
-  return d0.Sync();
-}
-
-Status NvmeEngine::WriteCheckpoint() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    sb_.seq_floor = seq_;
-  }
-  sb_.generation += 1;
-  Superblock s = sb_;
-  s.device_index = 0;
-  AlignedBuffer b(kBlock);
-  EncodeSuperblock(s, b.data());
-  Device& d0 = volume_->device(0);
-  TW_RETURN_IF_ERROR(d0.Write((s.generation % 2) * kBlock, b.data(), kBlock));
-  return d0.Sync();
 }
 
 }  // namespace tw::store
