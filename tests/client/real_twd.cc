@@ -31,10 +31,10 @@ Status RealTwd::Start() {
   o.workers = 4;
   twd::StoreHooks hooks;
   hooks.open = [](const config::Config& c) {
-    return store::Store::Open(store::StoreOptions::FromConfig(c));
+    return store::Store::Open(twd::StoreOptionsFromConfig(c));
   };
   hooks.reconfigure = [](store::Store& s, const config::Config& c) {
-    return s.Reconfigure(store::StoreOptions::FromConfig(c));
+    return s.Reconfigure(twd::StoreOptionsFromConfig(c));
   };
   TW_ASSIGN_OR_RETURN(daemon_, twd::Daemon::Start(o, std::move(hooks)));
   return OkStatus();

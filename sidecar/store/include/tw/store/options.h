@@ -103,7 +103,4 @@ struct Options {
   Status Validate() const;
 };
 
-// The first wave's name for Options.
-using StoreOptions = Options;
-
 }  // namespace tw::store
