@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer.h"
 #include "command.h"
 #include "reference.h"
 #include "report.h"
@@ -58,30 +59,6 @@ double Percentile(std::vector<double> v, double p) {
   size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
   return v[i];
 }
-
-// Anonymous memory, pre-faulted (and 4 KiB aligned, for O_DIRECT).
-class Buffer {
- public:
-  explicit Buffer(size_t n) : size_(n) {
-    void* p =
-        mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    data_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
-    if (data_ != nullptr) {
-      for (size_t i = 0; i < n; i += 4096) data_[i] = static_cast<uint8_t>(i >> 12);
-    }
-  }
-  ~Buffer() {
-    if (data_ != nullptr) munmap(data_, size_);
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  uint8_t* data_;
-  size_t size_;
-};
 
 // Collects the figures (printed by report.h's Print, as the engine benchmark does) and the
 // issue's targets, which are checked and printed after the table.

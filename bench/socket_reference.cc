@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "buffer.h"
+
 namespace tw::bench {
 namespace {
 
@@ -21,29 +23,6 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 double Gbps(uint64_t bytes, double s) { return s > 0 ? static_cast<double>(bytes) / s / 1e9 : 0; }
-
-// Anonymous memory, pre-faulted.
-class Buffer {
- public:
-  explicit Buffer(size_t n) : size_(n) {
-    void* p =
-        mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    data_ = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
-    if (data_ != nullptr) {
-      for (size_t i = 0; i < n; i += 4096) data_[i] = static_cast<uint8_t>(i >> 12);
-    }
-  }
-  ~Buffer() {
-    if (data_ != nullptr) munmap(data_, size_);
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  uint8_t* data() const { return data_; }
-
- private:
-  uint8_t* data_;
-  size_t size_;
-};
 
 }  // namespace
 

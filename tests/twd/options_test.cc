@@ -149,3 +149,37 @@ TEST_F(OptionsTest, HelpShowsEveryDefault) {
 
 }  // namespace
 }  // namespace tw::twd
+
+namespace tw::twd {
+namespace {
+
+// The store's option defaults and tw_config's are written twice (the store must not depend on
+// twd's configuration); what twd hands the store from a default config must be the store's
+// own defaults, or one of the two copies has drifted.
+TEST(StoreOptionsFromConfigTest, DefaultConfigGivesTheStoreDefaults) {
+  const store::Options want;
+  const store::Options got = StoreOptionsFromConfig(config::Config{});
+  EXPECT_EQ(got.dram.capacity, want.dram.capacity);
+  EXPECT_EQ(got.dram.hugepages, want.dram.hugepages);
+  EXPECT_EQ(got.dram.pinned, want.dram.pinned);
+  EXPECT_EQ(got.dram.eviction, want.dram.eviction);
+  EXPECT_EQ(got.dram.high_watermark, want.dram.high_watermark);
+  EXPECT_EQ(got.dram.low_watermark, want.dram.low_watermark);
+  EXPECT_EQ(got.nvme.paths.size(), want.nvme.paths.size());
+  EXPECT_EQ(got.nvme.region_size, want.nvme.region_size);
+  EXPECT_EQ(got.nvme.stripe_unit, want.nvme.stripe_unit);
+  EXPECT_EQ(got.nvme.queue_depth, want.nvme.queue_depth);
+  EXPECT_EQ(got.nvme.reclaim, want.nvme.reclaim);
+  EXPECT_EQ(got.nvme.high_watermark, want.nvme.high_watermark);
+  EXPECT_EQ(got.nvme.low_watermark, want.nvme.low_watermark);
+  EXPECT_EQ(got.nvme.force_format, want.nvme.force_format);
+  EXPECT_EQ(got.admission.policy, want.admission.policy);
+  EXPECT_EQ(got.admission.write_budget, want.admission.write_budget);
+  EXPECT_EQ(got.quotas.size(), want.quotas.size());
+  EXPECT_EQ(got.default_namespace_quota, want.default_namespace_quota);
+  EXPECT_EQ(got.lease_duration, want.lease_duration);
+  EXPECT_TRUE(got.Validate().ok()) << got.Validate().ToString();
+}
+
+}  // namespace
+}  // namespace tw::twd
