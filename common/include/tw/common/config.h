@@ -176,7 +176,7 @@ struct MeshConfig {
   uint32_t port = 7470;
   // Peers file ({"peers":[{"node","address","port"}]}), reloaded on change.
   std::string peers_file = "/etc/tokenwarehouse/peers/peers.json";
-  // This node's name in the peers file ("" = hostname).
+  // This node's name in the peers file ("" = $TW_NODE_NAME, else the hostname).
   std::string node_name;
   // RDMA device name ("" = first found).
   std::string rdma_device;
