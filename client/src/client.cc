@@ -1,5 +1,6 @@
 #include "tw/client/client.h"
 
+#include <array>
 #include <cstring>
 
 #include "connection.h"
@@ -174,6 +175,23 @@ class ChainWriter {
   uint64_t used_ = 0;
 };
 
+// The Tier of each byte of a packed tier list: FromProto's mapping, tabled once (a lookup
+// reply holds one tier per chunk).
+class UnpackedTiers {
+ public:
+  UnpackedTiers() {
+    for (size_t i = 0; i < tiers_.size(); ++i) {
+      tiers_[i] = wire::FromProto(static_cast<pb::Tier>(i));
+    }
+  }
+  void Fill(const std::string& packed, std::vector<Tier>* out) const {
+    for (char c : packed) out->push_back(tiers_[static_cast<uint8_t>(c)]);
+  }
+
+ private:
+  std::array<Tier, 256> tiers_{};  // by byte
+};
+
 // Completes a lookup request (its items already filled) and returns the converter of its
 // reply, which holds `slot` (the key-area slot the chains lie in, if any) until the request is
 // over.
@@ -191,13 +209,15 @@ auto FinishLookup(pb::LookupRequest& req, bool take_lease, uint64_t timeout_us,
     for (const pb::LookupResult& res : r.results()) {
       LookupReply l;
       l.prefix = res.prefix();
+      l.tiers.reserve(static_cast<size_t>(res.chains_size()));
       for (const pb::ChainTiers& ct : res.chains()) {
         std::vector<Tier> tiers;
         // Version 2 packs one byte per chunk; version 1 repeats the enum.
         const std::string& packed = ct.packed_tiers();
         tiers.reserve(packed.empty() ? ct.tiers_size() : packed.size());
-        for (char t : packed) {
-          tiers.push_back(wire::FromProto(static_cast<pb::Tier>(static_cast<uint8_t>(t))));
+        if (!packed.empty()) {
+          static const UnpackedTiers kUnpacked;
+          kUnpacked.Fill(packed, &tiers);
         }
         for (int t : ct.tiers()) tiers.push_back(wire::FromProto(static_cast<pb::Tier>(t)));
         l.tiers.push_back(std::move(tiers));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace tw::store {
 namespace {
@@ -68,6 +69,33 @@ TEST(DramTierTest, LruEvictsLeastRecentlyUsed) {
   EXPECT_EQ(*t->PickVictim(any), 3u);
   EXPECT_EQ(*t->PickVictim(any), 0u);
   EXPECT_FALSE(t->PickVictim(any));
+}
+
+TEST(DramTierTest, TouchLastFirstLeavesTheFirstMostRecent) {
+  auto t = Make(100 * 4096, DramEviction::kLru);
+  for (uint32_t id = 0; id < 4; ++id) t->Insert(id, 4096, false);
+  // A lookup's chain: touched 1, 0, 2 (999 has no object and is skipped), so 2 ends up the
+  // most recently used and 3, untouched, the least.
+  const std::vector<uint32_t> chain = {2, 0, 1, 999};
+  t->TouchLastFirst(chain);
+  auto any = [](uint32_t) { return true; };
+  std::vector<uint32_t> order;
+  while (auto x = t->PickVictim(any)) order.push_back(*x);
+  EXPECT_EQ(order, (std::vector<uint32_t>{3, 1, 0, 2}));
+}
+
+TEST(DramTierTest, TouchLastFirstCountsAHitPerObject) {
+  // S3-FIFO: as Touch() of each, a hit promotes a probationary object to the main queue. (A
+  // capacity of the four objects keeps the small queue above its 10% share: victims come from
+  // it first.)
+  auto t = Make(4 * 4096, DramEviction::kS3Fifo);
+  for (uint32_t id = 0; id < 4; ++id) t->Insert(id, 4096, false);
+  const std::vector<uint32_t> chain = {1, 2};
+  t->TouchLastFirst(chain);
+  auto any = [](uint32_t) { return true; };
+  std::vector<uint32_t> order;
+  while (auto x = t->PickVictim(any)) order.push_back(*x);
+  EXPECT_EQ(order, (std::vector<uint32_t>{0, 3, 1, 2}));
 }
 
 }  // namespace

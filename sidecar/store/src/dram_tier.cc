@@ -152,6 +152,24 @@ void DramTier::Touch(uint32_t id) {
   if (o.freq < 3) o.freq++;
 }
 
+void DramTier::TouchLastFirst(std::span<const uint32_t> ids) {
+  // As Touch(), without obj()'s growth: an id past the end has no object, so nothing to touch.
+  const size_t n = objs_.size();
+  if (eviction_ == DramEviction::kLru) {
+    for (size_t i = ids.size(); i-- > 0;) {
+      if (ids[i] >= n) continue;
+      Obj& o = objs_[ids[i]];
+      if (o.queue != 0) lru_.splice(lru_.begin(), lru_, o.lru);
+    }
+    return;
+  }
+  for (size_t i = ids.size(); i-- > 0;) {
+    if (ids[i] >= n) continue;
+    Obj& o = objs_[ids[i]];
+    if (o.queue != 0 && o.freq < 3) o.freq++;
+  }
+}
+
 void DramTier::Remove(uint32_t id) {
   Obj& o = obj(id);
   if (o.queue == 0) return;

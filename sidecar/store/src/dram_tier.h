@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <unordered_set>
 #include <vector>
 
@@ -52,6 +53,9 @@ class DramTier {
   // Eviction order. `bytes` is the object's size; `was_ghost` says it was evicted recently.
   void Insert(uint32_t id, uint64_t bytes, bool was_ghost);
   void Touch(uint32_t id);
+  // Touch() of each of `ids`, last first (a lookup's chain, deepest chunk first, so that the
+  // ancestors end up the most recently used). One call and one policy check for the chain.
+  void TouchLastFirst(std::span<const uint32_t> ids);
   void Remove(uint32_t id);
   // Picks and removes from the policy the next object to evict for which `evictable` is
   // true; objects it skips keep their place (rotated). nullopt when none qualifies.

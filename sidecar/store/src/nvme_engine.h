@@ -156,6 +156,9 @@ class NvmeEngine {
   // The same for many records under one lock, in the given order (the last is the most
   // recent).
   void Touch(std::span<const uint64_t> offsets);
+  // Whether Touch() records anything (LRU reclaim); fixed at Open(). A lookup skips gathering
+  // the offsets when it does not.
+  bool tracks_reads() const { return track_reads_; }
 
   // Seals the open region and checkpoints, so the next Open() reads no journal. Waits for
   // pending commits.

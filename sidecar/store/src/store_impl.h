@@ -288,6 +288,11 @@ class StoreImpl final : public Store {
   std::deque<Tag> writeback_q_;
   std::vector<uint32_t> region_pins_;
   std::map<LeaseId, Lease> leases_;
+  // Lookup's scratch (the tiers found, the DRAM ids and NVMe offsets to touch), kept to save
+  // allocations per lookup.
+  std::vector<Tier> lookup_tiers_;
+  std::vector<uint32_t> lookup_dram_ids_;
+  std::vector<uint64_t> lookup_nvme_offs_;
   LeaseId next_lease_ = 1;
   bool closing_ = false;
   bool closed_ = false;

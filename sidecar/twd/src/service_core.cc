@@ -225,9 +225,12 @@ StatusOr<std::vector<LookupItemResult>> ServiceCore::Lookup(Session& s, const Lo
     std::vector<LeaseTable::Part> parts;
     uint64_t bytes = 0;
     for (size_t c = 0; c < item.chains.size(); ++c) {
-      const auto& tiers = chains[c].result.tiers;
-      const size_t n = std::min(prefix, tiers.size());
-      out.tiers[c].assign(tiers.begin(), tiers.begin() + static_cast<ptrdiff_t>(n));
+      auto& tiers = chains[c].result.tiers;
+      if (tiers.size() <= prefix) {
+        out.tiers[c] = std::move(tiers);  // the common case (one chain, or all equally deep)
+      } else {
+        out.tiers[c].assign(tiers.begin(), tiers.begin() + static_cast<ptrdiff_t>(prefix));
+      }
       found += prefix;
       missing += item.chains[c].keys.size() - prefix;
       if (chains[c].result.lease != 0) {

@@ -1,6 +1,7 @@
 #include "socket_codec.h"
 
 #include <algorithm>
+#include <array>
 
 #include "service_metrics.h"
 #include "tw/common/log.h"
@@ -95,6 +96,28 @@ pb::StatsResponse StatsToProto(const ServiceStats& st) {
   return resp;
 }
 
+// The byte of each Tier in a packed tier list: ToProto's mapping, tabled once (a lookup
+// converts one tier per chunk).
+class PackedTiers {
+ public:
+  PackedTiers() {
+    for (size_t i = 0; i < bytes_.size(); ++i) {
+      bytes_[i] = static_cast<char>(ToProto(static_cast<Tier>(i)));
+    }
+  }
+  void Fill(const std::vector<Tier>& tiers, std::string* out) const {
+    out->resize(tiers.size());
+    char* p = out->data();
+    for (size_t j = 0; j < tiers.size(); ++j) {
+      const auto t = static_cast<size_t>(tiers[j]);
+      p[j] = t < bytes_.size() ? bytes_[t] : static_cast<char>(ToProto(tiers[j]));
+    }
+  }
+
+ private:
+  std::array<char, 3> bytes_{};  // Tier::kNone, kDram, kNvme
+};
+
 // ---- one function per request: wire → domain → core → wire -----------------------------
 
 StatusOr<pb::LookupResponse> Lookup(ServiceCore& core, Session& s, const pb::LookupRequest& r,
@@ -133,9 +156,8 @@ StatusOr<pb::LookupResponse> Lookup(ServiceCore& core, Session& s, const pb::Loo
       pb::ChainTiers* ct = out->add_chains();
       if (packed) {
         // Version 2: one byte per chunk, filled in place.
-        std::string* p = ct->mutable_packed_tiers();
-        p->resize(tiers.size());
-        for (size_t j = 0; j < tiers.size(); ++j) (*p)[j] = static_cast<char>(ToProto(tiers[j]));
+        static const PackedTiers kPacked;
+        kPacked.Fill(tiers, ct->mutable_packed_tiers());
       } else {
         for (Tier t : tiers) ct->add_tiers(ToProto(t));
       }
