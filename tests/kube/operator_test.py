@@ -9,7 +9,8 @@ token`), never as admin, so the API server's RBAC judges every request it makes.
     Service, DaemonSet (each controlled by the TokenWarehouse, owned by the field manager
     tw-operator through server-side apply), status with observedGeneration and conditions;
   - a label a user applies to the DaemonSet with its own field manager survives the operator's
-    next apply, and a spec change is rolled out (config re-rendered, pod template changed);
+    next apply; a field the user forced away from the operator is taken back, the conflict
+    logged; a spec change is rolled out (config re-rendered, pod template changed);
   - deleting the TokenWarehouse runs the finalizer, which deletes the children (this control
     plane has no garbage collector, so only the operator can have removed them);
   - no request of the operator was refused: the API server's audit log holds no 403 for the
@@ -179,6 +180,16 @@ class OperatorTest(unittest.TestCase):
             "apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": "pool-twd", "namespace": TW_NS,
                          "labels": {"example.com/team": "inference"}}}))
+        # The user also forces a change of a field the operator owns: the operator's next
+        # apply hits a conflict, logs it, and takes the field back.
+        owned = ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]
+        CP.kubectl("apply", "--server-side", "--field-manager=user", "--force-conflicts", "-f",
+                   "-", stdin=json.dumps({
+                       "apiVersion": "apps/v1", "kind": "DaemonSet",
+                       "metadata": {"name": "pool-twd", "namespace": TW_NS,
+                                    "labels": {"example.com/team": "inference"}},
+                       "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {
+                           "maxUnavailable": 7}}}}))
         template = ds["spec"]["template"]
         CP.kubectl("apply", "--server-side", "-f", "-",
                    stdin=json.dumps(tokenwarehouse("pool", capacity="2GiB")))
@@ -196,6 +207,10 @@ class OperatorTest(unittest.TestCase):
                          "the user's label did not survive the operator's apply")
         managers = {m["manager"] for m in ds["metadata"]["managedFields"]}
         self.assertLessEqual({"tw-operator", "user"}, managers)
+        self.assertEqual(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], owned)
+        conflicts = [line for line in op.log().splitlines() if "field conflict" in line]
+        self.assertTrue(conflicts and "pool-twd" in conflicts[0] and "user" in conflicts[0],
+                        "the operator did not log the conflict: %r" % conflicts)
         kubelib.log("ok: reconciled, a user's label kept, generation %d rolled out" %
                     tw2["metadata"]["generation"])
 
