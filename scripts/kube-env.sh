@@ -31,7 +31,8 @@ die() {
 }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 print_env() {
@@ -76,19 +77,21 @@ certs() {
     openssl_quiet() { openssl "$@" 2> /dev/null; }
     openssl_quiet req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
       -keyout ca.key -out ca.crt -days 7 -subj "/CN=tw-kube-env-ca"
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+    local svc=kubernetes.default.svc
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,$(
+    )DNS:kubernetes.default,DNS:$svc,DNS:$svc.cluster.local" \
       "extendedKeyUsage=serverAuth" > server.ext
     printf '%s\n' "extendedKeyUsage=clientAuth" > client.ext
-    local name subj
+    local name subj ext
     for name in server admin; do
       case "$name" in
-        server) subj="/CN=kube-apiserver" ;;
-        admin) subj="/O=system:masters/CN=tw-kube-env-admin" ;;
+        server) subj="/CN=kube-apiserver" ext=server.ext ;;
+        admin) subj="/O=system:masters/CN=tw-kube-env-admin" ext=client.ext ;;
       esac
       openssl_quiet req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout "$name.key" -out "$name.csr" -subj "$subj"
       openssl_quiet x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
-        -days 7 -out "$name.crt" -extfile "$([[ $name == server ]] && echo server.ext || echo client.ext)"
+        -days 7 -out "$name.crt" -extfile "$ext"
     done
     openssl_quiet genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
     openssl_quiet pkey -in sa.key -pubout -out sa.pub

@@ -22,7 +22,8 @@ k8s_first_usable() {
 #   stamping VERSION (v1.X.Y) as the Kubernetes version it reports, into BIN. The build holds
 #   an flock on BIN's folder, so concurrent callers build once; a caller that waited finds BIN
 #   done. CHECK is a command run with the fresh binary's path before it replaces BIN (use
-#   "true" for none). TAGS are Go build tags (comma separated). nice -n 10: the build is CPU heavy and should not starve tests.
+#   "true" for none). TAGS are Go build tags (comma separated). nice -n 10: the build is CPU
+#   heavy and should not starve tests.
 k8s_go_build() {
   local module="$1" package="$2" version="$3" bin="$4" check="$5" tags="${6:-}"
   local cache

@@ -1,8 +1,9 @@
 """Helpers for the tests against a real Kubernetes control plane (scripts/kube-env.sh).
 
-run_tests() runs a test file's cases against one control plane; ControlPlane starts etcd and kube-apiserver through scripts/kube-env.sh in a folder of its own
-(parallel tests do not collide) and stops them again; kubectl() runs the kubectl that
-scripts/kubectl.sh finds against it with the admin's kubeconfig, or with another one.
+run_tests() runs a test file's cases against one control plane. ControlPlane starts etcd and
+kube-apiserver through scripts/kube-env.sh in a folder of its own (parallel tests do not
+collide) and stops them again; its kubectl() runs the kubectl that scripts/kubectl.sh finds
+against it with the admin's kubeconfig, or with another one.
 wait_for is the chart tests' (tests/chart/cluster_test.py): it polls under a bound.
 
 When no kube-apiserver can be had (no Go to build one, no etcd), the tests exit with SKIP (77)
