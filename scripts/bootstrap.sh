@@ -22,6 +22,7 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest
   python3 redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
+  etcd-server openssl
 )
 
 if [ "$(id -u)" -ne 0 ]; then

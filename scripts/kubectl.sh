@@ -20,8 +20,6 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${TW_CACHE_DIR:-$HOME/.cache/tokenwarehouse}/kubectl-$VERSION"
 BIN="$CACHE/kubectl"
 
-log() { echo "kubectl.sh: $*" >&2; }
-
 # usable PATH: true when PATH is a kubectl 1.x with x >= MIN_MINOR.
 usable() {
   local out minor
@@ -30,36 +28,9 @@ usable() {
   [[ -n "$minor" && "$minor" -ge "$MIN_MINOR" ]]
 }
 
-for candidate in "${TW_KUBECTL:-}" "$(command -v kubectl || true)" "$BIN"; do
-  if [[ -n "$candidate" && -x "$candidate" ]] && usable "$candidate"; then
-    echo "$candidate"
-    exit 0
-  fi
-done
-if [[ "${1:-}" == --no-build ]]; then
-  exit 1
-fi
-
-if ! command -v go > /dev/null; then
-  log "no usable kubectl and no Go to build one: run scripts/bootstrap.sh (it installs golang-go)"
-  exit 1
-fi
-mkdir -p "$CACHE"
-(
-  flock 9
-  [[ -x "$BIN" ]] && usable "$BIN" && exit 0
-  log "building kubectl $VERSION with $(go version) (a few minutes, once)"
-  tmp="$(mktemp -d "$CACHE/build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  minor="${VERSION#v1.}"
-  minor="${minor%%.*}"
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags="$ldflags -X $pkg.gitVersion=$VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  done
-  (cd "$HERE/kubectl" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
-    go build -trimpath -ldflags "$ldflags" -o "$tmp/kubectl" .)
-  usable "$tmp/kubectl" || { log "the kubectl just built does not report 1.$MIN_MINOR+"; exit 1; }
-  mv "$tmp/kubectl" "$BIN"
-) 9> "$CACHE/.lock"
+# shellcheck source=scripts/lib/k8s-go-build.sh
+source "$HERE/lib/k8s-go-build.sh"
+k8s_first_usable usable "${TW_KUBECTL:-}" "$(command -v kubectl || true)" "$BIN" && exit 0
+[[ "${1:-}" != --no-build ]] || exit 1
+k8s_go_build "$HERE/kubectl" . "$VERSION" "$BIN" usable
 echo "$BIN"

@@ -20,6 +20,12 @@ TW_KUBECTL="$(scripts/kubectl.sh)" || {
   exit 1
 }
 export TW_KUBECTL
+# The kube-apiserver of the tests against a real control plane (tests/kube/): built once and
+# cached (scripts/kube-binaries.sh), here rather than inside a test's timeout.
+scripts/kube-binaries.sh >/dev/null || {
+  echo "test: kube-apiserver could not be built (scripts/kube-binaries.sh)" >&2
+  exit 1
+}
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600

@@ -91,14 +91,15 @@ bool LeaderElector::TryAcquireOrRenew() {
                {"leaseTransitions", 0}};
   auto current = client_->Get(type, config_.lease_namespace, config_.lease_name);
   if (!current.ok()) {
-    if (current.status().code() != StatusCode::kNotFound) return false;
+    if (current.status().code() != StatusCode::kNotFound) return Failed(current.status(), "get");
     json lease = {
         {"apiVersion", "coordination.k8s.io/v1"},
         {"kind", "Lease"},
         {"metadata", {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}},
         {"spec", spec}};
     auto created = client_->Create(type, config_.lease_namespace, lease);
-    if (!created.ok()) return false;
+    if (!created.ok()) return Failed(created.status(), "create");
+    last_error_.clear();
     observed_record_ = (*created)["spec"].dump();
     observed_at_ = steady_now;
     return true;
@@ -124,10 +125,24 @@ bool LeaderElector::TryAcquireOrRenew() {
   }
   lease["spec"] = spec;
   auto updated = client_->Update(type, config_.lease_namespace, config_.lease_name, lease);
-  if (!updated.ok()) return false;  // 409: another candidate won the race
+  if (!updated.ok()) return Failed(updated.status(), "update");  // 409: lost the race
+  last_error_.clear();
   observed_record_ = (*updated)["spec"].dump();
   observed_at_ = steady_now;
   return true;
+}
+
+bool LeaderElector::Failed(const Status& status, const char* request) {
+  if (IsConflict(status) || status.code() == StatusCode::kAlreadyExists) return false;
+  std::string text = status.ToString();
+  if (text != last_error_) {
+    TW_LOG(kWarn, "leader election request failed",
+           {{"request", request},
+            {"lease", config_.lease_namespace + "/" + config_.lease_name},
+            {"error", text}});
+    last_error_ = std::move(text);
+  }
+  return false;
 }
 
 void LeaderElector::Release() {

@@ -201,6 +201,14 @@ Status Reconciler::ApplyIfChanged(const ResourceType& type, Informer* cache, Jso
     }
   }
   ++applies_;
+  // Unforced first, so that a field another manager took over is noticed: the conflict is
+  // logged (which fields, which manager), then the operator's value is applied with force.
+  auto applied = client_->Apply(type, ns, name, desired, kFieldManager, /*force=*/false);
+  if (applied.ok() || !IsConflict(applied.status())) return applied.status();
+  TW_LOG(kWarn, "field conflict: taking back fields another manager changed",
+         {{"kind", desired.value("kind", "")},
+          {"object", ns + "/" + name},
+          {"conflict", applied.status().message()}});
   return client_->Apply(type, ns, name, desired, kFieldManager, /*force=*/true).status();
 }
 

@@ -368,6 +368,8 @@ BAD_VALUES = [
      "allowPrivilegeEscalation"),
     ("root user", ["--set", "operator.securityContext.runAsNonRoot=false"], "runAsNonRoot"),
     ("root uid", ["--set", "operator.podSecurityContext.runAsUser=0"], "runAsUser"),
+    ("uid above int32 (the API server refuses it)",
+     ["--set", "operator.podSecurityContext.runAsUser=4294967294"], "runAsUser"),
     ("added capability", ["--set", "operator.securityContext.capabilities.add={SYS_ADMIN}"],
      "add"),
     ("capabilities not dropped",
@@ -375,7 +377,7 @@ BAD_VALUES = [
     ("extra arg without --", ["--set", "operator.extraArgs={namespace=x}"], "extraArgs"),
     ("no ServiceAccount name", ["--set", "serviceAccount.create=false"], "serviceAccount"),
     ("same metrics and health port", ["--set", "operator.healthPort=8080"], "must differ"),
-    ("a Kubernetes without CEL validation", ["--kube-version", "1.26.0"], "kubeVersion"),
+    ("a Kubernetes older than the tested 1.26", ["--kube-version", "1.25.0"], "kubeVersion"),
     ("ServiceMonitor without its CRDs", ["--set", "metrics.serviceMonitor.enabled=true"],
      "monitoring.coreos.com"),
     ("ServiceMonitor without the Service",
@@ -395,7 +397,7 @@ def test_schema(helms, _kubectl):
                               (major, what, needle, err))
         log("ok: helm %d template rejects all %d bad value sets" % (major, len(BAD_VALUES)))
         # And the guards are not simply rejecting everything.
-        helm_template(helm, extra=["--kube-version", "1.27.0"])
+        helm_template(helm, extra=["--kube-version", "1.26.0"])
         helm_template(helm, extra=["--set", "metrics.serviceMonitor.enabled=true",
                                    "--api-versions", SERVICE_MONITOR_API])
         helm_template(helm, extra=["--set", "serviceAccount.create=false",

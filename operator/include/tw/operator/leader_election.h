@@ -57,6 +57,10 @@ class LeaderElector {
   void Run();
   void Sleep(std::chrono::nanoseconds d);
   void Release();
+  // Returns false after logging a failed Lease request once per distinct error (a 403 under
+  // RBAC that lacks the Lease would otherwise leave a silent, eternal candidate); conflicts
+  // and AlreadyExists are the normal outcome of a lost race and are not logged.
+  bool Failed(const Status& status, const char* request);
 
   KubeClient* client_;
   LeaderElectionConfig config_;
@@ -71,6 +75,7 @@ class LeaderElector {
   std::string observed_record_;
   std::chrono::steady_clock::time_point observed_at_;
   std::chrono::steady_clock::time_point last_renew_;
+  std::string last_error_;  // the last error Failed() logged; cleared by a success
 };
 
 }  // namespace tw::op
