@@ -1,9 +1,9 @@
 // twctl commands on twd's client socket: stat, lookup, put, get, delete. Each connects as an
 // ordinary client (hello with a small memfd arena, declaring the namespace it names), so what
 // they see is what an inference process sees, tenancy included. get and delete given a key
-// alone first ask the admin socket which namespace the chunk is stored under (its fields are
-// known when a client declared it since twd started), then declare that namespace on the
-// client socket like any client: the tenant check is the ordinary one.
+// alone first ask the admin socket which namespace the chunk is stored under (twd knows its
+// fields once a client declared it, and keeps them across restarts), then declare that
+// namespace on the client socket like any client: the tenant check is the ordinary one.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,7 +162,8 @@ StatusOr<std::optional<Namespace>> KeyNamespace(const SocketOptions& o, const Ke
     return FailedPreconditionError(
         StrCat("chunk ", key.Hex().substr(0, 16), "… is stored under namespace ",
                chunk->namespace_digest.Hex().substr(0, 16),
-               "…, whose fields twd does not know (no client declared it since twd started): ",
+               "…, whose fields twd does not know (no client has declared it since twd's ",
+               "namespace registry was lost or, on a block device, since twd started): ",
                "pass --namespace"));
   }
   return chunk->fields;

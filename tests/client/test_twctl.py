@@ -135,21 +135,50 @@ class TwctlMixin:
         self.assertEqual(r.returncode, 1)
         self.assertIn("none.sock", r.stderr)
 
-    def test_get_by_key_needs_known_namespace_fields(self):
+    def test_get_and_delete_by_key_alone_after_restart(self):
         keys = self.keys()
         first = self.write("first.txt", "0 1 2 3")
         r = self.twctl("put", "--namespace", self.ns, "--tokens", first, "--file", self.value,
                        "--durability", "disk")
         self.assertEqual(r.returncode, 0, r.stderr)
-        # After a restart twd knows the chunk's namespace digest, not its fields, until a
-        # client declares it: the error says to pass --namespace, and that works.
+        # twd keeps the fields of the namespaces clients declared next to the store's data:
+        # after a restart, before any client declares the namespace again, the admin socket
+        # still names the chunk's namespace and get and delete by key alone work.
         self.server.restart()
+        r = self.twctl("namespaces", "--json", admin=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(self.id(), r.stdout)
+        out = os.path.join(self.dir, "out.bin")
+        r = self.twctl("get", "--key", keys[0], "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("hit", r.stderr)
+        with open(out, "rb") as a, open(self.value, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        r = self.twctl("delete", "--key", keys[0])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "deleted")
+        r = self.twctl("get", "--key", keys[0], "--out", out)
+        self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_get_by_key_without_the_registry_needs_namespace(self):
+        keys = self.keys()
+        first = self.write("first.txt", "0 1 2 3")
+        r = self.twctl("put", "--namespace", self.ns, "--tokens", first, "--file", self.value,
+                       "--durability", "disk")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Without the registry file (removed while twd was stopped) twd knows the chunk's
+        # namespace digest, not its fields, until a client declares it: the error says to
+        # pass --namespace, and that works (and records the fields again).
+        self.server.stop()
+        os.remove(os.path.join(self.server.data_dir, "twd.data.namespaces"))
+        self.server.start()
         out = os.path.join(self.dir, "out.bin")
         r = self.twctl("get", "--key", keys[0], "--out", out)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("--namespace", r.stderr)
         r = self.twctl("get", "--namespace", self.ns, "--key", keys[0], "--out", out)
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.server.restart()
         r = self.twctl("get", "--key", keys[0], "--out", out)
         self.assertEqual(r.returncode, 0, r.stderr)
 

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "fake_store.h"
+#include "namespace_registry.h"
 #include "process.h"
 #include "service_fixture.h"
 #include "testing/http_get.h"
@@ -158,6 +159,47 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
   EXPECT_FALSE((*d)->ready());
   EXPECT_EQ(closed.load(), 1);
   EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
+}
+
+TEST_F(DaemonTest, DeclaredNamespacesAreKeptBesideTheData) {
+  std::filesystem::create_directory(dir_ + "/nvme0");
+  DaemonOptions o;
+  o.socket = dir_ + "/twd.sock";
+  o.admin_socket = dir_ + "/admin.sock";
+  o.metrics_address = "";
+  o.data_dirs = {dir_ + "/nvme0"};
+  StoreHooks hooks;
+  hooks.open = [](const config::Config&) -> StatusOr<std::unique_ptr<store::Store>> {
+    return std::unique_ptr<store::Store>(std::make_unique<FakeStore>());
+  };
+  const std::string registry = dir_ + "/nvme0/twd.data.namespaces";
+  {
+    auto d = Daemon::Start(o, hooks);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(NamespaceRegistryPath((*d)->config()), registry);
+    auto c = TestClient::Connect(dir_ + "/twd.sock");
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(c->Hello({TestNamespace()}, 1 << 16).ok());
+    ASSERT_TRUE((*d)->Shutdown().ok());
+  }
+  {
+    auto r = NamespaceRegistry::Open(registry, 16);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto fields = (*r)->Find(NamespaceDigest(TestNamespace()));
+    ASSERT_TRUE(fields.has_value());
+    EXPECT_EQ(*fields, TestNamespace());
+  }
+  // A file that is not a registry: twd serves all the same (fields in memory only) and
+  // leaves the file as it found it.
+  std::ofstream(registry, std::ios::trunc) << "someone else's file";
+  auto d = Daemon::Start(o, hooks);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  auto c = TestClient::Connect(dir_ + "/twd.sock");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Hello({TestNamespace()}, 1 << 16).ok());
+  ASSERT_TRUE((*d)->Shutdown().ok());
+  std::ifstream in(registry);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "someone else's file");
 }
 
 std::string FakeTwd() { return std::string(TW_BINARY_DIR) + "/bin/twd_over_fake_store"; }

@@ -1,14 +1,11 @@
 // Opening and closing the Store: building the index from what the NVMe tier recovered,
 // starting the write-back and reclaim threads, and the clean close.
-#include <algorithm>
 #include <chrono>
 
 #include "store_impl.h"
 #include "tw/common/log.h"
 
 namespace tw::store {
-
-using namespace std::chrono_literals;
 
 StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
   return StoreImpl::Create(options);
@@ -88,11 +85,11 @@ Status StoreImpl::Close(std::chrono::nanoseconds grace) {
   std::unique_lock<std::mutex> l(mu_);
   if (closed_) return OkStatus();
   closing_ = true;
-  // Write back what we can within the grace period.
-  while ((!writeback_q_.empty() || wb_busy_) && Clock::now() < deadline) {
-    work_cv_.notify_all();
-    cv_.wait_until(l, std::min(deadline, Clock::now() + 20ms));
-  }
+  // Write back what we can within the grace period. The write-back thread signals cv_ after
+  // every chunk it takes off the queue, so this returns as soon as the queue is drained (at
+  // once when it is empty), or at the deadline.
+  work_cv_.notify_all();
+  cv_.wait_until(l, deadline, [&] { return writeback_q_.empty() && !wb_busy_; });
   uint64_t left = 0;
   for (auto& [t, e] : index_) left += e.dirty;
   stop_ = true;

@@ -20,7 +20,10 @@ void StoreImpl::WritebackLoop() {
     const Tag k = writeback_q_.front();
     writeback_q_.pop_front();
     Entry* e = Find(k);
-    if (!e || e->doomed || !e->dirty || !e->ready || !e->in_dram) continue;
+    if (!e || e->doomed || !e->dirty || !e->ready || !e->in_dram) {
+      cv_.notify_all();  // Close() waits for the queue to drain
+      continue;
+    }
     const uint64_t len = e->record_len();
     if (!admission_.Admit(k, len)) {
       e->dirty = false;

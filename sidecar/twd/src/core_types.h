@@ -170,7 +170,7 @@ struct ServiceStats {
 
 struct NamespaceListing {
   store::NamespaceUsage usage;
-  bool fields_known = false;  // the fields were declared since twd started
+  bool fields_known = false;  // a client declared the fields (kept across restarts)
   Namespace fields;
 };
 

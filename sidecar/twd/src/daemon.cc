@@ -61,6 +61,20 @@ store::Options StoreOptionsFromConfig(const config::Config& c) {
   return o;
 }
 
+std::string NamespaceRegistryPath(const config::Config& c) {
+  if (c.nvme.paths.empty()) return "";  // DRAM only: no chunk outlives twd either
+  const std::string& first = c.nvme.paths.front().path;
+  struct stat st {};
+  if (::stat(first.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+    TW_LOG(kWarn,
+           "the first NVMe path is a block device: namespace fields are not kept across "
+           "restarts (pass --namespace to twctl get/delete after a restart)",
+           {{"path", first}});
+    return "";
+  }
+  return first + ".namespaces";
+}
+
 StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, StoreHooks hooks) {
   std::unique_ptr<Daemon> d(new Daemon());
   d->options_ = options;
@@ -89,7 +103,20 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   auto store = d->hooks_.open(d->config_);
   if (!store.ok()) return store.status().WithPrefix("opening the store");
   d->store_ = std::move(*store);
-  d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get());
+  // After the store: its lock on the data path keeps a second twd off the registry too.
+  const std::string registry_path = NamespaceRegistryPath(d->config_);
+  auto registry = NamespaceRegistry::Open(registry_path, ServiceCore::kMaxKnownNamespaces);
+  if (!registry.ok()) {
+    // A convenience, not the cache: twd serves without it (fields known from the first
+    // declaration on), and never overwrites a file it cannot read as a registry.
+    TW_LOG(kWarn, "namespace registry unusable; namespace fields kept in memory only",
+           {{"file", registry_path}, {"error", registry.status()}});
+    registry = NamespaceRegistry::Open("", ServiceCore::kMaxKnownNamespaces);
+  } else if (!registry_path.empty()) {
+    TW_LOG(kInfo, "namespace registry loaded",
+           {{"file", registry_path}, {"namespaces", (*registry)->load_stats().loaded}});
+  }
+  d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get(), std::move(*registry));
   ServerOptions so;
   so.socket_path = d->config_.socket.path;
   so.socket_mode = d->config_.socket.mode;

@@ -15,8 +15,10 @@ std::string ServerVersion() {
                 protocol::kMaxProtocolVersion, ")");
 }
 
-ServiceCore::ServiceCore(const config::Config& config, store::Store* store)
-    : store_(store), leases_(store) {
+ServiceCore::ServiceCore(const config::Config& config, store::Store* store,
+                         std::unique_ptr<NamespaceRegistry> registry)
+    : store_(store), leases_(store), registry_(std::move(registry)) {
+  if (!registry_) registry_ = std::move(*NamespaceRegistry::Open("", kMaxKnownNamespaces));
   Reconfigure(config);
 }
 
@@ -95,11 +97,8 @@ StatusOr<std::vector<Key>> ServiceCore::DeclareNamespaces(Session& session,
     for (auto& [k, d] : checked) session.namespaces.emplace(k, d);
   }
   std::vector<Key> digests;
-  std::lock_guard lock(known_mu_);
   for (const auto& [k, d] : checked) {
-    // Bounded: clients that declare ever new namespaces must not grow twd without limit.
-    // Past the cap the admin listing simply lacks the fields of the newest ones.
-    if (known_namespaces_.size() < kMaxKnownNamespaces) known_namespaces_.emplace(k, d.fields);
+    registry_->Add(k, d.fields);  // bounded by kMaxKnownNamespaces
     digests.push_back(k);
   }
   return digests;
@@ -475,12 +474,12 @@ ServiceStats ServiceCore::Stats(const Session* s) {
 
 std::vector<NamespaceListing> ServiceCore::Namespaces() {
   std::vector<NamespaceListing> out;
-  std::lock_guard lock(known_mu_);
+  const std::map<Key, Namespace> known = registry_->Snapshot();
   for (const store::NamespaceUsage& u : store_->Namespaces()) {
     NamespaceListing n;
     n.usage = u;
-    auto it = known_namespaces_.find(u.namespace_digest);
-    if (it != known_namespaces_.end()) {
+    auto it = known.find(u.namespace_digest);
+    if (it != known.end()) {
       n.fields = it->second;
       n.fields_known = true;
     }
@@ -497,22 +496,19 @@ uint64_t ServiceCore::EvictNamespace(const Key& namespace_digest) {
 
 bool ServiceCore::Export(const ExportRequest& r,
                          const std::function<bool(const ExportedChunk&)>& fn) {
-  std::map<Key, Namespace> known;
-  {
-    std::lock_guard lock(known_mu_);
-    known = known_namespaces_;
+  if (r.filter_key) {
+    // One chunk: the index answers without a scan (twctl's key resolution).
+    auto meta = store_->Stat(r.key);
+    if (!meta) return true;
+    if (r.filter_namespace && meta->info.namespace_digest != r.namespace_digest) return true;
+    const std::optional<Namespace> fields = registry_->Find(meta->info.namespace_digest);
+    return fn(ExportedChunk{&*meta, fields ? &*fields : nullptr});
   }
+  const std::map<Key, Namespace> known = registry_->Snapshot();
   auto emit = [&](const store::ChunkMeta& m) {
     auto it = known.find(m.info.namespace_digest);
     return fn(ExportedChunk{&m, it != known.end() ? &it->second : nullptr});
   };
-  if (r.filter_key) {
-    // One chunk: the index answers without a scan.
-    auto meta = store_->Stat(r.key);
-    if (!meta) return true;
-    if (r.filter_namespace && meta->info.namespace_digest != r.namespace_digest) return true;
-    return emit(*meta);
-  }
   uint64_t count = 0;
   bool stopped = false;
   store_->Export([&](const store::ChunkMeta& m) {

@@ -28,6 +28,7 @@
 
 #include "core_types.h"
 #include "lease_table.h"
+#include "namespace_registry.h"
 #include "session.h"
 #include "tw/common/config.h"
 #include "tw/common/status.h"
@@ -43,8 +44,14 @@ class ServiceCore {
   // Namespaces one session may declare.
   static constexpr uint32_t kMaxNamespacesPerSession = 1024;
 
-  // REQUIRES: config passed config::Validate(); store outlives the core.
-  ServiceCore(const config::Config& config, store::Store* store);
+  // Namespaces whose fields the core keeps for the admin listing and export.
+  static constexpr size_t kMaxKnownNamespaces = 65536;
+
+  // REQUIRES: config passed config::Validate(); store outlives the core. `registry` holds
+  // the namespace fields learnt so far (the daemon's is file-backed, so they survive a
+  // restart); null: a fresh in-memory one.
+  ServiceCore(const config::Config& config, store::Store* store,
+              std::unique_ptr<NamespaceRegistry> registry = nullptr);
 
   // Applies the run-time fields of `config`: tenants, limits, leases, default durability,
   // metrics label cap. (Store-level fields are the daemon's business.)
@@ -127,11 +134,9 @@ class ServiceCore {
   mutable std::mutex mu_;
   std::shared_ptr<const config::Config> config_;  // GUARDED_BY(mu_)
 
-  std::mutex known_mu_;
-  static constexpr size_t kMaxKnownNamespaces = 65536;
-  // Namespace fields seen in HELLO/DECLARE since start (admin listing and export), at most
-  // kMaxKnownNamespaces of them.
-  std::map<Key, Namespace> known_namespaces_;  // GUARDED_BY(known_mu_)
+  // Namespace fields seen in HELLO/DECLARE (admin listing and export), at most
+  // kMaxKnownNamespaces of them; thread-safe itself.
+  std::unique_ptr<NamespaceRegistry> registry_;
 
   std::mutex pending_mu_;
   // Chunk keys of puts read but not finished → (namespace, count of such puts).

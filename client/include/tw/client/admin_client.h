@@ -27,7 +27,7 @@ struct NamespaceInfo {
   uint64_t chunks = 0;
   uint64_t bytes = 0;
   uint64_t quota = 0;               // 0 = none
-  std::optional<Namespace> fields;  // known when a client declared it since twd started
+  std::optional<Namespace> fields;  // known once a client declared it (kept across restarts)
 };
 
 struct ExportedChunk {

@@ -37,6 +37,11 @@ struct StoreHooks {
 // sections).
 store::Options StoreOptionsFromConfig(const config::Config& c);
 
+// Where twd keeps the namespace fields clients declared (so that they survive a restart):
+// "<first NVMe path>.namespaces", next to the store's data. Empty (kept in memory only)
+// without an NVMe tier or when that path is a block device.
+std::string NamespaceRegistryPath(const config::Config& c);
+
 class Daemon {
  public:
   static StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options, StoreHooks hooks);
