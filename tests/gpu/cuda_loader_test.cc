@@ -120,6 +120,28 @@ TEST_F(FakeRuntimeTest, DevicesFoundTurnTheGpuPathOn) {
   EXPECT_TRUE(Contains(a.Describe(), "gds off: libcufile.so.0 not found")) << a.Describe();
 }
 
+TEST(CudaLoaderTest, WheelRuntimeReportsDriverOrDevice) {
+#ifndef TW_CUDA_WHEEL_RUNTIME_DIR
+  GTEST_SKIP() << "needs the CUDA runtime wheel in .cache/cuda-venv (scripts/bootstrap.sh)";
+#else
+  CudaLibraries libs =
+      CudaLibraries::Load({.search_dirs = {TW_CUDA_WHEEL_RUNTIME_DIR, TW_CUDA_WHEEL_CUFILE_DIR}});
+  const GpuAvailability& a = libs.availability();
+  std::printf("with the wheels: %s\n", a.Describe().c_str());
+  EXPECT_GE(a.runtime_version, 12000);
+  if (a.cuda.ok()) {
+    EXPECT_GT(a.device_count, 0);
+    return;
+  }
+  EXPECT_EQ(a.cuda.code(), StatusCode::kUnavailable) << a.cuda.ToString();
+  EXPECT_TRUE(Contains(a.cuda.message(), "error 35") || Contains(a.cuda.message(), "error 100"))
+      << a.cuda.ToString();
+  // libcufile is found and complete, but GDS stays off with the CUDA path.
+  EXPECT_EQ(a.gds.code(), StatusCode::kFailedPrecondition) << a.gds.ToString();
+  EXPECT_TRUE(Contains(a.gds.message(), "the CUDA path is off")) << a.gds.ToString();
+#endif
+}
+
 TEST(CudaLoaderTest, DefaultSearchGivesAReadableReasonAndNeverCrashes) {
   CudaLibraries libs = CudaLibraries::Load();
   const GpuAvailability& a = libs.availability();
