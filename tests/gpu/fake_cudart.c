@@ -1,6 +1,7 @@
 /* A stand-in for libcudart.so.12 that the loader test builds: every function the loader
  * resolves, returning success, except cudaGetDeviceCount, whose result the test chooses with
- * TW_FAKE_CUDA_ERROR (a cudaError_t; 0 reports two devices). Never calls anything real. */
+ * TW_FAKE_CUDA_ERROR (a cudaError_t; 0 reports two devices), cudaMallocHost and cudaMalloc,
+ * which fail with error 2. Never calls anything real. */
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -21,14 +22,16 @@ int cudaHostRegister(void* p, size_t n, unsigned f) { (void)p; (void)n; (void)f;
 int cudaHostUnregister(void* p) { (void)p; return 0; }
 int cudaMalloc(void** p, size_t n) { (void)p; (void)n; return 2; }
 int cudaFree(void* p) { (void)p; return 0; }
-int cudaStreamCreateWithFlags(void** s, unsigned f) { (void)s; (void)f; return 0; }
+static char fake_stream, fake_event;
+int cudaStreamCreateWithFlags(void** s, unsigned f) { (void)f; *s = &fake_stream; return 0; }
 int cudaStreamDestroy(void* s) { (void)s; return 0; }
 int cudaStreamSynchronize(void* s) { (void)s; return 0; }
 int cudaMemcpyAsync(void* d, const void* s, size_t n, int k, void* st) {
   (void)d; (void)s; (void)n; (void)k; (void)st; return 0;
 }
-int cudaLaunchHostFunc(void* s, void (*fn)(void*), void* u) { (void)s; (void)fn; (void)u; return 0; }
-int cudaEventCreateWithFlags(void** e, unsigned f) { (void)e; (void)f; return 0; }
+/* Runs the function at once: the fake has no device to wait for. */
+int cudaLaunchHostFunc(void* s, void (*fn)(void*), void* u) { (void)s; fn(u); return 0; }
+int cudaEventCreateWithFlags(void** e, unsigned f) { (void)f; *e = &fake_event; return 0; }
 int cudaEventDestroy(void* e) { (void)e; return 0; }
 int cudaEventRecord(void* e, void* s) { (void)e; (void)s; return 0; }
 int cudaEventQuery(void* e) { (void)e; return 0; }

@@ -5,7 +5,7 @@
 // device→device), events, host callbacks in stream order, legacy CUDA IPC handles and a
 // cuFile-style read from a file into device memory. Two implementations: CpuBackend
 // (cpu_backend.h: "device memory" is host memory, used by the tests on machines without a GPU)
-// and a CUDA one over the runtime loaded at run time (cuda_loader.h; not built yet).
+// and CudaBackend (cuda_backend.h) over the runtime loaded at run time (cuda_loader.h).
 //
 // Ordering and completion (the same as CUDA streams, so queue logic tested on the CPU backend
 // holds on a GPU): work enqueued on one stream runs in enqueue order, each item after the
