@@ -7,7 +7,11 @@
 #
 #   scripts/bootstrap.sh            # build + test + benchmark dependencies
 #   TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh
+#
+# Then the CUDA runtime and cuFile wheels (headers for building the GPU code; nothing links
+# them) go into a project-local virtual environment, .cache/cuda-venv, once per pinned set.
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
 
 PACKAGES=(
   # toolchain
@@ -21,7 +25,7 @@ PACKAGES=(
   prometheus-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest
-  python3 redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
+  python3 python3-venv redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
   etcd-server openssl
 )
 
@@ -49,11 +53,24 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 
 if [ ${#missing[@]} -eq 0 ]; then
   [ -n "${TW_BOOTSTRAP_QUIET:-}" ] || echo "bootstrap: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "bootstrap: done"
 fi
 
-echo "bootstrap: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "bootstrap: done"
+# CUDA headers for common/gpu (common/gpu/CMakeLists.txt finds them here when no toolkit is
+# installed). Pinned; reinstalled only when this list changes.
+# nvcc is installed for its crt/ headers only (the runtime headers include crt/host_defines.h).
+CUDA_WHEELS=(nvidia-cuda-runtime-cu12==12.9.79 nvidia-cufile-cu12==1.14.1.1
+  nvidia-cuda-nvcc-cu12==12.9.86)
+venv="$root/.cache/cuda-venv"
+if [ "$(cat "$venv/.tw-wheels" 2>/dev/null)" != "${CUDA_WHEELS[*]}" ]; then
+  echo "bootstrap: installing ${CUDA_WHEELS[*]} into .cache/cuda-venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${CUDA_WHEELS[@]}"
+  echo "${CUDA_WHEELS[*]}" >"$venv/.tw-wheels"
+fi
