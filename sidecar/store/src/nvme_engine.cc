@@ -392,6 +392,16 @@ void NvmeEngine::CommitterLoop() {
         l.unlock();
         TW_LOG(kWarn, "region seal failed; will retry",
                {{"region", uint64_t(owner)}, {"error", s}});
+        // The commits of later regions wait for this seal (the journal holds one region at a
+        // time). While it fails they fail with it: a device that stays dead must answer their
+        // puts with an error, not hold them until it comes back (a put waits for its commit
+        // without a deadline). Unacknowledged, so nothing durable is lost.
+        std::vector<Pending> stuck;
+        for (auto& [r, v] : held_) {
+          for (Pending& p : v) stuck.push_back(std::move(p));
+        }
+        held_.clear();
+        if (!stuck.empty()) Finish(stuck, s);
         break;
       }
       if (entries.empty()) {
