@@ -129,6 +129,32 @@ TEST(StoreIndexTest, TagCollisionNeverServesTheOtherChunk) {
   EXPECT_TRUE(s->Delete(a.info.key));
 }
 
+// A lookup compares only the 24 key bytes past the tag (the tag is the first 8): a key that
+// differs from a stored one in any one of them is a miss, alone or deep in a chain.
+TEST(StoreIndexTest, LookupMissesAKeyDifferingInAnyByteAfterTheTag) {
+  auto mem = std::make_shared<MemDeviceFactory>();
+  auto s = MustOpen(TestOptions(mem, 4 * MiB, 64 * MiB));
+  TestChunk a = MakeChunk(1, {4 * KiB});
+  TestChunk b = MakeChunk(2, {4 * KiB});
+  ASSERT_EQ(s->Put(a.Request(Durability::kMemory)), PutResult::kStored);
+  ASSERT_EQ(s->Put(b.Request(Durability::kMemory)), PutResult::kStored);
+  const Key stored[2] = {a.info.key, b.info.key};
+  LookupResult both = s->Lookup(stored, false);
+  ASSERT_EQ(both.prefix, 2u);
+  ASSERT_EQ(both.tiers[1], Tier::kDram);
+  for (size_t byte = 8; byte < 32; ++byte) {
+    Key other = b.info.key;
+    other.bytes[byte] ^= 0x01;
+    const Key chain[2] = {a.info.key, other};
+    EXPECT_EQ(s->Lookup(chain, false).prefix, 1u) << "byte " << byte;
+    const Key alone[1] = {other};
+    LookupResult r = s->Lookup(alone, false);
+    EXPECT_EQ(r.prefix, 0u) << "byte " << byte;
+    EXPECT_EQ(r.miss, MissReason::kAbsent) << "byte " << byte;
+  }
+  EXPECT_EQ(s->Lookup(stored, false).prefix, 2u);
+}
+
 TEST(StoreIndexTest, GetOptionsNamespaceWholeChunkAndSegmentSizes) {
   auto mem = std::make_shared<MemDeviceFactory>();
   Options o = TestOptions(mem, 8 * MiB, 64 * MiB);

@@ -33,14 +33,17 @@ LookupResult StoreImpl::Lookup(std::span<const Key> chain, bool take_lease) {
     const Key& k = chain[found];
     if (found + kPrefetchAhead < n) index_.prefetch(TagOf(chain[found + kPrefetchAhead]));
     const Tag t = TagOf(k);
-    Entry* e = Find(t);
+    const size_t h = TagHash(t);
+    Entry* e = Find(t, h);
     if (!e || !e->ready || e->doomed) {
       r.miss = AbsentReason(t);
       break;
     }
     if (e->in_dram) {
-      const uint32_t id = DramId(t);
-      if (dram_objs_[id].key != k) {
+      // The object's key starts with t (AttachDram files it under its own tag): the full-key
+      // check is the other 24 bytes, and a tag collision is still a miss.
+      const uint32_t id = DramId(t, h);
+      if (!SameKeyPastTag(dram_objs_[id].key, k)) {
         r.miss = MissReason::kAbsent;
         break;
       }

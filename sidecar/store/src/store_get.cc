@@ -213,7 +213,7 @@ void StoreImpl::Promote(Tag tag, const Key& key, const ReadPlan& p, const Header
     dram_->Free(off, len);
     return;
   }
-  AttachDram(tag, *e, key, off, len);
+  AttachDram(*e, key, off, len);
   dram_->Insert(DramId(tag), len, false);
   stats_.dram.bytes_written += l.value_size;
   stats_.promotions++;

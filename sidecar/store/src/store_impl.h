@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -78,10 +79,25 @@ class StoreImpl final : public Store {
   // reclaim. False when that did not happen within `max` (real time).
   bool AwaitIdle(std::chrono::milliseconds max);
 
+  // A chunk's tag is its key's first 8 bytes (keys are SHA-256 outputs: uniform). A lookup
+  // relies on it: a DRAM object found under tag t has a key whose first 8 bytes are t, so only
+  // the other 24 are compared (SameKeyPastTag).
   using Tag = uint64_t;
+  static constexpr size_t kTagBytes = sizeof(Tag);
+  static_assert(kTagBytes == 8 && sizeof(Key) == 32);
   static Tag TagOf(const Key& k) {
     uint64_t v;
-    __builtin_memcpy(&v, k.bytes.data(), sizeof v);
+    __builtin_memcpy(&v, k.bytes.data(), kTagBytes);
+    return v;
+  }
+  // Whether a and b agree past their tags: the full-key compare of two keys of the same tag.
+  // Word by word in scalars (an array of three words is spilled to the stack by GCC 12).
+  static bool SameKeyPastTag(const Key& a, const Key& b) {
+    return ((Word(a, 1) ^ Word(b, 1)) | (Word(a, 2) ^ Word(b, 2)) | (Word(a, 3) ^ Word(b, 3))) == 0;
+  }
+  static uint64_t Word(const Key& k, size_t i) {
+    uint64_t v;
+    __builtin_memcpy(&v, k.bytes.data() + i * sizeof v, sizeof v);
     return v;
   }
 
@@ -164,9 +180,19 @@ class StoreImpl final : public Store {
     auto it = index_.find(tag);
     return it == index_.end() ? nullptr : &it->second;
   }
+  // The same with the tag's hash given (TagHash): a lookup hashes each tag once for both maps.
+  Entry* Find(Tag tag, size_t hash) {
+    auto it = index_.find(tag, hash);
+    return it == index_.end() ? nullptr : &it->second;
+  }
+  size_t TagHash(Tag tag) const { return index_.hash_function()(tag); }
   uint32_t NsId(const Key& digest);
   uint32_t DramId(Tag tag) const {
     auto it = dram_ids_.find(tag);
+    return it == dram_ids_.end() ? ~uint32_t{0} : it->second;
+  }
+  uint32_t DramId(Tag tag, size_t hash) const {
+    auto it = dram_ids_.find(tag, hash);
     return it == dram_ids_.end() ? ~uint32_t{0} : it->second;
   }
   uint32_t Pins(Tag tag) const;
@@ -174,7 +200,9 @@ class StoreImpl final : public Store {
   void Unpin(Tag tag);
   void RemoveEntry(Tag tag, bool to_ghost);
   void FreeDram(Tag tag, Entry& e);
-  void AttachDram(Tag tag, Entry& e, const Key& key, uint64_t off, uint64_t len);
+  // Files the DRAM object under TagOf(key) (the tag is derived here, never passed: a lookup
+  // relies on an object's key starting with the tag it is filed under).
+  void AttachDram(Entry& e, const Key& key, uint64_t off, uint64_t len);
   // True when the chunk's parent chunk is not stored: no prefix lookup reaches it.
   bool Orphan(const Entry& e);
   void AddGhost(Tag tag);
@@ -277,7 +305,9 @@ class StoreImpl final : public Store {
   std::condition_variable work_cv_;  // wakes the background threads
   absl::flat_hash_map<Tag, Entry> index_;
   absl::flat_hash_map<Tag, uint32_t> dram_ids_;  // chunks in DRAM → DRAM object id
-  absl::flat_hash_map<Tag, uint32_t> pins_;      // pinned chunks → pin count
+  // One hash of a tag serves both maps (Find and DramId with a hash).
+  static_assert(std::is_same_v<decltype(index_)::hasher, decltype(dram_ids_)::hasher>);
+  absl::flat_hash_map<Tag, uint32_t> pins_;  // pinned chunks → pin count
   std::vector<DramObj> dram_objs_;
   std::vector<uint32_t> free_objs_;
   absl::flat_hash_map<Key, uint32_t> ns_ids_;

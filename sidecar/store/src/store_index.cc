@@ -74,7 +74,8 @@ void StoreImpl::FreeDram(Tag tag, Entry& e) {
   e.in_dram = false;
 }
 
-void StoreImpl::AttachDram(Tag tag, Entry& e, const Key& key, uint64_t off, uint64_t len) {
+void StoreImpl::AttachDram(Entry& e, const Key& key, uint64_t off, uint64_t len) {
+  const Tag tag = TagOf(key);
   uint32_t id;
   if (!free_objs_.empty()) {
     id = free_objs_.back();

@@ -110,7 +110,7 @@ PutResult StoreImpl::Put(const PutRequest& req) {
       if (off) {
         use_dram = true;
         dram_off = *off;
-        AttachDram(tag, *again, info.key, dram_off, len);
+        AttachDram(*again, info.key, dram_off, len);
       } else if (!disk || !nvme_) {
         Unpin(tag);
         RemoveEntry(tag, false);
