@@ -1,38 +1,13 @@
-// A clock the mesh tests advance by hand (mesh::NowFn), so nothing waits on wall time.
-//
-// Threading: Now() and Advance() may be called from any thread. Lifetime: the function from
-// Fn() shares the clock's state, so it may outlive the FakeClock.
+// The mesh tests' helpers: the shared FakeClock (its Fn() is a mesh::NowFn), and keys that
+// spread like SHA-256 outputs.
 #pragma once
 
-#include <chrono>
-#include <memory>
-#include <mutex>
-
+#include "testing/fake_clock.h"
 #include "tw/mesh/mesh_types.h"
 
 namespace tw::mesh::testing {
 
-class FakeClock {
- public:
-  NowFn Fn() const {
-    return [s = state_] {
-      std::lock_guard<std::mutex> l(s->mu);
-      return s->now;
-    };
-  }
-  Clock::time_point Now() const { return Fn()(); }
-  void Advance(std::chrono::nanoseconds d) {
-    std::lock_guard<std::mutex> l(state_->mu);
-    state_->now += d;
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    Clock::time_point now = Clock::time_point(std::chrono::hours(1000));
-  };
-  std::shared_ptr<State> state_ = std::make_shared<State>();
-};
+using ::tw::testing::FakeClock;
 
 // A key whose first bytes spell `i` (little-endian); the rest from a fixed mix, so keys spread
 // like SHA-256 outputs.

@@ -323,7 +323,7 @@ TEST(StoreTest, WriteBudgetRefillsOnTheStoreClock) {
   // starts full and refills only when the store's clock moves.
   FakeClock clock;
   Options o = TestOptions(std::make_shared<MemDeviceFactory>(), 0, 64 * MiB);
-  o.now = clock.Now();
+  o.now = clock.Fn();
   o.admission.policy = AdmissionPolicy::kWriteBudget;
   o.admission.write_budget = 200 * KiB;
   auto s = MustOpen(o);
@@ -343,7 +343,7 @@ TEST(StoreTest, WriteBudgetRefillsOnTheStoreClock) {
 TEST(StoreTest, LeasesExpireOnTheStoreClock) {
   FakeClock clock;
   Options o = TestOptions(nullptr, 1 * MiB, 0);
-  o.now = clock.Now();
+  o.now = clock.Fn();
   o.lease_duration = std::chrono::seconds(5);
   // LRU: once its lease is gone the leased chunk is the least recently used. (S3-FIFO would
   // keep it: it was read, and the fillers are not.)

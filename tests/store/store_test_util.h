@@ -12,15 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "testing/fake_clock.h"
 #include "tw/common/keys.h"
 #include "tw/store/device.h"
 #include "tw/store/store.h"
 #include "tw/store/testing/await_idle.h"
-#include "tw/store/testing/fake_clock.h"
 #include "tw/store/testing/fault_device.h"
 #include "tw/store/testing/mem_device.h"
 
 namespace tw::store::testing {
+
+using ::tw::testing::FakeClock;
 
 inline constexpr uint64_t KiB = 1024, MiB = 1024 * 1024;
 

@@ -95,8 +95,8 @@ struct Options {
   // Tests inject in-memory or fault-injecting devices (tw_store_testing).
   std::shared_ptr<DeviceFactory> device_factory;
   // The store's time: lease expiry and the admission write budget read it. Deadlines are the
-  // caller's and always real time. Tests inject a clock they advance (FakeClock in
-  // tw_store_testing).
+  // caller's and always real time. Tests inject a clock they advance (FakeClock,
+  // tests/testing/fake_clock.h).
   std::function<Clock::time_point()> now = Clock::now;
 
   // OK, or InvalidArgument naming the first bad field.
