@@ -155,9 +155,9 @@ struct ExistsItemResult {
 // the very events /metrics counts, so the two always agree.
 struct ServiceStats {
   store::StoreStats store;
-  uint64_t puts_by_result[kPutResultCount] = {};  // indexed by PutResult
-  uint64_t get_hits = 0;                          // get items served
-  uint64_t get_misses_by_reason[8] = {};          // get items missed, indexed by MissReason
+  uint64_t puts_by_result[kPutResultCount] = {};         // indexed by PutResult
+  uint64_t get_hits = 0;                                 // get items served
+  uint64_t get_misses_by_reason[kMissReasonCount] = {};  // get items missed, indexed by MissReason
   uint64_t connected_clients = 0;
   uint64_t live_leases = 0;
   std::string server_version;

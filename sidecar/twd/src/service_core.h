@@ -129,7 +129,7 @@ class ServiceCore {
   // Put results and get outcomes answered: STATS reports these, /metrics counts the same.
   std::array<std::atomic<uint64_t>, kPutResultCount> puts_{};
   std::atomic<uint64_t> get_hits_{0};
-  std::array<std::atomic<uint64_t>, 8> get_misses_{};  // by MissReason
+  std::array<std::atomic<uint64_t>, kMissReasonCount> get_misses_{};  // by MissReason
 
   mutable std::mutex mu_;
   std::shared_ptr<const config::Config> config_;  // GUARDED_BY(mu_)

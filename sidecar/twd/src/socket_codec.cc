@@ -60,7 +60,7 @@ void AddDigests(const std::vector<Key>& digests,
 void FillTier(const store::TierStats& t, Tier tier, pb::TierStats* out) {
   out->set_tier(ToProto(tier));
   out->set_hits(t.hits);
-  for (int r = 1; r < 8; ++r) {
+  for (size_t r = 1; r < kMissReasonCount; ++r) {
     (*out->mutable_misses())[std::string(ToString(static_cast<MissReason>(r)))] =
         t.misses_by_reason[r];
   }
@@ -82,7 +82,7 @@ pb::StatsResponse StatsToProto(const ServiceStats& st) {
     (*resp.mutable_puts())[std::string(ToString(static_cast<PutResult>(i)))] = st.puts_by_result[i];
   }
   resp.set_get_hits(st.get_hits);
-  for (int r = 1; r < 8; ++r) {
+  for (size_t r = 1; r < kMissReasonCount; ++r) {
     (*resp.mutable_get_misses())[std::string(ToString(static_cast<MissReason>(r)))] =
         st.get_misses_by_reason[r];
   }

@@ -32,6 +32,8 @@ enum class MissReason : uint8_t {
   kIoError = 6,          // the device failed the read
   kPeerUnreachable = 7,  // a peer holding it did not answer (mesh, second wave)
 };
+inline constexpr size_t kMissReasonCount = 8;
+static_assert(static_cast<size_t>(MissReason::kPeerUnreachable) + 1 == kMissReasonCount);
 // "none", "absent", "evicted", "corrupt", "quota", "deadline", "io_error",
 // "peer_unreachable" (also the `reason` metric label).
 std::string_view ToString(MissReason r);

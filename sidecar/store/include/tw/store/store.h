@@ -129,10 +129,10 @@ struct NamespaceUsage {
 // Counters of one tier. Cumulative since Open() unless said otherwise.
 struct TierStats {
   uint64_t hits = 0;
-  uint64_t misses_by_reason[8] = {};  // indexed by MissReason
-  uint64_t bytes_read = 0;            // bytes served from this tier
-  uint64_t bytes_written = 0;         // bytes written into this tier
-  uint64_t evictions = 0;             // chunks evicted (DRAM: demoted or dropped)
+  uint64_t misses_by_reason[kMissReasonCount] = {};  // indexed by MissReason
+  uint64_t bytes_read = 0;                           // bytes served from this tier
+  uint64_t bytes_written = 0;                        // bytes written into this tier
+  uint64_t evictions = 0;                            // chunks evicted (DRAM: demoted or dropped)
   uint64_t io_errors = 0;
   uint64_t corrupt = 0;         // records that failed a checksum
   uint64_t used_bytes = 0;      // gauge
