@@ -6,12 +6,16 @@
 # `debootstrap --variant=minbase bookworm` root: it brings the compiler too.
 #
 #   scripts/bootstrap.sh            # build + test + benchmark dependencies
+#   scripts/bootstrap.sh --demo     # only what building twd + libtwclient and the demo need
 #   TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh
 #
 # Then the CUDA runtime and cuFile wheels (headers for building the GPU code; nothing links
 # them) go into a project-local virtual environment, .cache/cuda-venv, once per pinned set.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+
+demo=false
+[ "${1:-}" = --demo ] && demo=true
 
 PACKAGES=(
   # toolchain
@@ -23,11 +27,15 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev
-  # tests and benchmarks
+  # the demo's client
+  python3
+)
+TEST_PACKAGES=(
   libgtest-dev libgmock-dev googletest
-  python3 python3-venv redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
+  python3-venv redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
   etcd-server openssl
 )
+$demo || PACKAGES+=("${TEST_PACKAGES[@]}")
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
@@ -45,11 +53,13 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-# npm may come from Debian or from NodeSource's nodejs (which bundles it).
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-# Go builds the kubectl the tests use when the machine has none new enough (scripts/kubectl.sh);
-# any Go from 1.19 (Debian 12's golang-go) on does.
-command -v go >/dev/null 2>&1 || missing+=(golang-go)
+if ! $demo; then
+  # npm may come from Debian or from NodeSource's nodejs (which bundles it).
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  # Go builds the kubectl and kube-apiserver the tests use (scripts/kubectl.sh,
+  # scripts/kube-binaries.sh); Debian 12's golang-go (1.19) does.
+  command -v go >/dev/null 2>&1 || missing+=(golang-go)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   [ -n "${TW_BOOTSTRAP_QUIET:-}" ] || echo "bootstrap: all ${#PACKAGES[@]} packages present"
@@ -60,6 +70,9 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   echo "bootstrap: done"
 fi
+
+# The demo builds no GPU code.
+$demo && exit 0
 
 # CUDA headers for common/gpu (common/gpu/CMakeLists.txt finds them here when no toolkit is
 # installed). Pinned; reinstalled only when this list changes.

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh --demo
 build=build/quickstart
 cmake --preset release -B "$build" -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target twd twclient
