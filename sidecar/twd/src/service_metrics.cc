@@ -38,6 +38,13 @@ ServiceMetrics::ServiceMetrics() {
   dropped_unwritten_ = &CounterFamily("tokenwarehouse_dropped_unwritten_total",
                                       "Memory-durability chunks dropped before write-back")
                             .Add({});
+  reclaim_rewrites_ =
+      &CounterFamily("tokenwarehouse_nvme_reclaim_rewrites_total",
+                     "Chunks NVMe reclaim rewrote to keep them (live data moved out of a region)")
+           .Add({});
+  promotions_ =
+      &CounterFamily("tokenwarehouse_promotions_total", "Chunks copied from NVMe into DRAM by gets")
+           .Add({});
 }
 
 std::string ServiceMetrics::NamespaceLabel(const Key& digest) { return labeller_.Label(digest); }
@@ -127,6 +134,8 @@ void ServiceMetrics::UpdateFromStore(const store::StoreStats& s) {
     mirror(corrupt_->Add({{"tier", name}}), now.corrupt, before.corrupt);
   }
   mirror(*dropped_unwritten_, s.dropped_unwritten, last_.dropped_unwritten);
+  mirror(*reclaim_rewrites_, s.rewrites, last_.rewrites);
+  mirror(*promotions_, s.promotions, last_.promotions);
   last_ = s;
 }
 

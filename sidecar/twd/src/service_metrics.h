@@ -19,7 +19,8 @@
 //   tokenwarehouse_protocol_errors_total{kind}              rejected frames and requests
 //   tokenwarehouse_tier_used_bytes / _free_bytes / _capacity_bytes / _chunks {tier}  (gauges)
 //   tokenwarehouse_evictions_total{tier}, tokenwarehouse_io_errors_total{tier},
-//   tokenwarehouse_corrupt_total{tier}, tokenwarehouse_dropped_unwritten_total  (from the store)
+//   tokenwarehouse_corrupt_total{tier}, tokenwarehouse_dropped_unwritten_total,
+//   tokenwarehouse_nvme_reclaim_rewrites_total, tokenwarehouse_promotions_total  (from the store)
 //
 // Threading: everything is thread-safe. Lifetime: process-wide singleton.
 #pragma once
@@ -85,6 +86,8 @@ class ServiceMetrics {
   prometheus::Family<prometheus::Counter>* io_errors_;
   prometheus::Family<prometheus::Counter>* corrupt_;
   prometheus::Counter* dropped_unwritten_;
+  prometheus::Counter* reclaim_rewrites_;
+  prometheus::Counter* promotions_;
 
   // Series of the per-request metrics, looked up once (Family::Add builds a label map and
   // takes the family's lock) and kept: families never remove them. Set on first use, so a
