@@ -26,6 +26,12 @@ scripts/kube-binaries.sh >/dev/null || {
   echo "test: kube-apiserver could not be built (scripts/kube-binaries.sh)" >&2
   exit 1
 }
+# tw-promql, which checks the chart's dashboard and alerts with Prometheus' own parser and
+# engine (tests/chart/dashboard_test.py): built once and cached (scripts/promql.sh).
+scripts/promql.sh >/dev/null || {
+  echo "test: tw-promql could not be built (scripts/promql.sh)" >&2
+  exit 1
+}
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600

@@ -158,7 +158,7 @@ func runRender(args []string) error {
 		pl := plot.New()
 		pl.Title.Text = p.Title
 		pl.X.Label.Text = "seconds"
-		pl.Y.Label.Text = p.FieldConfig.Defaults.Unit
+		pl.Y.Label.Text = unitLabels[p.FieldConfig.Defaults.Unit]
 		pl.Legend.Top = true
 		pl.Legend.Left = true
 		series := 0
@@ -205,6 +205,12 @@ func runRender(args []string) error {
 		plots = append(plots, pl)
 	}
 	return drawGrid(plots, *out)
+}
+
+// Axis labels for Grafana's unit names.
+var unitLabels = map[string]string{
+	"percentunit": "ratio", "cps": "per second", "Bps": "bytes per second", "s": "seconds",
+	"short": "", "bytes": "bytes",
 }
 
 var palette = []color.Color{
