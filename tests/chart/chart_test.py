@@ -26,16 +26,20 @@ RBAC_REQUIREMENTS = os.path.join(SOURCE_DIR, "operator", "rbac-requirements.txt"
 RELEASE = "tw"
 NAMESPACE = "tw-system"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 # name -> (values files, extra helm template args): the value sets every check runs over.
 VALUE_SETS = {
     "default": ([], []),
-    "extreme": (["extreme-values.yaml"], ["--api-versions", SERVICE_MONITOR_API]),
+    "extreme": (["extreme-values.yaml"], ["--api-versions", SERVICE_MONITOR_API,
+                                          "--api-versions", PROMETHEUS_RULE_API]),
     "namespace-scoped": (["namespace-values.yaml"], []),
 }
-# helm lint cannot declare API versions, and the chart refuses a ServiceMonitor on a cluster
-# without its CRDs: lint leaves it off (the template test renders it).
-LINT_EXTRA = {"extreme": ["--set", "metrics.serviceMonitor.enabled=false"]}
+# helm lint cannot declare API versions, and the chart refuses a ServiceMonitor or a
+# PrometheusRule on a cluster without their CRDs: lint leaves them off (the template test
+# renders them).
+LINT_EXTRA = {"extreme": ["--set", "metrics.serviceMonitor.enabled=false",
+                          "--set", "prometheusRule.enabled=false"]}
 
 
 def helm_template(helm, value_files=(), extra=(), release=RELEASE, check=True):
@@ -383,6 +387,11 @@ BAD_VALUES = [
     ("ServiceMonitor without the Service",
      ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false",
       "--api-versions", SERVICE_MONITOR_API], "metrics.service.enabled"),
+    ("PrometheusRule without its CRDs", ["--set", "prometheusRule.enabled=true"],
+     "monitoring.coreos.com/v1 PrometheusRule"),
+    ("alert ratio above 1", ["--set", "prometheusRule.nvmeFullRatio=1.5"], "nvmeFullRatio"),
+    ("empty twd job regex", ["--set", "prometheusRule.twdJob="], "twdJob"),
+    ("unknown dashboards value", ["--set", "dashboards.folder=x"], "folder"),
 ]
 
 

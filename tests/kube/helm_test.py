@@ -86,13 +86,16 @@ class HelmTest(unittest.TestCase):
         files = sorted(glob.glob(os.path.join(kubelib.CHART_DIR, "ci", "*.yaml")))
         self.assertGreaterEqual(len(files), 2)
         CP.apply_crd()  # helm installed it already, unless both helm tests were skipped
-        for ns in ("values", "inference"):  # inference: namespace-values.yaml's scope
+        # inference: namespace-values.yaml's scope; monitoring: extreme-values.yaml's dashboards
+        for ns in ("values", "inference", "monitoring"):
             CP.kubectl("create", "namespace", ns)
         for path in files:
             with self.subTest(values=os.path.basename(path)):
-                # No ServiceMonitor CRD on this server (chart_test's lint does the same).
+                # No ServiceMonitor or PrometheusRule CRD on this server (chart_test's lint
+                # does the same).
                 rendered = helm(major, "template", "v", kubelib.CHART_DIR, "-n", "values",
-                                "-f", path, "--set", "metrics.serviceMonitor.enabled=false")
+                                "-f", path, "--set", "metrics.serviceMonitor.enabled=false",
+                                "--set", "prometheusRule.enabled=false")
                 objects = chartlib.parse_manifests(CP.kubectl_path, rendered)
                 for o in objects:
                     o["metadata"].setdefault("namespace", "values")
