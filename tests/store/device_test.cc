@@ -1,8 +1,14 @@
 #include "tw/store/device.h"
 
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 
@@ -110,16 +116,17 @@ TEST(DeviceTest, RandomPowerCutTearsAt512Bytes) {
   EXPECT_GT(new_sectors, 0);
 }
 
-TEST(DeviceTest, UringDeviceOnAFile) {
-  auto dir = std::filesystem::temp_directory_path() / ("tw_dev_" + std::to_string(getpid()));
+// Opens, locks and round-trips more requests than the queue depth, of several sizes.
+void ExerciseFileDevice(DeviceFactory& f, std::string_view engine) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("tw_dev_" + std::string(engine) + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  auto f = MakeUringDeviceFactory();
   std::string path = (dir / "f").string();
-  auto d = f->Open({path, 8 * MiB}, 4);
+  auto d = f.Open({path, 8 * MiB}, 4);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->engine(), engine);
   EXPECT_EQ((*d)->size(), 8 * MiB);
-  EXPECT_FALSE(f->Open({path, 8 * MiB}, 4).ok());
-  // More requests than the queue depth, of several sizes.
+  EXPECT_FALSE(f.Open({path, 8 * MiB}, 4).ok());
   std::vector<AlignedBuffer> bufs;
   std::vector<IoRequest> reqs;
   for (int i = 0; i < 20; ++i) {
@@ -134,8 +141,62 @@ TEST(DeviceTest, UringDeviceOnAFile) {
     ASSERT_TRUE((*d)->Read(uint64_t(i) * 32768, r.data(), r.size()).ok());
     EXPECT_EQ(0, memcmp(r.data(), bufs[i].data(), r.size()));
   }
+  // A request past the end fails with the device's name and the offset; the batch's other
+  // requests still complete.
+  AlignedBuffer tail(4096);
+  const IoRequest past[] = {{false, 0, 4096, tail.data()}, {false, 9 * MiB, 4096, tail.data()}};
+  Status s = (*d)->Submit(past);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.ToString();
   d->reset();
+  // The lock went with the device: the path opens again, with the bytes written before.
+  auto again = f.Open({path, 8 * MiB}, 4);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  AlignedBuffer r(bufs[3].size());
+  ASSERT_TRUE((*again)->Read(3 * 32768, r.data(), r.size()).ok());
+  EXPECT_EQ(0, memcmp(r.data(), bufs[3].data(), r.size()));
+  again->reset();
   std::filesystem::remove_all(dir);
+}
+
+TEST(DeviceTest, UringDeviceOnAFile) { ExerciseFileDevice(*MakeUringDeviceFactory(), "io_uring"); }
+
+TEST(DeviceTest, PsyncDeviceOnAFile) { ExerciseFileDevice(*MakePsyncDeviceFactory(), "psync"); }
+
+// A process whose seccomp filter refuses io_uring_setup (as the default profiles of Docker,
+// podman and containerd do) gets the pread/pwrite device from the io_uring factory, and its
+// I/O works. Run in a child: a seccomp filter cannot be removed.
+TEST(DeviceTest, UringFactoryFallsBackWhenSeccompRefusesIoUring) {
+  auto dir = std::filesystem::temp_directory_path() / ("tw_devsec_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "f").string();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(std::size(filter)), filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(10);
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(11);
+    auto d = MakeUringDeviceFactory()->Open({path, 4 * MiB}, 8);
+    if (!d.ok()) _exit(12);
+    if ((*d)->engine() != "psync") _exit(13);
+    AlignedBuffer w(64 * 1024), r(64 * 1024);
+    Fill(w, 0x3c);
+    if (!(*d)->Write(MiB, w.data(), w.size()).ok() || !(*d)->Sync().ok()) _exit(14);
+    if (!(*d)->Read(MiB, r.data(), r.size()).ok()) _exit(15);
+    _exit(memcmp(w.data(), r.data(), w.size()) == 0 ? 0 : 16);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died with signal " << WTERMSIG(status);
+  // 10/11: no seccomp here; 12: open failed; 13: not the pread/pwrite device; 14-16: its I/O.
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(DeviceTest, UringDeviceUsesRegisteredMemory) {

@@ -5,13 +5,9 @@
 // flight, and resubmits the remainder of short transfers. Memory declared with
 // RegisterMemory() (the DRAM tier's pinned arena) is registered with every ring as fixed
 // buffers of at most 1 GiB each (the kernel's limit per buffer); a request whose buffer lies
-// inside one of them is submitted as READ_FIXED/WRITE_FIXED.
-#include <fcntl.h>
+// inside one of them is submitted as READ_FIXED/WRITE_FIXED. Where io_uring is refused, the
+// factory opens the pread/pwrite device instead (psync_device.cc).
 #include <liburing.h>
-#include <linux/fs.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -21,6 +17,7 @@
 #include <cstring>
 #include <deque>
 
+#include "device_open.h"
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
 #include "tw/store/device.h"
@@ -30,8 +27,11 @@ namespace {
 
 class UringDevice : public Device {
  public:
-  UringDevice(std::string name, uint64_t size, int fd, uint32_t qd)
-      : Device(std::move(name), size), fd_(fd), qd_(qd) {}
+  struct Ring;
+  UringDevice(std::string name, OpenedFile file, uint32_t qd, std::unique_ptr<Ring> first)
+      : Device(std::move(name), file.size), fd_(file.fd), qd_(qd) {
+    rings_.push_back(std::move(first));
+  }
   ~UringDevice() override {
     for (auto& r : rings_) io_uring_queue_exit(&r->ring);
     close(fd_);  // also drops the flock
@@ -71,14 +71,17 @@ class UringDevice : public Device {
     return OkStatus();
   }
 
- private:
-  static constexpr uint64_t kMaxFixedBuffer = uint64_t{1} << 30;
-
+ public:
   struct Ring {
     io_uring ring{};
     bool registered = false;  // a registration was attempted
     bool fixed = false;       // iovecs_ are registered with this ring
   };
+
+  std::string_view engine() const override { return "io_uring"; }
+
+ private:
+  static constexpr uint64_t kMaxFixedBuffer = uint64_t{1} << 30;
 
   struct Piece {
     bool write;
@@ -222,70 +225,24 @@ class UringDevice : public Device {
 class UringDeviceFactory : public DeviceFactory {
  public:
   StatusOr<std::unique_ptr<Device>> Open(const DevicePath& path, uint32_t queue_depth) override {
-    const std::string& p = path.path;
-    struct stat st {};
-    bool exists = stat(p.c_str(), &st) == 0;
-    int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
-    if (!exists) flags |= O_CREAT;
-    int fd = open(p.c_str(), flags, 0600);
-    if (fd < 0) return ErrnoStatus(errno, StrCat("open ", p));
-    // A process killed a moment ago may still hold the lock while the kernel tears down its
-    // io_uring (asynchronously): wait up to a second before calling the path taken.
-    int rc = 0, e = 0;
-    for (int tries = 0;; ++tries) {
-      rc = flock(fd, LOCK_EX | LOCK_NB);
-      e = errno;
-      if (rc == 0 || e != EWOULDBLOCK || tries >= 100) break;
-      usleep(10000);
+    TW_ASSIGN_OR_RETURN(OpenedFile file, OpenDataFile(path));
+    const uint32_t qd = queue_depth ? queue_depth : 32;
+    // The first ring, made now: a kernel or a seccomp profile that refuses io_uring is found
+    // here, and the path is served with pread/pwrite instead.
+    auto ring = std::make_unique<UringDevice::Ring>();
+    const int rc = io_uring_queue_init(qd, &ring->ring, 0);
+    if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+      TW_LOG(kWarn,
+             "io_uring is refused here (an old kernel, kernel.io_uring_disabled, or the "
+             "container's seccomp profile); NVMe I/O uses pread/pwrite threads instead",
+             {{"device", path.path}, {"error", std::strerror(-rc)}});
+      return MakePsyncDevice(path.path, file, PsyncThreads(qd));
     }
-    if (rc != 0) {
-      close(fd);
-      if (e == EWOULDBLOCK) {
-        return FailedPreconditionError(StrCat(p,
-                                              ": locked by another process (two stores "
-                                              "never share a data path)"));
-      }
-      return ErrnoStatus(e, StrCat("flock ", p));
+    if (rc < 0) {
+      close(file.fd);
+      return ErrnoStatus(-rc, StrCat(path.path, ": io_uring_queue_init"));
     }
-    if (fstat(fd, &st) != 0) {
-      int e = errno;
-      close(fd);
-      return ErrnoStatus(e, StrCat("fstat ", p));
-    }
-    uint64_t size = 0;
-    if (S_ISBLK(st.st_mode)) {
-      if (ioctl(fd, BLKGETSIZE64, &size) != 0) {
-        int e = errno;
-        close(fd);
-        return ErrnoStatus(e, StrCat("BLKGETSIZE64 ", p));
-      }
-      if (path.capacity != 0 && path.capacity < size) size = path.capacity;
-    } else if (S_ISREG(st.st_mode)) {
-      size = path.capacity;
-      if (size == 0) size = uint64_t(st.st_size);
-      if (size == 0) {
-        close(fd);
-        return InvalidArgumentError(StrCat(p, ": a data file needs a capacity"));
-      }
-      if (uint64_t(st.st_size) < size) {
-        int rc = posix_fallocate(fd, 0, off_t(size));
-        if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, off_t(size)) == 0 ? 0 : errno;
-        if (rc != 0) {
-          close(fd);
-          return ErrnoStatus(rc, StrCat("preallocate ", size, " bytes for ", p));
-        }
-        if (fsync(fd) != 0) {
-          int e = errno;
-          close(fd);
-          return ErrnoStatus(e, StrCat("fsync ", p));
-        }
-      }
-    } else {
-      close(fd);
-      return InvalidArgumentError(StrCat(p, ": neither a regular file nor a block device"));
-    }
-    size -= size % kIoAlign;
-    return std::unique_ptr<Device>(new UringDevice(p, size, fd, queue_depth ? queue_depth : 32));
+    return std::unique_ptr<Device>(new UringDevice(path.path, file, qd, std::move(ring)));
   }
 };
 

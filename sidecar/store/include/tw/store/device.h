@@ -24,6 +24,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tw/common/status.h"
@@ -70,6 +71,8 @@ class Device {
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
   uint64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+  // How the bytes move: "io_uring", "psync" (pread/pwrite threads), or what a test device says.
+  virtual std::string_view engine() const { return "other"; }
 
  protected:
   Device(std::string name, uint64_t size) : name_(std::move(name)), size_(size) {}
@@ -97,7 +100,12 @@ class DeviceFactory {
 };
 
 // Real files and block devices: O_DIRECT, io_uring, flock(LOCK_EX|LOCK_NB). A missing file is
-// created and preallocated (fallocate, reads as zeros) to its configured capacity.
+// created and preallocated (fallocate, reads as zeros) to its configured capacity. Where
+// io_uring_setup is refused (ENOSYS, EPERM: an old kernel, kernel.io_uring_disabled, or the
+// default seccomp profile of Docker, podman and containerd), it logs a warning and opens the
+// pread/pwrite device below instead.
 std::shared_ptr<DeviceFactory> MakeUringDeviceFactory();
+// The same files through pread/pwrite on a pool of threads (queue_depth / 4 of them, 2 to 16).
+std::shared_ptr<DeviceFactory> MakePsyncDeviceFactory();
 
 }  // namespace tw::store
