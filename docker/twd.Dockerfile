@@ -17,7 +17,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
 # The dependency layer: rebuilt only when bootstrap.sh changes.
 COPY scripts/bootstrap.sh scripts/bootstrap.sh
-RUN TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh && rm -rf /var/lib/apt/lists/*
+RUN TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF \
  && cmake --build --preset release --target twd twctl \

@@ -7,6 +7,8 @@
 #
 #   scripts/bootstrap.sh            # build + test + benchmark dependencies
 #   scripts/bootstrap.sh --demo     # only what building twd + libtwclient and the demo need
+#   scripts/bootstrap.sh --build    # what a release build of everything needs, no test tools
+#                                   # (the image builds, docker/*.Dockerfile)
 #   TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh
 #
 # Then the CUDA runtime and cuFile wheels (headers for building the GPU code; nothing links
@@ -15,7 +17,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 demo=false
-[ "${1:-}" = --demo ] && demo=true
+build_only=false
+case "${1:-}" in
+  --demo) demo=true ;;
+  --build) build_only=true ;;
+  "") ;;
+  *) echo "bootstrap: unknown option $1 (--demo, --build or none)" >&2; exit 2 ;;
+esac
 
 PACKAGES=(
   # toolchain
@@ -28,14 +36,14 @@ PACKAGES=(
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev
   # the demo's client
-  python3
+  python3 python3-venv
 )
 TEST_PACKAGES=(
   libgtest-dev libgmock-dev googletest
-  python3-venv redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
+  redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
   etcd-server openssl
 )
-$demo || PACKAGES+=("${TEST_PACKAGES[@]}")
+$demo || $build_only || PACKAGES+=("${TEST_PACKAGES[@]}")
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
@@ -53,7 +61,7 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-if ! $demo; then
+if ! $demo && ! $build_only; then
   # npm may come from Debian or from NodeSource's nodejs (which bundles it).
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   # Go builds the kubectl and kube-apiserver the tests use (scripts/kubectl.sh,
