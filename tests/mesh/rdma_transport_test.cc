@@ -68,6 +68,17 @@ class RdmaTransportTest : public ::testing::Test {
     return *n;
   }
 
+  // The node's process restarts: a new transport (new queue pairs), the same store.
+  void Restart(const std::string& name) {
+    control_.RemoveNode(name);
+    auto& n = nodes_[name];
+    n->t.reset();
+    auto t = RdmaTransport::Create(Options(name), fabric_.OpenDevice(name), &control_, &n->source);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    n->t = std::move(*t);
+    control_.AddNode(name, n->t.get());
+  }
+
   // Stores a value of `size` bytes in three segments on `holder`; returns its spec.
   FetchSpec Store(const std::string& holder, uint64_t id, size_t size) {
     FetchSpec spec{TestKey(1000), TestKey(id)};
@@ -203,6 +214,62 @@ TEST_F(RdmaTransportTest, NodeSortingSecondAsksTheFirstToConnect) {
   auto wrong = nodes_["a"]->t->HandleConnect(ConnectRequest{"z", QpEndpoint{}});
   EXPECT_EQ(wrong.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(nodes_["a"]->t->live_qps(), 1u);
+  EXPECT_EQ(nodes_["z"]->t->live_qps(), 1u);
+}
+
+TEST_F(RdmaTransportTest, FirstFetchesInBothDirectionsAtOnceBuildOneConnection) {
+  for (int pair = 0; pair < 10; ++pair) {
+    std::string lo = "a" + std::to_string(pair), hi = "z" + std::to_string(pair);
+    Add(lo);
+    Add(hi);
+    FetchSpec at_lo = Store(lo, 100 + pair, kMiB);
+    FetchSpec at_hi = Store(hi, 200 + pair, kMiB);
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        bool from_hi = i % 2 == 0;
+        std::vector<std::byte> d(kMiB);
+        FetchResult r = nodes_[from_hi ? lo : hi]->t->Fetch(P(from_hi ? hi : lo),
+                                                            from_hi ? at_hi : at_lo, d, In(30s));
+        if (r.miss != MissReason::kNone) {
+          ADD_FAILURE() << r.error.ToString();
+          ++bad;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(nodes_[lo]->t->live_qps(), 1u);
+    EXPECT_EQ(nodes_[hi]->t->live_qps(), 1u);
+    EXPECT_EQ(nodes_[lo]->t->counters().qp_failures, 0u);
+    EXPECT_EQ(nodes_[hi]->t->counters().qp_failures, 0u);
+  }
+}
+
+TEST_F(RdmaTransportTest, APeerThatRestartedIsReconnected) {
+  Add("a");
+  Add("z");
+  FetchSpec at_a = Store("a", 20, kMiB);
+  FetchSpec at_z = Store("z", 21, kMiB);
+  std::vector<std::byte> d(kMiB);
+  ASSERT_EQ(nodes_["z"]->t->Fetch(P("a"), at_a, d, In(10s)).miss, MissReason::kNone);
+
+  // z (which asks a to connect) restarts: a still holds a connection to z's old queue pair.
+  // z's first fetch is served: a keeps a connection it has, so z names it as failed.
+  Restart("z");
+  auto asked = control_.calls("a").request_connect;
+  FetchResult r = nodes_["z"]->t->Fetch(P("a"), at_a, d, In(10s));
+  ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
+  EXPECT_EQ(control_.calls("a").request_connect, asked + 2);
+  EXPECT_EQ(nodes_["a"]->t->live_qps(), 1u);
+  EXPECT_EQ(fabric_.counters("a").qps_live, 1u);
+
+  // a (which builds the pair's connection) restarts: its first fetch from z rebuilds it.
+  Restart("a");
+  r = nodes_["a"]->t->Fetch(P("z"), at_z, d, In(10s));
+  ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
+  EXPECT_EQ(0, std::memcmp(d.data(), Pattern(21, kMiB).data(), kMiB));
   EXPECT_EQ(nodes_["z"]->t->live_qps(), 1u);
 }
 

@@ -160,7 +160,7 @@ FetchResult RdmaTransport::Fetch(const Peer& holder, const FetchSpec& spec,
     std::lock_guard<std::mutex> l(link.mu);
     ++link.fetches;
   }
-  auto qp = EnsureConnected(link, holder, deadline, /*rebuild=*/false);
+  auto qp = EnsureConnected(link, holder, deadline, /*rebuild_qpn=*/0);
   if (!qp.ok()) return Miss(MissReason::kPeerUnreachable, qp.status());
 
   auto sent = Clock::now();

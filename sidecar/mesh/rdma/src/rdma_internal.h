@@ -35,6 +35,7 @@ struct RdmaTransport::Link {
   std::condition_variable cv;  // state changes and window space
   LinkState state = LinkState::kIdle;
   std::shared_ptr<QpSlot> qp;  // the current queue pair (kUp; or set by HandleConnect)
+  uint32_t remote_qpn = 0;     // the peer's queue pair of the current (or last) connection
   uint32_t consecutive_failures = 0;
   Clock::time_point down_until{};  // on options.now's clock
   // Statistics (LinkStats).

@@ -195,20 +195,18 @@ void RdmaTransport::MarkDownLocked(Link& link, const Status& why) {
   link.cv.notify_all();
 }
 
-StatusOr<std::shared_ptr<RdmaTransport::QpSlot>> RdmaTransport::EnsureConnected(Link& link,
-                                                                                const Peer& peer,
-                                                                                Deadline deadline,
-                                                                                bool rebuild) {
+StatusOr<std::shared_ptr<RdmaTransport::QpSlot>> RdmaTransport::EnsureConnected(
+    Link& link, const Peer& peer, Deadline deadline, uint32_t rebuild_qpn) {
   std::unique_lock<std::mutex> l(link.mu);
   for (;;) {
     switch (link.state) {
       case LinkState::kUp:
-        if (!rebuild) return link.qp;
-        // The peer asks for a new connection: it has lost its side of this one.
+        if (rebuild_qpn == 0 || link.qp->qpn != rebuild_qpn) return link.qp;
+        // The peer found this connection failed: rebuild it (a fresh queue pair on both ends).
         RetireQpLocked(link, link.qp);
         link.qp.reset();
         link.state = LinkState::kIdle;
-        rebuild = false;
+        rebuild_qpn = 0;
         continue;
       case LinkState::kDown:
         if (options_.now() < link.down_until) {
@@ -224,7 +222,7 @@ StatusOr<std::shared_ptr<RdmaTransport::QpSlot>> RdmaTransport::EnsureConnected(
           return UnavailableError("rdma: connecting to " + link.node +
                                   " did not finish before the deadline");
         }
-        rebuild = false;  // the connection being built is the new one
+        rebuild_qpn = 0;  // the connection being built is the new one
         continue;
       case LinkState::kIdle:
         break;
@@ -258,17 +256,33 @@ StatusOr<std::shared_ptr<RdmaTransport::QpSlot>> RdmaTransport::EnsureConnected(
     }
     if (st.ok()) {
       link.qp = *qp;
+      link.remote_qpn = remote->qpn;
     } else {
       RetireQpLocked(link, *qp);
     }
   } else {
-    // The peer builds this pair's connection; HandleConnect sets link.qp while we wait.
-    link.qp.reset();
-    l.unlock();
-    st = control_->RequestConnect(peer, options_.node_name, deadline);
-    l.lock();
-    if (st.ok() && !link.qp) {
-      st = UnavailableError("rdma: " + link.node + " answered RequestConnect without connecting");
+    // The peer builds this pair's connection; HandleConnect sets link.qp while we wait. We
+    // name the peer's queue pair of our last connection as failed, so it rebuilds that one
+    // but keeps a connection it has just built towards us.
+    uint32_t failed = link.remote_qpn;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      l.unlock();
+      auto reply = control_->RequestConnect(peer, options_.node_name, failed, deadline);
+      l.lock();
+      if (!reply.ok()) {
+        st = reply.status();
+        break;
+      }
+      if (link.qp && reply->holder_qpn != 0 && link.qp->qpn == reply->requester_qpn) {
+        st = OkStatus();
+        break;
+      }
+      // Its connection goes to a queue pair we no longer have (we restarted, or it answered
+      // before a rebuild of ours): ask again, naming its queue pair as failed.
+      failed = reply->holder_qpn;
+      st = UnavailableError("rdma: " + link.node +
+                            " answered RequestConnect with a connection to a queue pair we do "
+                            "not have");
     }
   }
   if (!st.ok()) {
@@ -298,6 +312,7 @@ StatusOr<QpEndpoint> RdmaTransport::HandleConnect(const ConnectRequest& request)
   // The peer rebuilt its side: whatever we had is connected to nothing now.
   if (link->qp) RetireQpLocked(*link, link->qp);
   link->qp = qp;
+  link->remote_qpn = request.endpoint.qpn;
   // A caller of ours waiting on RequestConnect marks the link up when that returns.
   if (link->state != LinkState::kConnecting) link->state = LinkState::kUp;
   link->cv.notify_all();
@@ -305,7 +320,9 @@ StatusOr<QpEndpoint> RdmaTransport::HandleConnect(const ConnectRequest& request)
   return QpEndpoint{qp->qpn, port.lid, port.gid, qp->psn, port.mtu};
 }
 
-Status RdmaTransport::HandleRequestConnect(const std::string& from_node, Deadline deadline) {
+StatusOr<RequestConnectReply> RdmaTransport::HandleRequestConnect(const std::string& from_node,
+                                                                  uint32_t failed_qpn,
+                                                                  Deadline deadline) {
   if (!(options_.node_name < from_node)) {
     return FailedPreconditionError("rdma: " + from_node + " builds its connection to " +
                                    options_.node_name + "; RequestConnect is not for it");
@@ -317,7 +334,10 @@ Status RdmaTransport::HandleRequestConnect(const std::string& from_node, Deadlin
     if (!p) return NotFoundError("rdma: RequestConnect from unknown node " + from_node);
     peer = *p;
   }
-  return EnsureConnected(*link, peer, deadline, /*rebuild=*/true).status();
+  TW_RETURN_IF_ERROR(EnsureConnected(*link, peer, deadline, failed_qpn).status());
+  std::lock_guard<std::mutex> l(link->mu);
+  if (!link->qp) return UnavailableError("rdma: the connection to " + from_node + " failed");
+  return RequestConnectReply{link->qp->qpn, link->remote_qpn};
 }
 
 // ---- completions ----

@@ -44,10 +44,12 @@ StatusOr<QpEndpoint> InProcessControl::Connect(const Peer& peer, const ConnectRe
   return h->HandleConnect(request);
 }
 
-Status InProcessControl::RequestConnect(const Peer& peer, const std::string& from_node,
-                                        Deadline deadline) {
+StatusOr<RequestConnectReply> InProcessControl::RequestConnect(const Peer& peer,
+                                                               const std::string& from_node,
+                                                               uint32_t failed_qpn,
+                                                               Deadline deadline) {
   TW_ASSIGN_OR_RETURN(auto* h, Find(peer.node, &Calls::request_connect));
-  return h->HandleRequestConnect(from_node, deadline);
+  return h->HandleRequestConnect(from_node, failed_qpn, deadline);
 }
 
 StatusOr<ReadGrant> InProcessControl::PrepareRead(const Peer& peer, const std::string& from_node,

@@ -8,7 +8,12 @@
 //   give me its endpoint". Only the node whose name sorts first sends Connect for a pair, so
 //   two nodes never build the pair's connection from both ends at once.
 // - RequestConnect: sent by the node whose name sorts second when it needs the pair's
-//   connection: "send me a Connect". Answered once the Connect it caused has completed.
+//   connection: "send me a Connect". It names the asked node's queue pair it was last connected
+//   to and found failed (0: none). The asked node rebuilds only when that is its current queue
+//   pair, or when it has none; otherwise it answers the connection it has (both queue pair
+//   numbers), and the requester, if that is not its own current queue pair (it restarted, or
+//   the answer raced with a rebuild), asks once more naming it. So a RequestConnect that
+//   crosses the first node's own Connect never tears down the connection just built.
 // - PrepareRead: "put this chunk where I can READ it": the holder copies the value into its
 //   registered staging ring and answers its address, rkey, length and segment sizes, and a
 //   token. The staged copy stays until Release(token) or the grant's TTL.
@@ -31,6 +36,12 @@
 #include "tw/mesh/transport.h"
 
 namespace tw::mesh::rdma {
+
+// The pair's connection as the node asked by RequestConnect has it after answering.
+struct RequestConnectReply {
+  uint32_t holder_qpn = 0;     // its queue pair for the pair
+  uint32_t requester_qpn = 0;  // the requester's queue pair that one is connected to
+};
 
 struct ConnectRequest {
   std::string from_node;  // the sender's node name
@@ -59,8 +70,9 @@ class RdmaControl {
   virtual ~RdmaControl() = default;
   virtual StatusOr<QpEndpoint> Connect(const Peer& peer, const ConnectRequest& request,
                                        Deadline deadline) = 0;
-  virtual Status RequestConnect(const Peer& peer, const std::string& from_node,
-                                Deadline deadline) = 0;
+  virtual StatusOr<RequestConnectReply> RequestConnect(const Peer& peer,
+                                                       const std::string& from_node,
+                                                       uint32_t failed_qpn, Deadline deadline) = 0;
   virtual StatusOr<ReadGrant> PrepareRead(const Peer& peer, const std::string& from_node,
                                           const FetchSpec& spec, Deadline deadline) = 0;
   virtual void Release(const Peer& peer, uint64_t token) = 0;
@@ -72,7 +84,9 @@ class RdmaControlHandler {
  public:
   virtual ~RdmaControlHandler() = default;
   virtual StatusOr<QpEndpoint> HandleConnect(const ConnectRequest& request) = 0;
-  virtual Status HandleRequestConnect(const std::string& from_node, Deadline deadline) = 0;
+  virtual StatusOr<RequestConnectReply> HandleRequestConnect(const std::string& from_node,
+                                                             uint32_t failed_qpn,
+                                                             Deadline deadline) = 0;
   virtual ReadGrant HandlePrepareRead(const std::string& from_node, const FetchSpec& spec,
                                       Deadline deadline) = 0;
   virtual void HandleRelease(uint64_t token) = 0;

@@ -101,7 +101,9 @@ class RdmaTransport final : public Transport, public RdmaControlHandler {
 
   // RdmaControlHandler (called by the peer service).
   StatusOr<QpEndpoint> HandleConnect(const ConnectRequest& request) override;
-  Status HandleRequestConnect(const std::string& from_node, Deadline deadline) override;
+  StatusOr<RequestConnectReply> HandleRequestConnect(const std::string& from_node,
+                                                     uint32_t failed_qpn,
+                                                     Deadline deadline) override;
   ReadGrant HandlePrepareRead(const std::string& from_node, const FetchSpec& spec,
                               Deadline deadline) override;
   void HandleRelease(uint64_t token) override;
@@ -137,10 +139,10 @@ class RdmaTransport final : public Transport, public RdmaControlHandler {
   void OnCompletion(const Completion& c);
 
   StatusOr<std::shared_ptr<Link>> GetLink(const std::string& node);
-  // Returns the link's connected queue pair, connecting it if needed (rebuild: replace a
-  // connected one, for RequestConnect).
+  // Returns the link's connected queue pair, connecting it if needed; a connected queue pair
+  // numbered `rebuild_qpn` (non-zero) is replaced (RequestConnect naming it as failed).
   StatusOr<std::shared_ptr<QpSlot>> EnsureConnected(Link& link, const Peer& peer, Deadline deadline,
-                                                    bool rebuild);
+                                                    uint32_t rebuild_qpn);
   StatusOr<std::shared_ptr<QpSlot>> NewQpLocked(Link& link);
   void MarkDownLocked(Link& link, const Status& why);
   void RetireQpLocked(Link& link, const std::shared_ptr<QpSlot>& qp);

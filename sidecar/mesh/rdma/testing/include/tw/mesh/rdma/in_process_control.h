@@ -28,7 +28,8 @@ class InProcessControl final : public RdmaControl {
 
   StatusOr<QpEndpoint> Connect(const Peer& peer, const ConnectRequest& request,
                                Deadline deadline) override;
-  Status RequestConnect(const Peer& peer, const std::string& from_node, Deadline deadline) override;
+  StatusOr<RequestConnectReply> RequestConnect(const Peer& peer, const std::string& from_node,
+                                               uint32_t failed_qpn, Deadline deadline) override;
   StatusOr<ReadGrant> PrepareRead(const Peer& peer, const std::string& from_node,
                                   const FetchSpec& spec, Deadline deadline) override;
   void Release(const Peer& peer, uint64_t token) override;
