@@ -271,6 +271,18 @@ TEST_F(RdmaTransportTest, APeerThatRestartedIsReconnected) {
   ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
   EXPECT_EQ(0, std::memcmp(d.data(), Pattern(21, kMiB).data(), kMiB));
   EXPECT_EQ(nodes_["z"]->t->live_qps(), 1u);
+
+  // a restarts again, and this time z fetches first: a's grant shows that z's connection goes
+  // to a queue pair a no longer has, so z reconnects before READing instead of failing.
+  Restart("a");
+  auto failures = nodes_["z"]->t->counters().qp_failures;
+  r = nodes_["z"]->t->Fetch(P("a"), at_a, d, In(10s));
+  ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
+  EXPECT_EQ(0, std::memcmp(d.data(), Pattern(20, kMiB).data(), kMiB));
+  EXPECT_EQ(nodes_["z"]->t->counters().qp_failures, failures);
+  EXPECT_TRUE(LinkTo("z", "a").up);
+  EXPECT_EQ(nodes_["z"]->t->live_qps(), 1u);
+  EXPECT_EQ(nodes_["a"]->t->live_qps(), 1u);
 }
 
 TEST_F(RdmaTransportTest, RemoteAccessErrorResetsTheQueuePairAndRecoversAfterCoolOff) {

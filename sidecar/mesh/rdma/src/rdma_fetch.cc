@@ -77,8 +77,10 @@ Status RdmaTransport::ReadSlices(const std::shared_ptr<Link>& link_ptr,
       return link.qp != qp || qp->retiring || qp->outstanding < options_.max_outstanding_per_qp;
     });
     if (link.qp != qp || qp->retiring) {
-      post_error = UnavailableError("rdma: the queue pair to " + link.node + " failed (" +
-                                    link.last_error + ")");
+      post_error = UnavailableError(
+          link.state == LinkState::kDown
+              ? "rdma: the queue pair to " + link.node + " failed (" + link.last_error + ")"
+              : "rdma: the queue pair to " + link.node + " was replaced by a new connection");
       break;
     }
     if (!ready) {
@@ -174,6 +176,26 @@ FetchResult RdmaTransport::Fetch(const Peer& holder, const FetchSpec& spec,
 
   FetchResult result;
   auto release = [&] { control_->Release(holder, grant->token); };
+  // Our connection goes to a queue pair the holder no longer has (it restarted): rebuild it
+  // now rather than let the READ time out. Not a failure of the peer: no cool-off.
+  bool reconnect = false;
+  {
+    std::lock_guard<std::mutex> l(link.mu);
+    if (link.qp == *qp && link.state == LinkState::kUp && grant->holder_qpn != link.remote_qpn) {
+      RetireQpLocked(link, link.qp);
+      link.qp.reset();
+      link.state = LinkState::kIdle;
+      link.cv.notify_all();
+    }
+    reconnect = link.qp != *qp;
+  }
+  if (reconnect) {
+    qp = EnsureConnected(link, holder, deadline, /*rebuild_qpn=*/0);
+    if (!qp.ok()) {
+      release();
+      return Miss(MissReason::kPeerUnreachable, qp.status());
+    }
+  }
   if (grant->length > dest.size()) {
     release();
     result = Miss(MissReason::kIoError,
@@ -291,6 +313,7 @@ ReadGrant RdmaTransport::HandlePrepareRead(const std::string& from_node, const F
   if (link.ok()) {
     std::lock_guard<std::mutex> l((*link)->mu);
     (*link)->bytes_out += g.length;
+    g.holder_qpn = (*link)->qp ? (*link)->qp->qpn : (*link)->connecting_qpn;
   }
   return g;
 }

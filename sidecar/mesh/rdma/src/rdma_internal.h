@@ -34,8 +34,9 @@ struct RdmaTransport::Link {
   std::mutex mu;
   std::condition_variable cv;  // state changes and window space
   LinkState state = LinkState::kIdle;
-  std::shared_ptr<QpSlot> qp;  // the current queue pair (kUp; or set by HandleConnect)
-  uint32_t remote_qpn = 0;     // the peer's queue pair of the current (or last) connection
+  std::shared_ptr<QpSlot> qp;   // the current queue pair (kUp; or set by HandleConnect)
+  uint32_t remote_qpn = 0;      // the peer's queue pair of the current (or last) connection
+  uint32_t connecting_qpn = 0;  // our queue pair while we build the connection (Connect sent)
   uint32_t consecutive_failures = 0;
   Clock::time_point down_until{};  // on options.now's clock
   // Statistics (LinkStats).

@@ -245,9 +245,11 @@ StatusOr<std::shared_ptr<RdmaTransport::QpSlot>> RdmaTransport::EnsureConnected(
     const PortInfo& port = verbs_->port();
     ConnectRequest req{options_.node_name,
                        QpEndpoint{(*qp)->qpn, port.lid, port.gid, (*qp)->psn, port.mtu}};
+    link.connecting_qpn = (*qp)->qpn;
     l.unlock();
     auto remote = control_->Connect(peer, req, deadline);
     l.lock();
+    link.connecting_qpn = 0;
     if (remote.ok()) {
       st = verbs_->ModifyQpToRtr((*qp)->handle, *remote);
       if (st.ok()) st = verbs_->ModifyQpToRts((*qp)->handle, (*qp)->psn);

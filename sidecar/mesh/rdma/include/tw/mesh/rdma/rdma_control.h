@@ -59,6 +59,9 @@ struct ReadGrant {
   uint64_t length = 0;                  // value bytes
   std::vector<uint64_t> segment_sizes;  // the value's segments, back to back
   uint64_t token = 0;                   // for Release
+  // The holder's queue pair for the pair as it stands (0: none). A requester whose connection
+  // goes to another one (the holder restarted) reconnects before READing.
+  uint32_t holder_qpn = 0;
   // How long after the holder answered the staged copy is kept without a Release. The
   // requester posts no READ of it after (its send time + ttl − the transport's fence reserve).
   std::chrono::nanoseconds ttl{0};
