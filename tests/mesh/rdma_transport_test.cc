@@ -285,6 +285,35 @@ TEST_F(RdmaTransportTest, APeerThatRestartedIsReconnected) {
   EXPECT_EQ(nodes_["a"]->t->live_qps(), 1u);
 }
 
+TEST_F(RdmaTransportTest, AFetchWhoseQueuePairIsReplacedReadsAgainOnTheNewOne) {
+  Add("a");
+  Add("z");
+  FetchSpec at_a = Store("a", 22, 2 * kMiB);
+  std::vector<std::byte> d(2 * kMiB);
+  ASSERT_EQ(nodes_["z"]->t->Fetch(P("a"), at_a, d, In(10s)).miss, MissReason::kNone);
+
+  fabric_.SetFault("a", SoftFabric::Fault::kStall);
+  std::fill(d.begin(), d.end(), std::byte{0});
+  FetchResult r;
+  std::thread fetch([&] { r = nodes_["z"]->t->Fetch(P("a"), at_a, d, In(60s)); });
+  ASSERT_TRUE(WaitFor([&] { return fabric_.counters("z").reads_held >= 1; }));
+  // z's READs are in flight when a rebuilds the pair's connection (as it does when z names
+  // a's queue pair as failed): z's queue pair is replaced under the fetch.
+  ReadGrant g = nodes_["a"]->t->HandlePrepareRead("z", at_a, In(1s));
+  ASSERT_NE(g.holder_qpn, 0u);
+  nodes_["a"]->t->HandleRelease(g.token);
+  auto reply = nodes_["a"]->t->HandleRequestConnect("z", g.holder_qpn, In(10s));
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_NE(reply->holder_qpn, g.holder_qpn);
+  fabric_.SetFault("a", SoftFabric::Fault::kNone);
+  fetch.join();
+  ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
+  EXPECT_EQ(0, std::memcmp(d.data(), Pattern(22, 2 * kMiB).data(), 2 * kMiB));
+  EXPECT_EQ(nodes_["z"]->t->counters().qp_failures, 0u);
+  EXPECT_TRUE(LinkTo("z", "a").up);
+  EXPECT_TRUE(WaitFor([&] { return nodes_["z"]->t->live_qps() == 1; }));
+}
+
 TEST_F(RdmaTransportTest, RemoteAccessErrorResetsTheQueuePairAndRecoversAfterCoolOff) {
   Add("a");
   Add("b");

@@ -161,6 +161,36 @@ TEST_F(SoftVerbsTest, StallHoldsWorkUntilClearedOrFlushedByError) {
   EXPECT_TRUE(Poll(a_).empty());
 }
 
+TEST_F(SoftVerbsTest, AReadWaitsForARemoteQueuePairNotReadyYet) {
+  ASSERT_TRUE(a_.v->ModifyQpToInit(a_.qp).ok());
+  ASSERT_TRUE(a_.v->ModifyQpToRtr(a_.qp, QpEndpoint{b_.qpn, 0, b_.v->port().gid, 1, 4096}).ok());
+  ASSERT_TRUE(a_.v->ModifyQpToRts(a_.qp, 1).ok());
+  ASSERT_TRUE(b_.v->ModifyQpToInit(b_.qp).ok());
+  ASSERT_TRUE(a_.v->PostRead(a_.qp, Read(1)).ok());
+  EXPECT_TRUE(Poll(a_).empty());  // the hardware would be retrying
+  ASSERT_TRUE(b_.v->ModifyQpToRtr(b_.qp, QpEndpoint{a_.qpn, 0, a_.v->port().gid, 1, 4096}).ok());
+  auto c = Poll(a_);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].status, WcStatus::kSuccess);
+
+  // A target that fails instead of becoming ready: the READ gives up.
+  uint32_t qpn = 0;
+  QpHandle other = *b_.v->CreateQp(b_.pd, b_.cq, 4, &qpn);
+  ASSERT_TRUE(b_.v->ModifyQpToInit(other).ok());
+  ASSERT_TRUE(a_.v->ModifyQpToError(a_.qp).ok());
+  ASSERT_TRUE(a_.v->DestroyQp(a_.qp).ok());
+  a_.qp = *a_.v->CreateQp(a_.pd, a_.cq, 4, &a_.qpn);
+  ASSERT_TRUE(a_.v->ModifyQpToInit(a_.qp).ok());
+  ASSERT_TRUE(a_.v->ModifyQpToRtr(a_.qp, QpEndpoint{qpn, 0, b_.v->port().gid, 1, 4096}).ok());
+  ASSERT_TRUE(a_.v->ModifyQpToRts(a_.qp, 1).ok());
+  ASSERT_TRUE(a_.v->PostRead(a_.qp, Read(2)).ok());
+  EXPECT_TRUE(Poll(a_).empty());
+  ASSERT_TRUE(b_.v->DestroyQp(other).ok());
+  c = Poll(a_);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].status, WcStatus::kRetryExceeded);
+}
+
 TEST_F(SoftVerbsTest, DeadPeerGivesRetryExceededAndSendQueueDepthIsEnforced) {
   Connect();
   fabric_.SetFault("b", SoftFabric::Fault::kStall);

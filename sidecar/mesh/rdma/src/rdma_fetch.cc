@@ -62,8 +62,9 @@ std::optional<uint32_t> RdmaTransport::FindLkey(const std::byte* p, uint64_t n) 
 Status RdmaTransport::ReadSlices(const std::shared_ptr<Link>& link_ptr,
                                  const std::shared_ptr<QpSlot>& qp, const ReadGrant& grant,
                                  std::byte* local, uint32_t lkey, Deadline post_deadline,
-                                 Deadline deadline) {
+                                 Deadline deadline, bool* replaced) {
   Link& link = *link_ptr;
+  *replaced = false;
   auto transfer = std::make_shared<Transfer>();
   Status post_error;
   uint64_t offset = 0;
@@ -146,9 +147,18 @@ Status RdmaTransport::ReadSlices(const std::shared_ptr<Link>& link_ptr,
     return DeadlineExceededError("rdma: READs from " + link.node +
                                  " still outstanding at the deadline: queue pair fenced");
   }
-  if (transfer->failed) {
+  bool failed = transfer->failed;
+  WcStatus first_error = transfer->first_error;
+  t.unlock();
+  if (failed || !post_error.ok()) {
+    std::lock_guard<std::mutex> l(link.mu);
+    *replaced = link.qp != qp && link.state != LinkState::kDown &&
+                (!failed || first_error == WcStatus::kFlushed) &&
+                post_error.code() != StatusCode::kDeadlineExceeded;
+  }
+  if (failed) {
     return UnavailableError("rdma: READ from " + link.node +
-                            " failed: " + std::string(ToString(transfer->first_error)));
+                            " failed: " + std::string(ToString(first_error)));
   }
   return post_error;
 }
@@ -233,7 +243,16 @@ FetchResult RdmaTransport::Fetch(const Peer& holder, const FetchSpec& spec,
                                 sent + grant->ttl - options_.fence_reserve);
   Status st;
   if (grant->length > 0) {
-    st = ReadSlices(*link_or, *qp, *grant, local, *lkey, post_deadline, deadline);
+    bool replaced = false;
+    st = ReadSlices(*link_or, *qp, *grant, local, *lkey, post_deadline, deadline, &replaced);
+    if (!st.ok() && replaced && Clock::now() < post_deadline) {
+      // A rebuild of the pair's connection (the peer's request, or its restart) retired the
+      // queue pair under us: every slice of ours has completed, so read again on the new one.
+      qp = EnsureConnected(link, holder, deadline, /*rebuild_qpn=*/0);
+      if (qp.ok()) {
+        st = ReadSlices(*link_or, *qp, *grant, local, *lkey, post_deadline, deadline, &replaced);
+      }
+    }
   }
   release();
   if (st.ok() && staged) std::memcpy(dest.data(), staged->data, grant->length);

@@ -64,8 +64,10 @@ StatusOr<std::unique_ptr<RdmaTransport>> RdmaTransport::Create(RdmaOptions optio
 
 Status RdmaTransport::Init() {
   TW_ASSIGN_OR_RETURN(pd_, verbs_->AllocPd());
-  // Every queue pair's work completes here: room for every window at once.
-  TW_ASSIGN_OR_RETURN(cq_, verbs_->CreateCq(options_.max_peers * options_.max_outstanding_per_qp));
+  // Every queue pair's work completes here: room for every window at once, twice (a retired
+  // queue pair still draining its window beside its replacement), so it cannot overflow.
+  TW_ASSIGN_OR_RETURN(cq_,
+                      verbs_->CreateCq(2 * options_.max_peers * options_.max_outstanding_per_qp));
   TW_ASSIGN_OR_RETURN(staging_, StagingRing::Create(verbs_.get(), pd_, options_.staging_bytes,
                                                     kLocalWrite, "rdma requester staging"));
   TW_ASSIGN_OR_RETURN(holder_staging_,

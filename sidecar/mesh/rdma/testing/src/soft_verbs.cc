@@ -140,11 +140,24 @@ struct SoftFabric::State {
     Complete(qpn, qp, wr.wr_id, WcStatus::kSuccess);
   }
 
-  // Runs the held READs that no fault holds any more.
+  // The remote queue pair exists but is not ready to respond yet (RESET or INIT): the
+  // hardware would retry, so the READ waits for it.
+  bool TargetPending(const SoftQp& qp) const {
+    auto r = qps.find(qp.remote_qpn);
+    return r != qps.end() && r->second.node == qp.remote_node &&
+           (r->second.state == QpState::kReset || r->second.state == QpState::kInit);
+  }
+
+  // Whether a READ of `qp` must wait: a stall on either end, or a target not ready yet.
+  bool MustHold(const SoftQp& qp) const {
+    return Stalled(qp.node) || (qp.remote_node < nodes.size() && Stalled(qp.remote_node)) ||
+           TargetPending(qp);
+  }
+
+  // Runs the held READs that nothing holds any more.
   void RunHeld() {
     for (auto& [qpn, qp] : qps) {
-      while (!qp.held.empty() && qp.state == QpState::kRts && !Stalled(qp.node) &&
-             (qp.remote_node >= nodes.size() || !Stalled(qp.remote_node))) {
+      while (!qp.held.empty() && qp.state == QpState::kRts && !MustHold(qp)) {
         ReadRequest wr = qp.held.front();
         qp.held.pop_front();
         --nodes[qp.node].counters.reads_held;
@@ -251,6 +264,7 @@ class SoftVerbs final : public Verbs {
     auto it = s_->qps.find(static_cast<uint32_t>(h.v));
     if (it == s_->qps.end()) return NotFoundError("soft verbs: no queue pair " + Qpn(h));
     s_->ToError(it->first, it->second);
+    s_->RunHeld();
     return OkStatus();
   }
   Status DestroyQp(QpHandle h) override {
@@ -260,6 +274,7 @@ class SoftVerbs final : public Verbs {
     s_->nodes[node_].counters.reads_held -= it->second.held.size();
     --s_->nodes[node_].counters.qps_live;
     s_->qps.erase(it);
+    s_->RunHeld();  // READs waiting for it to become ready now fail
     return OkStatus();
   }
 
@@ -279,8 +294,7 @@ class SoftVerbs final : public Verbs {
     ++s_->nodes[node_].counters.reads_posted;
     if (qp.state == QpState::kError) {
       s_->Complete(it->first, qp, wr.wr_id, WcStatus::kFlushed);
-    } else if (!qp.held.empty() || s_->Stalled(node_) ||
-               (qp.remote_node < s_->nodes.size() && s_->Stalled(qp.remote_node))) {
+    } else if (!qp.held.empty() || s_->MustHold(qp)) {
       qp.held.push_back(wr);
       ++s_->nodes[node_].counters.reads_held;
     } else {
@@ -332,6 +346,7 @@ class SoftVerbs final : public Verbs {
       qp.remote_qpn = remote->qpn;
     }
     qp.state = to;
+    s_->RunHeld();  // READs waiting for this queue pair to respond may run now
     return OkStatus();
   }
 

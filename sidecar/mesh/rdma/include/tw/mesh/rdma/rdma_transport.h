@@ -149,9 +149,11 @@ class RdmaTransport final : public Transport, public RdmaControlHandler {
   void MaybeDestroyLocked(const std::shared_ptr<QpSlot>& qp);
 
   // Reads grant bytes into local memory: [local, local+grant.length) with `lkey`.
+  // `*replaced`: it failed only because the queue pair was replaced by a new connection (not
+  // a failure of the peer), so reading again on the new one may succeed.
   Status ReadSlices(const std::shared_ptr<Link>& link, const std::shared_ptr<QpSlot>& qp,
                     const ReadGrant& grant, std::byte* local, uint32_t lkey, Deadline post_deadline,
-                    Deadline deadline);
+                    Deadline deadline, bool* replaced);
   // The lkey of a registered range holding [p, p+n), if any.
   std::optional<uint32_t> FindLkey(const std::byte* p, uint64_t n) const;
   void ExpireGrantsLocked(Clock::time_point now);

@@ -7,7 +7,9 @@
 // fails), local and remote key, bounds and access checks (a remote access error completes with
 // that status and moves both queue pairs to ERR), ERR flushing outstanding and later work, RC
 // completion order, completions delivered on the queue pair's completion queue. A READ runs
-// when it is posted, unless a fault holds it.
+// when it is posted, unless a fault holds it or the remote queue pair is not ready to respond
+// yet (RESET or INIT: the hardware would retry; the READ runs when that one reaches RTR, and
+// fails with kRetryExceeded if it goes to ERR or is destroyed instead).
 //
 // Faults, per node: kStall holds every READ the node posts or is the target of (none
 // completes) until the fault is cleared, when the held READs of queue pairs still in RTS run
