@@ -5,7 +5,9 @@
 // - One RC queue pair per peer pair, made on first use and shared by every transfer in both
 //   directions (never one per request or per client): at most N−1 per node. The node whose name
 //   sorts first builds the pair's connection (control Connect); the other asks it to
-//   (RequestConnect), so the two never build it from both ends at once.
+//   (RequestConnect), so the two never build it from both ends at once. A rebuild (a peer that
+//   restarted or found its side failed) replaces the queue pair; fetches on the old one read
+//   again on the new one, within their deadline.
 // - Memory is registered once: RegisterMemory (client arenas, the DRAM tier) lets a READ land
 //   straight in the destination; a fetch into unregistered memory lands in a registered
 //   requester staging ring and is copied out. A holder copies the asked chunk into its
