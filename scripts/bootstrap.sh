@@ -33,6 +33,7 @@ PACKAGES=(
   libssl-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libspdlog-dev libfmt-dev libisal-dev liburing-dev
   libprotobuf-dev protobuf-compiler
+  libibverbs-dev  # the mesh's RDMA transport (sidecar/mesh/rdma); runs without a device
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev
   # the demo's client
