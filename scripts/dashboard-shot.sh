@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-120}"
 build="$(cd "${2:-$root/build/release}" && pwd)"
-lib="$(ls "$build"/lib/libtwclient.so* 2>/dev/null | head -n1)"
+lib="$(ls "$build"/lib/libtwclient.so* 2>/dev/null | head -n1 || true)"
 if [[ ! -x "$build/bin/twd" || -z "$lib" ]]; then
   echo "dashboard-shot: build twd and twclient in $build first" >&2
   exit 1
