@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -60,6 +61,27 @@ TEST(PlacementSpec, Vectors) {
     EXPECT_EQ(p.Top(key, 5), v.order) << v.key;
     EXPECT_EQ(p.Home(key), v.order[0]) << v.key;
     EXPECT_DOUBLE_EQ(PlacementScore(key, PlacementSeed("a"), 1.0), v.score_a) << v.key;
+  }
+}
+
+// Equal weights take the no-logarithm path: it ranks exactly as the spec's scores do.
+TEST(Placement, EqualWeightsRankAsTheScores) {
+  for (double w : {1.0, 2.5}) {
+    std::vector<std::pair<std::string, double>> nodes;
+    for (int i = 0; i < 7; ++i) nodes.push_back({"n" + std::to_string(i), w});
+    const Placement p(Members(nodes));
+    for (int i = 0; i < 2000; ++i) {
+      const Key key = TestKey(static_cast<uint64_t>(i));
+      std::vector<std::pair<double, size_t>> scores;
+      for (size_t n = 0; n < p.size(); ++n) {
+        scores.push_back({PlacementScore(key, PlacementSeed(p.nodes()[n]), w), n});
+      }
+      std::stable_sort(scores.begin(), scores.end(),
+                       [](const auto& a, const auto& b) { return a.first > b.first; });
+      ASSERT_EQ(p.HomeIndex(key), scores[0].second) << i;
+      const std::vector<size_t> top = p.TopIndices(key, 3);
+      for (size_t k = 0; k < 3; ++k) ASSERT_EQ(top[k], scores[k].second) << i << " rank " << k;
+    }
   }
 }
 

@@ -54,11 +54,14 @@ uint64_t PlacementSeed(std::string_view node) {
   return LoadLe64(digest);
 }
 
-double PlacementScore(const Key& key, uint64_t seed, double weight) {
+uint64_t PlacementUnit(const Key& key, uint64_t seed) {
   const uint64_t k0 = LoadLe64(key.bytes.data());
   const uint64_t k1 = LoadLe64(key.bytes.data() + 8);
-  const uint64_t h = Fmix64(Fmix64(k0 ^ seed) ^ k1);
-  const double u = (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;
+  return Fmix64(Fmix64(k0 ^ seed) ^ k1) >> 11;
+}
+
+double PlacementScore(const Key& key, uint64_t seed, double weight) {
+  const double u = (static_cast<double>(PlacementUnit(key, seed)) + 0.5) * 0x1.0p-53;
   return -weight / std::log(u);
 }
 
@@ -71,9 +74,25 @@ Placement::Placement(const Membership& membership) : version_(membership.version
     seeds_.push_back(PlacementSeed(p.node));
     weights_.push_back(p.weight);
   }
+  uniform_ = std::all_of(weights_.begin(), weights_.end(),
+                         [&](double w) { return w == weights_.front(); });
 }
 
 size_t Placement::HomeIndex(const Key& key) const {
+  if (uniform_) {
+    // Equal weights: -w / ln(u) grows with u, so the largest unit wins (ties: smaller index,
+    // as with scores); no logarithm needed.
+    uint64_t best_unit = 0;
+    size_t best = 0;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const uint64_t u = PlacementUnit(key, seeds_[i]);
+      if (i == 0 || u > best_unit) {
+        best_unit = u;
+        best = i;
+      }
+    }
+    return best;
+  }
   Scored best{-1.0, 0};
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Scored s{PlacementScore(key, seeds_[i], weights_[i]), i};
@@ -87,7 +106,10 @@ std::vector<size_t> Placement::TopIndices(const Key& key, size_t k) const {
   std::vector<Scored> scored;
   scored.reserve(nodes_.size());
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    scored.push_back({PlacementScore(key, seeds_[i], weights_[i]), i});
+    // Equal weights rank by unit alone (see HomeIndex); a double holds a 53-bit unit exactly.
+    scored.push_back({uniform_ ? static_cast<double>(PlacementUnit(key, seeds_[i]))
+                               : PlacementScore(key, seeds_[i], weights_[i]),
+                      i});
   }
   std::partial_sort(scored.begin(), scored.begin() + static_cast<ptrdiff_t>(k), scored.end());
   std::vector<size_t> out;

@@ -31,6 +31,9 @@ namespace tw::mesh {
 uint64_t PlacementSeed(std::string_view node);
 // MurmurHash3's fmix64.
 uint64_t Fmix64(uint64_t x);
+// The spec's unit of `key` on a node with this seed: the top 53 bits of its hash (the score's
+// u is (unit + 0.5) / 2^53).
+uint64_t PlacementUnit(const Key& key, uint64_t seed);
 // The spec's score of `key` on a node with this seed and weight.
 double PlacementScore(const Key& key, uint64_t seed, double weight);
 
@@ -56,6 +59,7 @@ class Placement {
   std::vector<std::string> nodes_;
   std::vector<uint64_t> seeds_;
   std::vector<double> weights_;
+  bool uniform_ = true;  // every weight equal: rank by unit, no logarithm
   uint64_t version_ = 0;
 };
 
