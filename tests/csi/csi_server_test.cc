@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +33,21 @@ int MountCount(const std::string& path) {
   auto points = ParseMountPoints(text.str());
   if (!points.ok()) return -1;
   return static_cast<int>(std::count(points->begin(), points->end(), path));
+}
+
+// The mount points at or below `dir`, deepest first.
+std::vector<std::string> MountsUnder(const std::string& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto points = ParseMountPoints(text.str());
+  std::vector<std::string> out;
+  if (!points.ok()) return out;
+  for (const auto& p : *points) {
+    if (p == dir || p.starts_with(dir + "/")) out.push_back(p);
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
 }
 
 // True when this process may make bind mounts (root with CAP_SYS_ADMIN).
@@ -104,8 +120,9 @@ class CsiServerTest : public ::testing::Test {
     server_.reset();
     if (twd_fd_ >= 0) ::close(twd_fd_);
     // Never delete through a mount that a failed test left behind.
-    for (int i = 0; i < 8 && MountCount(Target()) > 0; ++i) ::umount2(Target().c_str(), MNT_DETACH);
-    fs::remove_all(dir_);
+    for (const auto& point : MountsUnder(dir_.string())) ::umount2(point.c_str(), MNT_DETACH);
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
   }
 
   std::string Target() const { return (dir_ / "pods/uid-1/volumes/tw/mount").string(); }
@@ -258,6 +275,26 @@ TEST_F(CsiServerTest, SocketRecreatedByARestartedTwdIsSeenThroughTheMount) {
   ASSERT_GE(twd_fd_, 0);
   EXPECT_EQ(ConnectErrno(Target() + "/twd.sock"), 0);
   ASSERT_TRUE(Unpublish("csi-0123", Target()).ok());
+}
+
+// Kubelet folders are often symlinks (/var/lib/kubelet -> /data/kubelet): the mount table
+// lists the resolved path, so idempotence and unpublish must look the target up by it.
+TEST_F(CsiServerTest, TargetUnderASymlinkIsPublishedOnceAndUnpublished) {
+  if (!CanMount(dir_ / "probe")) GTEST_SKIP() << "needs root with CAP_SYS_ADMIN for bind mounts";
+  fs::create_directories(dir_ / "data/kubelet/pods/uid-2");
+  fs::create_directory_symlink(dir_ / "data/kubelet", dir_ / "kubelet");
+  const std::string target = (dir_ / "kubelet/pods/uid-2/mount").string();
+  const std::string real = (dir_ / "data/kubelet/pods/uid-2/mount").string();
+  auto req = PublishRequest("cache");
+  req.set_target_path(target);
+  ASSERT_TRUE(Publish(req).ok());
+  ASSERT_TRUE(Publish(req).ok());
+  EXPECT_EQ(MountCount(real), 1) << "a repeated publish stacked a second mount";
+  EXPECT_EQ(ConnectErrno(target + "/twd.sock"), 0);
+  grpc::Status s = Unpublish("csi-0123", target);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(MountCount(real), 0);
+  EXPECT_FALSE(fs::exists(real));
 }
 
 TEST(CsiServerOptionsTest, InvalidOptionsAreNamed) {
