@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# The twd image: the per-node KV-cache service twd and the operator CLI twctl.
+# The twd image: the per-node KV-cache service twd, the operator CLI twctl and the CSI node
+# plugin tw-csi (run as a second container of the twd pod when a TokenWarehouse sets
+# spec.csi.enabled; that container alone runs as root, privileged, to make mounts).
 #
 # Build from the repository root (the build context must be the whole source tree):
 #   docker build -f docker/twd.Dockerfile -t <registry>/tokenwarehouse/twd:<version> .
@@ -20,11 +22,12 @@ COPY scripts/bootstrap.sh scripts/bootstrap.sh
 RUN TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF \
- && cmake --build --preset release --target twd twctl \
+ && cmake --build --preset release --target twd twctl tw-csi \
  && mkdir -p /out/bin \
- && cp build/release/bin/twd build/release/bin/twctl /out/bin/ \
+ && cp build/release/bin/twd build/release/bin/twctl build/release/bin/tw-csi /out/bin/ \
  && strip --strip-debug /out/bin/* \
- && docker/runtime-packages.sh /out/bin/twd /out/bin/twctl > /out/runtime-packages.txt
+ && docker/runtime-packages.sh /out/bin/twd /out/bin/twctl /out/bin/tw-csi \
+      > /out/runtime-packages.txt
 
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
@@ -36,9 +39,9 @@ RUN apt-get update -qq \
  && groupadd --system --gid 65532 tokenwarehouse \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin --groups disk tokenwarehouse
-COPY --from=build /out/bin/twd /out/bin/twctl /usr/local/bin/
+COPY --from=build /out/bin/twd /out/bin/twctl /out/bin/tw-csi /usr/local/bin/
 LABEL org.opencontainers.image.title="twd" \
-      org.opencontainers.image.description="Token Warehouse per-node KV-cache service and twctl"
+      org.opencontainers.image.description="Token Warehouse per-node KV-cache service, twctl and tw-csi"
 USER 65532:65532
 # Socket directory (a hostPath shared with inference pods) and the metrics/health port.
 EXPOSE 9400

@@ -32,7 +32,7 @@ PACKAGES=(
   # libraries
   libssl-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libspdlog-dev libfmt-dev libisal-dev liburing-dev
-  libprotobuf-dev protobuf-compiler
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libibverbs-dev  # the mesh's RDMA transport (sidecar/mesh/rdma); runs without a device
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev

@@ -32,6 +32,12 @@ scripts/promql.sh >/dev/null || {
   echo "test: tw-promql could not be built (scripts/promql.sh)" >&2
   exit 1
 }
+# csi-sanity, the upstream CSI conformance suite the test csi_sanity runs against tw-csi
+# (tests/csi/): built once and cached (scripts/csi-sanity.sh).
+scripts/csi-sanity.sh >/dev/null || {
+  echo "test: csi-sanity could not be built (scripts/csi-sanity.sh)" >&2
+  exit 1
+}
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600

@@ -63,6 +63,70 @@ json FieldEnv(const char* name, const char* field) {
   return {{"name", name}, {"valueFrom", {{"fieldRef", {{"fieldPath", field}}}}}};
 }
 
+// tw-csi and the kubelet's node-driver-registrar, when spec.csi.enabled: the plugin socket in
+// <kubelet>/plugins/<driver>/, the registration socket in <kubelet>/plugins_registry/, the
+// pods' volume folders with Bidirectional propagation (so that tw-csi's bind mounts reach the
+// kubelet and the pods), and every warehouse's socket folder under spec.socket.hostDirectory,
+// read-only, at the same path as on the host.
+void AddCsiContainers(const TokenWarehouseSpec& spec, const json& twd_image, json& pod_spec) {
+  const std::string& kubelet = spec.csi_kubelet_directory;
+  const std::string plugin_dir = StrCat(kubelet, "/plugins/", kCsiDriverName);
+  json& volumes = pod_spec["volumes"];
+  volumes.push_back({{"name", "csi-plugin"},
+                     {"hostPath", {{"path", plugin_dir}, {"type", "DirectoryOrCreate"}}}});
+  volumes.push_back(
+      {{"name", "csi-registration"},
+       {"hostPath", {{"path", StrCat(kubelet, "/plugins_registry")}, {"type", "Directory"}}}});
+  volumes.push_back({{"name", "csi-kubelet-pods"},
+                     {"hostPath", {{"path", StrCat(kubelet, "/pods")}, {"type", "Directory"}}}});
+  volumes.push_back(
+      {{"name", "csi-socket-root"},
+       {"hostPath", {{"path", spec.socket_host_directory}, {"type", "DirectoryOrCreate"}}}});
+
+  json plugin = {
+      {"name", "tw-csi"},
+      {"image", spec.csi_image.empty() ? twd_image : json(spec.csi_image)},
+      {"imagePullPolicy", spec.image_pull_policy},
+      {"command", json::array({"/usr/local/bin/tw-csi"})},
+      {"args", json::array({StrCat("--endpoint=unix://", kCsiPluginDir, "/csi.sock"),
+                            "--node-id=$(TW_NODE_NAME)",
+                            StrCat("--socket-root=", spec.socket_host_directory),
+                            StrCat("--log-level=", spec.log_level)})},
+      {"env", json::array({FieldEnv("TW_NODE_NAME", "spec.nodeName")})},
+      // mount(2) needs CAP_SYS_ADMIN, and Bidirectional propagation a privileged container.
+      {"securityContext", {{"privileged", true}, {"runAsUser", 0}, {"runAsNonRoot", false}}},
+      {"resources",
+       {{"requests", {{"cpu", "10m"}, {"memory", "32Mi"}}}, {"limits", {{"memory", "128Mi"}}}}},
+      {"volumeMounts", json::array({{{"name", "csi-plugin"}, {"mountPath", kCsiPluginDir}},
+                                    {{"name", "csi-kubelet-pods"},
+                                     {"mountPath", StrCat(kubelet, "/pods")},
+                                     {"mountPropagation", "Bidirectional"}},
+                                    {{"name", "csi-socket-root"},
+                                     {"mountPath", spec.socket_host_directory},
+                                     {"readOnly", true}}})},
+  };
+  json registrar = {
+      {"name", "csi-node-driver-registrar"},
+      {"image", spec.csi_registrar_image},
+      {"imagePullPolicy", spec.image_pull_policy},
+      {"args", json::array({StrCat("--csi-address=", kCsiPluginDir, "/csi.sock"),
+                            StrCat("--kubelet-registration-path=", plugin_dir, "/csi.sock")})},
+      // Writes its socket into the root-owned registration folder; needs no capability.
+      {"securityContext",
+       {{"runAsUser", 0},
+        {"runAsNonRoot", false},
+        {"allowPrivilegeEscalation", false},
+        {"capabilities", {{"drop", json::array({"ALL"})}}}}},
+      {"resources",
+       {{"requests", {{"cpu", "10m"}, {"memory", "16Mi"}}}, {"limits", {{"memory", "64Mi"}}}}},
+      {"volumeMounts",
+       json::array({{{"name", "csi-plugin"}, {"mountPath", kCsiPluginDir}},
+                    {{"name", "csi-registration"}, {"mountPath", "/registration"}}})},
+  };
+  pod_spec["containers"].push_back(plugin);
+  pod_spec["containers"].push_back(registrar);
+}
+
 }  // namespace
 
 std::string ConfigMapName(const std::string& n) { return n + "-twd-config"; }
@@ -251,6 +315,7 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
       {"volumes", volumes},
       {"terminationGracePeriodSeconds", static_cast<int64_t>(std::ceil(grace_s)) + 10},
   };
+  if (spec.csi_enabled) AddCsiContainers(spec, container["image"], pod_spec);
   if (!spec.node_selector.empty()) pod_spec["nodeSelector"] = spec.node_selector;
   if (!spec.affinity.is_null()) pod_spec["affinity"] = spec.affinity;
   if (!spec.tolerations.is_null()) pod_spec["tolerations"] = spec.tolerations;

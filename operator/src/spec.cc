@@ -233,6 +233,23 @@ StatusOr<TokenWarehouseSpec> ParseSpec(const json& spec_json) {
   TW_ASSIGN_OR_RETURN(int64_t mode, sock.Int("mode", 0660, 0, 0777));
   out.socket_mode = static_cast<uint32_t>(mode);
 
+  Obj csi = s.Child("csi");
+  TW_ASSIGN_OR_RETURN(out.csi_enabled, csi.Bool("enabled", false));
+  TW_ASSIGN_OR_RETURN(out.csi_image, csi.String("image", ""));
+  TW_ASSIGN_OR_RETURN(out.csi_registrar_image,
+                      csi.String("registrarImage", kDefaultRegistrarImage));
+  TW_ASSIGN_OR_RETURN(out.csi_kubelet_directory,
+                      csi.String("kubeletDirectory", "/var/lib/kubelet"));
+  while (out.csi_kubelet_directory.size() > 1 && out.csi_kubelet_directory.back() == '/') {
+    out.csi_kubelet_directory.pop_back();
+  }
+  if (out.csi_kubelet_directory.size() < 2 || out.csi_kubelet_directory[0] != '/') {
+    return FieldError(csi.Path("kubeletDirectory"), "must be an absolute path other than /");
+  }
+  if (out.csi_registrar_image.empty()) {
+    return FieldError(csi.Path("registrarImage"), "must not be empty");
+  }
+
   Obj fed = s.Child("federation");
   TW_ASSIGN_OR_RETURN(out.federation_enabled, fed.Bool("enabled", false));
   TW_ASSIGN_OR_RETURN(std::string transport, fed.Enum("transport", "tcp", {"tcp", "rdma"}));

@@ -242,6 +242,16 @@ def check_deployment(objects, name, namespaced):
     return dep
 
 
+def check_csi_driver(driver, name):
+    """The CSIDriver of tw-csi: ephemeral inline volumes only, pod info passed, no attach."""
+    want = {"attachRequired": False, "podInfoOnMount": True,
+            "volumeLifecycleModes": ["Ephemeral"]}
+    got = {k: driver["spec"].get(k) for k in want}
+    if driver["metadata"]["name"] != "csi.tokenwarehouse.io" or got != want:
+        raise Failure("%s: CSIDriver %s has %r, wants %r" %
+                      (name, driver["metadata"]["name"], got, want))
+
+
 def check_rbac(objects, name, dep, namespaced, watch_namespace, want):
     sa_name = dep["spec"]["template"]["spec"]["serviceAccountName"]
     if sa_name not in {o["metadata"]["name"] for o in by_kind(objects, "ServiceAccount")}:
@@ -332,6 +342,9 @@ def test_template(helms, kubectl):
             if name == "default":
                 if by_kind(objects, "ServiceMonitor") or by_kind(objects, "TokenWarehouse"):
                     raise Failure("%s: ServiceMonitor and example are off by default" % label)
+                check_csi_driver(one(objects, "CSIDriver"), label)
+            if namespaced and by_kind(objects, "CSIDriver"):
+                raise Failure("%s: a namespace-scoped install renders a CSIDriver" % label)
             log("ok: %s: %d objects (%s)" % (label, len(objects), ", ".join(kinds)))
         # The CRD ships in crds/ and is rendered only on request.
         _, out, _ = helm_template(helm, extra=["--include-crds"])
@@ -392,6 +405,7 @@ BAD_VALUES = [
     ("alert ratio above 1", ["--set", "prometheusRule.nvmeFullRatio=1.5"], "nvmeFullRatio"),
     ("empty twd job regex", ["--set", "prometheusRule.twdJob="], "twdJob"),
     ("unknown dashboards value", ["--set", "dashboards.folder=x"], "folder"),
+    ("unknown csiDriver value", ["--set", "csiDriver.enable=true"], "enable"),
 ]
 
 

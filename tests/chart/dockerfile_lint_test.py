@@ -10,7 +10,7 @@ checks what can be checked without one:
   - no ADD at all (so no ADD of a URL or an auto-extracted archive), no curl/wget piped in;
   - every COPY source exists in the tree and is not excluded by .dockerignore, every
     COPY --from names an earlier stage, every --target names a CMake target of the tree;
-  - the twd image carries twctl;
+  - the twd image carries twctl and tw-csi;
   - .dockerignore keeps build folders and .git out of the context;
   - docker/runtime-packages.sh maps a binary's libraries to Debian packages.
 Exits 0 when all hold, 1 with the reason otherwise.
@@ -28,7 +28,8 @@ SOURCE_DIR = os.environ.get(
     "TW_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BASE = "debian:bookworm-slim"
 IMAGES = {
-    "twd.Dockerfile": {"targets": {"twd", "twctl"}, "binaries": {"twd", "twctl"}},
+    "twd.Dockerfile": {"targets": {"twd", "twctl", "tw-csi"},
+                       "binaries": {"twd", "twctl", "tw-csi"}},
     "operator.Dockerfile": {"targets": {"tw-operator"}, "binaries": {"tw-operator"}},
 }
 

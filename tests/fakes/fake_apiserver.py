@@ -559,6 +559,7 @@ def builtin_types(with_service_monitor):
                      "clusterrole", False),
         ResourceType("rbac.authorization.k8s.io", ["v1"], "ClusterRoleBinding",
                      "clusterrolebindings", "clusterrolebinding", False),
+        ResourceType("storage.k8s.io", ["v1"], "CSIDriver", "csidrivers", "csidriver", False),
         ResourceType("apiextensions.k8s.io", ["v1"], "CustomResourceDefinition",
                      "customresourcedefinitions", "customresourcedefinition", False,
                      ["crd", "crds"], status=True, generation=True),

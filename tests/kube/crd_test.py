@@ -137,6 +137,11 @@ INVALID = [
      ['spec.tiers.nvme.devices[0].name: Invalid value: "NVMe_0"', "should match"]),
     ("pattern_host_path", lambda s: device(s).update(hostPath="mnt/tw.data"),
      ['spec.tiers.nvme.devices[0].hostPath: Invalid value: "mnt/tw.data"', "should match"]),
+    ("pattern_csi_kubelet_directory", lambda s: s.update(csi={
+        "enabled": True, "kubeletDirectory": "var/lib/kubelet"}),
+     ['spec.csi.kubeletDirectory: Invalid value: "var/lib/kubelet"', "should match"]),
+    ("min_length_csi_registrar_image", lambda s: s.update(csi={"registrarImage": ""}),
+     ["spec.csi.registrarImage", "at least 1 chars long"]),
     ("pattern_shutdown_grace", lambda s: s.update(shutdownGrace="20 seconds"),
      ['spec.shutdownGrace: Invalid value: "20 seconds"', "should match"]),
     ("pattern_quota_digest", lambda s: s.update(quotas={"namespaces": [
@@ -199,6 +204,16 @@ class CrdTest(unittest.TestCase):
         self.assertEqual(spec["tiers"]["dram"]["highWatermark"], 0.95)
         self.assertEqual(spec["tiers"]["nvme"]["devices"][0]["hostPathType"], "FileOrCreate")
         self.assertNotIn("updateStrategy", spec)  # defaults fill objects that are present
+
+    def test_csi_defaults(self):
+        obj = copy.deepcopy(VALID)
+        obj["spec"]["csi"] = {"enabled": True}
+        proc = dry_run_create(obj)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        csi = json.loads(proc.stdout)["spec"]["csi"]
+        self.assertEqual(csi["kubeletDirectory"], "/var/lib/kubelet")
+        self.assertTrue(csi["registrarImage"].startswith(
+            "registry.k8s.io/sig-storage/csi-node-driver-registrar:v"))
 
     def test_examples_validate(self):
         examples = sorted(glob.glob(os.path.join(kubelib.SOURCE_DIR, "examples", "*.yaml")))

@@ -10,7 +10,8 @@ token`), never as admin, so the API server's RBAC judges every request it makes.
     tw-operator through server-side apply), status with observedGeneration and conditions;
   - a label a user applies to the DaemonSet with its own field manager survives the operator's
     next apply; a field the user forced away from the operator is taken back, the conflict
-    logged; a spec change is rolled out (config re-rendered, pod template changed);
+    logged; a spec change is rolled out (config re-rendered, pod template changed, and with
+    spec.csi.enabled the DaemonSet that carries tw-csi and the registrar is accepted);
   - deleting the TokenWarehouse runs the finalizer, which deletes the children (this control
     plane has no garbage collector, so only the operator can have removed them);
   - no request of the operator was refused: the API server's audit log holds no 403 for the
@@ -59,8 +60,8 @@ def find_operator():
     return None
 
 
-def tokenwarehouse(name, capacity="1GiB"):
-    return {
+def tokenwarehouse(name, capacity="1GiB", csi=False):
+    obj = {
         "apiVersion": "tokenwarehouse.io/v1alpha1",
         "kind": "TokenWarehouse",
         "metadata": {"name": name, "namespace": TW_NS},
@@ -73,6 +74,9 @@ def tokenwarehouse(name, capacity="1GiB"):
             "federation": {"enabled": True},
         },
     }
+    if csi:
+        obj["spec"]["csi"] = {"enabled": True}
+    return obj
 
 
 class Operator:
@@ -192,7 +196,7 @@ class OperatorTest(unittest.TestCase):
                            "maxUnavailable": 7}}}}))
         template = ds["spec"]["template"]
         CP.kubectl("apply", "--server-side", "-f", "-",
-                   stdin=json.dumps(tokenwarehouse("pool", capacity="2GiB")))
+                   stdin=json.dumps(tokenwarehouse("pool", capacity="2GiB", csi=True)))
 
         def rolled_out():
             current = reconciled("pool")
@@ -208,6 +212,12 @@ class OperatorTest(unittest.TestCase):
         managers = {m["manager"] for m in ds["metadata"]["managedFields"]}
         self.assertLessEqual({"tw-operator", "user"}, managers)
         self.assertEqual(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"], owned)
+        # spec.csi.enabled: the server accepted the DaemonSet with tw-csi and the registrar.
+        pod = ds["spec"]["template"]["spec"]
+        self.assertEqual([c["name"] for c in pod["containers"]],
+                         ["twd", "tw-csi", "csi-node-driver-registrar"])
+        mounts = {m["name"]: m for m in pod["containers"][1]["volumeMounts"]}
+        self.assertEqual(mounts["csi-kubelet-pods"].get("mountPropagation"), "Bidirectional")
         conflicts = [line for line in op.log().splitlines() if "field conflict" in line]
         self.assertTrue(conflicts and "pool-twd" in conflicts[0] and "user" in conflicts[0],
                         "the operator did not log the conflict: %r" % conflicts)

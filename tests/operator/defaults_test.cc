@@ -71,6 +71,7 @@ json SpecWithEveryObject() {
     "admission": {},
     "quotas": {},
     "socket": {},
+    "csi": {"enabled": true},
     "federation": {"rdmaResource": {"name": "rdma/hca"}},
     "metrics": {"serviceMonitor": {}},
     "updateStrategy": {}

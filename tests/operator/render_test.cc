@@ -4,6 +4,7 @@
 #include "tw/operator/render.h"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -143,6 +144,71 @@ TEST_F(RenderTest, DaemonSetCarriesWhatTwdNeeds) {
   EXPECT_EQ(ref["uid"], tw_["metadata"]["uid"]);
   EXPECT_EQ(ref["controller"], true);
   EXPECT_EQ(ref["blockOwnerDeletion"], true);
+}
+
+// spec.csi.enabled adds tw-csi and the node-driver-registrar to the twd pod, wired to the
+// kubelet's plugin folders; without it the pod has twd alone.
+TEST_F(RenderTest, CsiContainersOnlyWhenAskedFor) {
+  json off = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  ASSERT_EQ(off["spec"]["template"]["spec"]["containers"].size(), 1u);
+
+  json with_csi = GoldenSpec();
+  with_csi["csi"] = {{"enabled", true}, {"kubeletDirectory", "/var/lib/k0s/kubelet/"}};
+  with_csi["socket"] = {{"hostDirectory", "/run/tw"}};
+  auto spec = ParseSpec(with_csi);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  json ds = RenderDaemonSet(Owner(with_csi), *spec, RenderOptions{});
+  const json& pod = ds["spec"]["template"]["spec"];
+  ASSERT_EQ(pod["containers"].size(), 3u);
+  const json& plugin = pod["containers"][1];
+  const json& registrar = pod["containers"][2];
+  EXPECT_EQ(plugin["name"], "tw-csi");
+  EXPECT_EQ(plugin["image"], "registry.example/twd:1.2.3") << "tw-csi ships in the twd image";
+  EXPECT_EQ(plugin["args"],
+            json::array({"--endpoint=unix:///csi/csi.sock", "--node-id=$(TW_NODE_NAME)",
+                         "--socket-root=/run/tw", "--log-level=info"}));
+  EXPECT_EQ(plugin["securityContext"]["privileged"], true);
+  EXPECT_EQ(registrar["image"], kDefaultRegistrarImage);
+  EXPECT_EQ(registrar["args"],
+            json::array({"--csi-address=/csi/csi.sock",
+                         "--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/"
+                         "csi.tokenwarehouse.io/csi.sock"}));
+  std::map<std::string, std::string> host_paths;
+  for (const auto& v : pod["volumes"]) {
+    if (v.contains("hostPath")) host_paths[v["name"]] = v["hostPath"]["path"];
+  }
+  EXPECT_EQ(host_paths["csi-plugin"], "/var/lib/k0s/kubelet/plugins/csi.tokenwarehouse.io");
+  EXPECT_EQ(host_paths["csi-registration"], "/var/lib/k0s/kubelet/plugins_registry");
+  EXPECT_EQ(host_paths["csi-kubelet-pods"], "/var/lib/k0s/kubelet/pods");
+  EXPECT_EQ(host_paths["csi-socket-root"], "/run/tw");
+  EXPECT_EQ(host_paths["socket"], "/run/tw/inference/pool") << "twd's folder is under the root";
+  bool bidirectional = false, root_read_only = false;
+  for (const auto& m : plugin["volumeMounts"]) {
+    if (m["name"] == "csi-kubelet-pods") {
+      bidirectional = m["mountPath"] == "/var/lib/k0s/kubelet/pods" &&
+                      m.value("mountPropagation", "") == "Bidirectional";
+    }
+    if (m["name"] == "csi-socket-root") {
+      root_read_only = m["mountPath"] == "/run/tw" && m.value("readOnly", false);
+    }
+  }
+  EXPECT_TRUE(bidirectional);
+  EXPECT_TRUE(root_read_only);
+
+  with_csi["csi"]["image"] = "registry.example/tw-csi:2";
+  with_csi["csi"]["registrarImage"] = "mirror.example/registrar:v9";
+  spec = ParseSpec(with_csi);
+  ASSERT_TRUE(spec.ok());
+  ds = RenderDaemonSet(Owner(with_csi), *spec, RenderOptions{});
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][1]["image"], "registry.example/tw-csi:2");
+  EXPECT_EQ(ds["spec"]["template"]["spec"]["containers"][2]["image"],
+            "mirror.example/registrar:v9");
+
+  with_csi["csi"]["kubeletDirectory"] = "relative";
+  auto bad = ParseSpec(with_csi);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec.csi.kubeletDirectory"), std::string::npos)
+      << bad.status().ToString();
 }
 
 TEST_F(RenderTest, TemplateHashFollowsTheSpec) {

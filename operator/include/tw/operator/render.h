@@ -30,6 +30,11 @@ inline constexpr char kAnnotationConfigHash[] = "tokenwarehouse.io/config-hash";
 // On the DaemonSet: "true" while a ServiceMonitor is applied, so turning it off deletes it.
 inline constexpr char kAnnotationServiceMonitor[] = "tokenwarehouse.io/service-monitor";
 
+// The CSI driver tw-csi registers (sidecar/csi), and its socket folder in the tw-csi and
+// registrar containers.
+inline constexpr char kCsiDriverName[] = "csi.tokenwarehouse.io";
+inline constexpr char kCsiPluginDir[] = "/csi";
+
 struct RenderOptions {
   // Image used when spec.image is empty.
   std::string default_image = "ghcr.io/tokenwarehouse/twd:latest";

@@ -31,6 +31,10 @@ struct NvmeDeviceSpec {
   uint64_t capacity = 0;
 };
 
+// The kubelet's plugin registration sidecar of kubernetes-csi, pinned.
+inline constexpr char kDefaultRegistrarImage[] =
+    "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.16.0";
+
 struct TokenWarehouseSpec {
   std::string image;  // "" = the operator's default
   std::string image_pull_policy = "IfNotPresent";
@@ -72,6 +76,13 @@ struct TokenWarehouseSpec {
   std::string socket_host_directory = "/run/tokenwarehouse";
   std::string socket_group;
   uint32_t socket_mode = 0660;
+
+  // spec.csi: the CSI node plugin tw-csi and the kubelet's node-driver-registrar as two more
+  // containers of the twd pod, so inference pods get the socket through a CSI volume.
+  bool csi_enabled = false;
+  std::string csi_image;  // "" = the twd image, which carries tw-csi
+  std::string csi_registrar_image = kDefaultRegistrarImage;
+  std::string csi_kubelet_directory = "/var/lib/kubelet";
 
   bool federation_enabled = false;
   config::Transport transport = config::Transport::kTcp;
