@@ -70,8 +70,9 @@ class MeshTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Starts `n` twd named a, b, c..., each with its own copy of the peers file.
-  void StartNodes(int n) {
+  // Starts `n` twd named a, b, c..., each with its own copy of the peers file; `mesh_extra`
+  // adds lines to every node's mesh section.
+  void StartNodes(int n, const std::string& mesh_extra = "") {
     std::vector<uint32_t> ports;
     std::string peers = "{\"peers\":[";
     for (int i = 0; i < n; ++i) {
@@ -86,7 +87,7 @@ class MeshTest : public ::testing::Test {
       const std::string yaml =
           "mesh:\n  enabled: true\n  node_name: " + Name(i) +
           "\n  listen_address: 127.0.0.1\n  port: " + std::to_string(ports[i]) +
-          "\n  peers_file: " + peers_file + "\n  peer_timeout: 2s\n";
+          "\n  peers_file: " + peers_file + "\n  peer_timeout: 2s\n" + mesh_extra;
       nodes_.push_back(std::make_unique<RealTwd>());
       Status st = nodes_.back()->Start(yaml);
       ASSERT_TRUE(st.ok()) << st.ToString();
@@ -211,6 +212,28 @@ TEST_F(MeshTest, ChunkPutOnOneTwdIsAByteExactPeerHitThroughAnother) {
   EXPECT_EQ(peers->peers[0].fetches, 2u);
   EXPECT_EQ(peers->peers[0].bytes_in, 2 * size);
   EXPECT_NE(PeersInfoToJson(*peers).find("\"node\":\"a\""), std::string::npos);
+}
+
+TEST_F(MeshTest, WithoutCachingEveryGetIsFetchedStraightIntoTheArena) {
+  StartNodes(2, "  cache_remote_hits: false\n");
+  auto a = Connect(0);
+  auto b = Connect(1);
+  ASSERT_TRUE(a && b);
+  const uint64_t size = 200 << 10;
+  const std::vector<Key> chain = PutChain(*a, 1, size);
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+    return l.ok() && l->prefix == 1;
+  }));
+  for (int round = 0; round < 2; ++round) {
+    std::memset(b->arena_data() + (2 << 20), 0, size);
+    auto got = b->Get({Whole(*b, chain[0], 2 << 20, size)});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ((*got)[0].tier, Tier::kPeer) << "round " << round;
+    EXPECT_TRUE(ValueIs(b->arena_data() + (2 << 20), 0, size));
+  }
+  // A whole-value destination too small for the remote value is refused like a local one.
+  EXPECT_FALSE(b->Get({Whole(*b, chain[0], 2 << 20, size - 1)}).ok());
 }
 
 TEST_F(MeshTest, ThreeNodesEachServesTheOthersChunks) {
