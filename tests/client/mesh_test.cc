@@ -37,11 +37,11 @@ uint32_t FreePort() {
   return ntohs(a.sin_port);
 }
 
-Namespace TestNamespace(const std::string& model = "m") {
+Namespace TestNamespace(const std::string& model = "m", const std::string& parallel = "tp=0/1") {
   Namespace ns;
   ns.model = model;
   ns.kv_dtype = "bf16";
-  ns.parallel = "tp=0/1";
+  ns.parallel = parallel;
   ns.chunk_tokens = "4";
   return ns;
 }
@@ -95,11 +95,13 @@ class MeshTest : public ::testing::Test {
   }
   static std::string Name(int i) { return std::string(1, static_cast<char>('a' + i)); }
 
-  std::unique_ptr<Client> Connect(int node, const Namespace& ns = TestNamespace()) {
+  std::unique_ptr<Client> Connect(int node, const Namespace& ns = TestNamespace(),
+                                  std::vector<Namespace> more = {}) {
     ClientOptions o;
     o.socket_path = nodes_[static_cast<size_t>(node)]->socket_path();
     o.arena_size = 8 << 20;
     o.namespaces = {ns};
+    o.namespaces.insert(o.namespaces.end(), more.begin(), more.end());
     o.timeout = 5000ms;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
@@ -234,6 +236,29 @@ TEST_F(MeshTest, WithoutCachingEveryGetIsFetchedStraightIntoTheArena) {
   }
   // A whole-value destination too small for the remote value is refused like a local one.
   EXPECT_FALSE(b->Get({Whole(*b, chain[0], 2 << 20, size - 1)}).ok());
+}
+
+// Tensor-parallel ranks: rank 0's chain is stored here, rank 1's on the other node. The lookup
+// keeps rank 0's local chunks and asks only for rank 1's.
+TEST_F(MeshTest, ChainsOfOneItemMixLocalAndPeerChunks) {
+  StartNodes(2);
+  const Namespace rank0 = TestNamespace("m", "tp=0/2"), rank1 = TestNamespace("m", "tp=1/2");
+  auto a1 = Connect(0, rank1);
+  auto b0 = Connect(1, rank0);
+  auto b = Connect(1, rank0, {rank1});
+  ASSERT_TRUE(a1 && b0 && b);
+  const std::vector<Key> chain1 = PutChain(*a1, 3, 4096);
+  const std::vector<Key> chain0 = PutChain(*b0, 3, 4096);
+  const std::vector<std::vector<LookupChain>> item = {
+      {LookupChain{b->namespace_digest(0), chain0}, LookupChain{b->namespace_digest(1), chain1}}};
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->Lookup(item, false);
+    return l.ok() && (*l)[0].prefix == 3;
+  }));
+  auto l = b->Lookup(item, false);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ((*l)[0].tiers[0], (std::vector<Tier>{Tier::kDram, Tier::kDram, Tier::kDram}));
+  EXPECT_EQ((*l)[0].tiers[1], (std::vector<Tier>{Tier::kPeer, Tier::kPeer, Tier::kPeer}));
 }
 
 TEST_F(MeshTest, ThreeNodesEachServesTheOthersChunks) {
