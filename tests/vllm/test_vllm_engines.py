@@ -1,0 +1,114 @@
+"""The vLLM connector in real vLLM engines (CPU, a small Llama with random weights) over the
+real twd binary, all real processes:
+
+1. twd starts empty; engine A computes prompt P and stores its full chunks; A stops.
+2. twd restarts (its chunks now come from NVMe).
+3. engine B, same configuration, prefix caching off so every prompt asks the warehouse:
+   - P: every stored chunk hits and loads (the hit count equals the chunks twd stored),
+     and B's greedy tokens equal A's token for token (log-probabilities within 1e-4);
+   - P cut after half its chunks, another tail: exactly that half hits;
+   - P with a cache salt: no chunk hits (another chain);
+   - P with its first chunk changed: no hit, and different log-probabilities, which shows
+     the comparison above can see wrong KV.
+   B announces what it stored through vLLM's KV-event stream (BlockStored, medium "cpu",
+   with token ids).
+
+Run by the system Python; the engines run in the vLLM environment (scripts/vllm-venv.sh),
+and the test is skipped (77) without it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import tokenwarehouse as tw  # noqa: E402
+from servers import Server  # noqa: E402
+
+BLOCK = 32
+CHUNK = 64
+P = [(t * 37 + 11) % 1000 + 3 for t in range(4 * CHUNK + 20)]   # 4 full chunks + a tail
+
+
+def run_engine(py, workdir, name, job, timeout=240):
+    path = os.path.join(workdir, f"{name}.job.json")
+    out = os.path.join(workdir, f"{name}.out.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    log = os.path.join(workdir, f"{name}.log")
+    with open(log, "wb") as lf:
+        r = subprocess.run([py, os.path.join(common.HERE, "engine_run.py"), path, out],
+                           stdout=lf, stderr=subprocess.STDOUT, env=common.child_env(),
+                           timeout=timeout)
+    if r.returncode != 0:
+        with open(log, "rb") as lf:
+            tail = lf.read().decode("utf-8", "replace")[-6000:]
+        raise AssertionError(f"engine {name} exited with {r.returncode}:\n{tail}")
+    with open(out) as f:
+        return json.load(f)
+
+
+class VllmEngines(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.py = common.require_vllm_python()
+
+    def test_store_restart_load(self):
+        with tempfile.TemporaryDirectory(prefix="tw-vllm-e2e-") as tmp:
+            server = Server("twd", tmp, dram="256MiB", nvme="512MiB")
+            server.start()
+            self.addCleanup(server.stop)
+            base = {"model_dir": os.path.join(tmp, "model"), "socket": server.socket,
+                    "block_size": BLOCK, "max_tokens": 6, "dtype": "float32",
+                    "prefix_caching": False,
+                    "extra": {"chunk_tokens": CHUNK, "arena_size": "32MiB"}}
+
+            a = run_engine(self.py, tmp, "A", dict(base, prompts=[{"tokens": P}]))
+            with tw.Client(server.socket, 2 << 20) as c:
+                stored = c.stats()["puts"]["stored"]
+            self.assertEqual(stored, len(P) // CHUNK)
+            self.assertEqual(a["outputs"][0]["kv"]["tokenwarehouse"]["hit_chunks"], 0)
+
+            server.restart()
+            half = P[:2 * CHUNK] + [(t * 11) % 997 + 2 for t in range(100)]
+            other = [(P[0] + 1) % 1000 + 3] + P[1:]
+            b = run_engine(self.py, tmp, "B", dict(
+                base, events_endpoint="ipc://" + os.path.join(tmp, "events.ipc"),
+                events_wait=1,
+                prompts=[{"tokens": P}, {"tokens": half}, {"tokens": P, "cache_salt": "t2"},
+                         {"tokens": other}]))
+            full, halfp, salted, changed = b["outputs"]
+
+            kv = full["kv"]["tokenwarehouse"]
+            self.assertEqual(kv["hit_chunks"], stored)
+            self.assertEqual(kv["loaded_chunks"], stored)
+            self.assertEqual(kv["failed_chunks"], 0)
+            self.assertEqual(kv["hit_tiers"], {"nvme": stored})
+            self.assertEqual(full["tokens"], a["outputs"][0]["tokens"])
+            for x, y in zip(full["logprobs"], a["outputs"][0]["logprobs"]):
+                self.assertAlmostEqual(x, y, delta=1e-4)
+
+            self.assertEqual(halfp["kv"]["tokenwarehouse"]["hit_chunks"], 2)
+            self.assertEqual(halfp["kv"]["tokenwarehouse"]["loaded_chunks"], 2)
+            self.assertEqual(salted["kv"]["tokenwarehouse"]["hit_chunks"], 0)
+            self.assertEqual(salted["tokens"], a["outputs"][0]["tokens"])
+            self.assertEqual(changed["kv"]["tokenwarehouse"]["hit_chunks"], 0)
+            self.assertGreater(max(abs(x - y) for x, y in
+                                   zip(changed["logprobs"], a["outputs"][0]["logprobs"])),
+                               1e-3, "the model's output does not depend on earlier KV")
+
+            stored_events = [e for e in b["events"] if e["type"] == "BlockStored"]
+            self.assertTrue(stored_events, b["events"])
+            for e in stored_events:
+                self.assertEqual(e["medium"], "cpu")
+                self.assertEqual(e["block_size"], CHUNK)
+                self.assertEqual(len(e["tokens"]), CHUNK * len(e["hashes"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
