@@ -1,18 +1,18 @@
 """Runs one vLLM engine (CPU, a small Llama with seeded random weights) with the
 TokenWarehouseConnector over a job file, and writes what it generated. Started by
-test_vllm_engines.py and scripts/ttft.py with the vLLM environment's interpreter
+test_vllm_engines.py with the vLLM environment's interpreter
 (scripts/vllm-venv.sh).
 
     python engine_run.py JOB.json OUT.json
 
-JOB: {"model_dir", "socket", "prompts": [{"tokens": [...], "cache_salt": null}],
+JOB: {"model_dir", "socket", "prompts": [{"tokens": [...], "cache_salt": null,
+      "lora": null (or an adapter name: enables LoRA, adapter written next to the model)}],
       "max_tokens", "dtype", "prefix_caching", "extra": {connector extra config},
-      "tensor_parallel_size", "timed": false, "events_endpoint": "tcp://127.0.0.1:PORT",
+      "tensor_parallel_size", "events_endpoint": "ipc://PATH" (vLLM's KV-event stream),
       "events_wait": number of connector BlockStored events to wait for before stopping}
 OUT: {"events": [KV events received: {"type", "hashes", "medium", "tokens", "block_size"}],
       "outputs": [{"tokens", "logprobs" (of each generated token), "kv" (the request's
-      kv_transfer_params: the connector's hit counts), "ttft" (timed only)}], "init_s"}
-With "timed", prompts run one at a time and each gets its time to first token.
+      kv_transfer_params: the connector's hit counts)}], "init_s"}
 """
 
 import json
@@ -20,53 +20,9 @@ import os
 import sys
 import time
 
-
-def write_model(model_dir, spec):
-    """A Llama-architecture model with seeded random weights (written once per directory).
-
-    Not vLLM's load_format="dummy": its weights (uniform in +-1e-3, norms included) make the
-    output independent of every earlier token, so equal outputs would prove nothing about
-    the KV. These are scaled like a trained model's (unit norms, 1/sqrt(fan_in)
-    projections), so attention depends on the context and wrong KV shows."""
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-           "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "head_dim": 64, "num_hidden_layers": 2,
-           "vocab_size": 1024, "max_position_embeddings": 16384, "rms_norm_eps": 1e-5,
-           "rope_theta": 10000.0, "tie_word_embeddings": False, "bos_token_id": 1,
-           "eos_token_id": 2, "torch_dtype": "float32"}
-    cfg.update(spec or {})
-    done = os.path.join(model_dir, "model.safetensors")
-    if os.path.exists(done):
-        return
-    import torch
-    from safetensors.torch import save_file
-    os.makedirs(model_dir, exist_ok=True)
-    g = torch.Generator().manual_seed(1234)
-    h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    q, kv = cfg["num_attention_heads"] * cfg["head_dim"], \
-        cfg["num_key_value_heads"] * cfg["head_dim"]
-
-    def rand(*shape):
-        return (torch.randn(*shape, generator=g) / shape[-1] ** 0.5).to(torch.bfloat16)
-
-    w = {"model.embed_tokens.weight": torch.randn(v, h, generator=g).to(torch.bfloat16),
-         "model.norm.weight": torch.ones(h, dtype=torch.bfloat16),
-         "lm_head.weight": rand(v, h)}
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        w.update({p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
-                  p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
-                  p + "self_attn.q_proj.weight": rand(q, h),
-                  p + "self_attn.k_proj.weight": rand(kv, h),
-                  p + "self_attn.v_proj.weight": rand(kv, h),
-                  p + "self_attn.o_proj.weight": rand(h, q),
-                  p + "mlp.gate_proj.weight": rand(inter, h),
-                  p + "mlp.up_proj.weight": rand(inter, h),
-                  p + "mlp.down_proj.weight": rand(h, inter)})
-    with open(os.path.join(model_dir, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    save_file(w, done + ".tmp", metadata={"format": "pt"})
-    os.rename(done + ".tmp", done)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "scripts", "lib"))
+from random_llama import write_lora, write_model  # noqa: E402
 
 
 class EventListener:
@@ -143,6 +99,9 @@ def main():
                            kv_connector_module_path="tokenwarehouse.vllm", kv_role="kv_both",
                            kv_connector_extra_config=extra)
     kw = {}
+    loras = sorted({p["lora"] for p in job["prompts"] if p.get("lora")})
+    if loras:
+        kw.update(enable_lora=True, max_lora_rank=8, max_loras=len(loras))
     listener = None
     if job.get("events_endpoint"):
         from vllm.config import KVEventsConfig
@@ -168,24 +127,34 @@ def main():
             kw["cache_salt"] = p["cache_salt"]
         return TokensPrompt(**kw)
 
-    outputs = []
-    if job.get("timed"):
-        for p in job["prompts"]:
-            one = SamplingParams(temperature=0, max_tokens=1, detokenize=False)
-            t = time.monotonic()
-            first = llm.generate([prompt(p)], one, use_tqdm=False)[0]
-            ttft = time.monotonic() - t
-            rest = llm.generate([prompt(p)], sp, use_tqdm=False)[0] if sp.max_tokens > 1 \
-                else first
-            outputs.append({"tokens": list(rest.outputs[0].token_ids),
-                            "first": list(first.outputs[0].token_ids),
-                            "kv": first.kv_transfer_params, "ttft": ttft})
-    else:
-        for r in llm.generate([prompt(p) for p in job["prompts"]], sp, use_tqdm=False):
+    def lora(p):
+        if not p.get("lora"):
+            return None
+        from vllm.lora.request import LoRARequest
+        path = os.path.join(job["model_dir"] + "-lora", p["lora"])
+        write_lora(path, job["model_dir"], seed=loras.index(p["lora"]) + 1)
+        return LoRARequest(p["lora"], loras.index(p["lora"]) + 1, path)
+
+    # One batch per adapter (no adapter first): vLLM 0.32's CPU LoRA changes the tokens
+    # of requests without an adapter that share a batch with LoRA requests (seen without
+    # any connector), so batches never mix adapters here.
+    order = sorted(range(len(job["prompts"])),
+                   key=lambda i: (job["prompts"][i].get("lora") or "",))
+    results = [None] * len(job["prompts"])
+    i = 0
+    while i < len(order):
+        name = job["prompts"][order[i]].get("lora")
+        group = [k for k in order[i:] if job["prompts"][k].get("lora") == name]
+        i += len(group)
+        ps = [job["prompts"][k] for k in group]
+        outs = llm.generate([prompt(p) for p in ps], sp, use_tqdm=False,
+                            lora_request=lora(ps[0]) if name else None)
+        for k, r in zip(group, outs):
             o = r.outputs[0]
             logprobs = [step[t].logprob for t, step in zip(o.token_ids, o.logprobs or [])]
-            outputs.append({"tokens": list(o.token_ids), "logprobs": logprobs,
-                            "kv": r.kv_transfer_params})
+            results[k] = {"tokens": list(o.token_ids), "logprobs": logprobs,
+                          "kv": r.kv_transfer_params}
+    outputs = results
     events = []
     if listener is not None:
         # Saves finish after their requests do: the events follow within a few steps.

@@ -2,14 +2,18 @@
 real twd binary, all real processes:
 
 1. twd starts empty; engine A computes prompt P and stores its full chunks; A stops.
-2. twd restarts (its chunks now come from NVMe).
+2. twd stops; one byte of P's third chunk is flipped in its NVMe file; twd starts (its
+   chunks now come from NVMe; recovery reads no data, so the chunk is still listed).
 3. engine B, same configuration, prefix caching off so every prompt asks the warehouse:
-   - P: every stored chunk hits and loads (the hit count equals the chunks twd stored),
-     and B's greedy tokens equal A's token for token (log-probabilities within 1e-4);
+   - P: every stored chunk hits (the hit count equals the chunks twd stored); the third
+     fails its checksum when loaded, is reported to vLLM, which recomputes it; B's greedy
+     tokens equal A's token for token (log-probabilities within 1e-4);
    - P cut after half its chunks, another tail: exactly that half hits;
    - P with a cache salt: no chunk hits (another chain);
    - P with its first chunk changed: no hit, and different log-probabilities, which shows
-     the comparison above can see wrong KV.
+     the comparison above can see wrong KV;
+   - P under LoRA adapter a and under adapter b (random adapters, CPU LoRA): no hit, and
+     each stores chunks of its own.
    B announces what it stored through vLLM's KV-event stream (BlockStored, medium "cpu",
    with token ids).
 
@@ -19,6 +23,7 @@ and the test is skipped (77) without it.
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +58,29 @@ def run_engine(py, workdir, name, job, timeout=240):
         return json.load(f)
 
 
+def corrupt_chunk(data_dir, tokens):
+    """Flips a byte of the first segment of the record whose token ids are `tokens` (a
+    record: a header with magic TWRC and the token ids, padded to 4 KiB, then the segments;
+    docs/storage.md). Returns True when it found the record."""
+    pattern = b"".join(struct.pack("<I", t) for t in tokens)
+    for root, _, files in os.walk(data_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "r+b") as f:
+                data = f.read()
+                at = data.find(pattern)
+                if at < 0:
+                    continue
+                record = data.rfind(b"TWRC", 0, at)
+                if record < 0 or record % 4096:
+                    continue
+                victim = record + 4096 + 100
+                f.seek(victim)
+                f.write(bytes([data[victim] ^ 0xFF]))
+                return True
+    return False
+
+
 class VllmEngines(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -74,20 +102,23 @@ class VllmEngines(unittest.TestCase):
             self.assertEqual(stored, len(P) // CHUNK)
             self.assertEqual(a["outputs"][0]["kv"]["tokenwarehouse"]["hit_chunks"], 0)
 
-            server.restart()
+            server.stop()
+            self.assertTrue(corrupt_chunk(server.data_dir, P[2 * CHUNK:3 * CHUNK]))
+            server.start()
             half = P[:2 * CHUNK] + [(t * 11) % 997 + 2 for t in range(100)]
             other = [(P[0] + 1) % 1000 + 3] + P[1:]
             b = run_engine(self.py, tmp, "B", dict(
                 base, events_endpoint="ipc://" + os.path.join(tmp, "events.ipc"),
                 events_wait=1,
                 prompts=[{"tokens": P}, {"tokens": half}, {"tokens": P, "cache_salt": "t2"},
-                         {"tokens": other}]))
-            full, halfp, salted, changed = b["outputs"]
+                         {"tokens": other}, {"tokens": P, "lora": "adapter-a"},
+                         {"tokens": P, "lora": "adapter-b"}]))
+            full, halfp, salted, changed, lora_a, lora_b = b["outputs"]
 
             kv = full["kv"]["tokenwarehouse"]
             self.assertEqual(kv["hit_chunks"], stored)
-            self.assertEqual(kv["loaded_chunks"], stored)
-            self.assertEqual(kv["failed_chunks"], 0)
+            self.assertEqual(kv["loaded_chunks"], stored - 1)
+            self.assertEqual(kv["failed_chunks"], 1)   # the corrupt one: recomputed
             self.assertEqual(kv["hit_tiers"], {"nvme": stored})
             self.assertEqual(full["tokens"], a["outputs"][0]["tokens"])
             for x, y in zip(full["logprobs"], a["outputs"][0]["logprobs"]):
@@ -101,6 +132,17 @@ class VllmEngines(unittest.TestCase):
             self.assertGreater(max(abs(x - y) for x, y in
                                    zip(changed["logprobs"], a["outputs"][0]["logprobs"])),
                                1e-3, "the model's output does not depend on earlier KV")
+
+            for out in (lora_a, lora_b):
+                self.assertEqual(out["kv"]["tokenwarehouse"]["hit_chunks"], 0)
+            self.assertNotEqual(lora_a["logprobs"], lora_b["logprobs"])
+            # B stored: P's third chunk again (twd dropped the corrupt one), the salted P (4
+            # chunks), the half prompt's third chunk, the changed P (4), P under each adapter
+            # (4 + 4).
+            with tw.Client(server.socket, 2 << 20) as c:
+                s = c.stats()
+                self.assertEqual(s["puts"]["stored"], 1 + 4 + 1 + 4 + 4 + 4)
+                self.assertEqual(s["get_misses"]["corrupt"], 1)
 
             stored_events = [e for e in b["events"] if e["type"] == "BlockStored"]
             self.assertTrue(stored_events, b["events"])

@@ -231,10 +231,7 @@ class TokenWarehouseConnector(KVConnectorBase_V1):
 
     def update_state_after_alloc(self, request, blocks, num_external_tokens):
         if num_external_tokens > 0:
-            p = self._sched._pending.get(request.request_id)
-            if p is not None:
-                self._hit_tiers[request.request_id] = {
-                    t: p.tiers.count(t) for t in set(p.tiers)}
+            self._hit_tiers[request.request_id] = self._sched.hit_tiers(request.request_id)
         self._sched.allocated(request.request_id, blocks.get_block_ids()[0],
                               num_external_tokens)
 

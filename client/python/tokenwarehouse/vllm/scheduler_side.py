@@ -172,6 +172,11 @@ class SchedulerSide:
         self.stats["load_requests"] += 1
         self.stats["load_chunks"] += len(chunks)
 
+    def hit_tiers(self, req_id):
+        """{tier: chunks} of the hit match() found for a request not yet allocated."""
+        p = self._pending.get(req_id)
+        return dict(collections.Counter(p.tiers)) if p is not None else {}
+
     def take_plan(self):
         out = plan.StepPlan(self._loads, self._saves)
         self._loads, self._saves = [], []

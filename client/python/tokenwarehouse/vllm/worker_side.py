@@ -86,8 +86,9 @@ class WorkerSide:
         self._ready = queue.Queue()
         self._lock = threading.Lock()
         self._load_errors = set()
+        self._submitted = set()       # req ids whose save is queued or running
         self._saved = set()           # req ids whose save finished
-        self._seen_finished = set()
+        self._seen_finished = set()   # of those, the ones vLLM has named as finished
         self._save_outcomes = {}
         self._load_outcomes = {}
         self._stats = collections.Counter()
@@ -121,6 +122,9 @@ class WorkerSide:
         self.block_bytes = n * self._elsize
         self.segment_bytes = self.bpc * self.block_bytes
         self.value_bytes = self.segment_bytes * len(self._layers)
+        # Connect now: making and pre-faulting the arena belongs to engine start-up, not to
+        # the first request's time to first token. twd away: the first job retries.
+        self._connect("")
         self._thread = threading.Thread(target=self._run, name="tokenwarehouse-io",
                                         daemon=True)
         self._thread.start()
@@ -269,6 +273,8 @@ class WorkerSide:
     def submit_saves(self, saves):
         if not saves:
             return
+        with self._lock:
+            self._submitted.update(s.req_id for s in saves)
         with self._cv:
             for s in saves:
                 self._jobs.append(("save", s))
@@ -277,10 +283,11 @@ class WorkerSide:
     def finished(self, finished_req_ids):
         """Requests whose save is done; each was first named in finished_req_ids."""
         with self._lock:
-            self._seen_finished |= set(finished_req_ids or ())
+            self._seen_finished |= set(finished_req_ids or ()) & self._submitted
             done = self._saved & self._seen_finished
             self._saved -= done
             self._seen_finished -= done
+            self._submitted -= done
         return done
 
     def take_outcomes(self):
