@@ -9,7 +9,8 @@ JOB: {"model_dir", "socket", "prompts": [{"tokens": [...], "cache_salt": null,
       "lora": null (or an adapter name: enables LoRA, adapter written next to the model)}],
       "max_tokens", "dtype", "prefix_caching", "extra": {connector extra config},
       "tensor_parallel_size", "events_endpoint": "ipc://PATH" (vLLM's KV-event stream),
-      "events_wait": number of connector BlockStored events to wait for before stopping}
+      "events_wait": number of connector BlockStored events to wait for before stopping,
+      "env": {variables set before vLLM is imported}}
 OUT: {"events": [KV events received: {"type", "hashes", "medium", "tokens", "block_size"}],
       "outputs": [{"tokens", "logprobs" (of each generated token), "kv" (the request's
       kv_transfer_params: the connector's hit counts)}], "init_s"}
@@ -88,6 +89,7 @@ class EventListener:
 def main():
     job = json.load(open(sys.argv[1]))
     write_model(job["model_dir"], job.get("model"))
+    os.environ.update(job.get("env") or {})
     t0 = time.monotonic()
     from vllm import LLM, SamplingParams
     from vllm.config import KVTransferConfig

@@ -17,6 +17,10 @@ real twd binary, all real processes:
    B announces what it stored through vLLM's KV-event stream (BlockStored, medium "cpu",
    with token ids).
 
+VllmEnginesTP2 does the same store / restart / load with tensor parallelism 2 (two worker
+processes, each storing its shard under its own rank's namespace; one rank's copy of a
+chunk corrupt: that rank's load fails, both recompute, the tokens stay equal).
+
 Run by the system Python; the engines run in the vLLM environment (scripts/vllm-venv.sh),
 and the test is skipped (77) without it.
 """
@@ -150,6 +154,41 @@ class VllmEngines(unittest.TestCase):
                 self.assertEqual(e["medium"], "cpu")
                 self.assertEqual(e["block_size"], CHUNK)
                 self.assertEqual(len(e["tokens"]), CHUNK * len(e["hashes"]))
+
+
+class VllmEnginesTP2(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.py = common.require_vllm_python()
+
+    def test_two_ranks(self):
+        with tempfile.TemporaryDirectory(prefix="tw-vllm-tp2-") as tmp:
+            server = Server("twd", tmp, dram="256MiB", nvme="512MiB")
+            server.start()
+            self.addCleanup(server.stop)
+            # One OpenMP thread per worker, one core each (vLLM's automatic binding wants
+            # a NUMA node per worker).
+            job = {"model_dir": os.path.join(tmp, "model"), "socket": server.socket,
+                   "block_size": BLOCK, "max_tokens": 6, "dtype": "float32",
+                   "prefix_caching": False, "tensor_parallel_size": 2,
+                   "env": {"VLLM_CPU_OMP_THREADS_BIND": "0|1"},
+                   "extra": {"chunk_tokens": CHUNK, "arena_size": "32MiB"},
+                   "prompts": [{"tokens": P}]}
+            a = run_engine(self.py, tmp, "A", job)
+            n = len(P) // CHUNK
+            with tw.Client(server.socket, 2 << 20) as c:
+                self.assertEqual(c.stats()["puts"]["stored"], 2 * n)   # a shard per rank
+            server.stop()
+            self.assertTrue(corrupt_chunk(server.data_dir, P[CHUNK:2 * CHUNK]))
+            server.start()
+            b = run_engine(self.py, tmp, "B", job)
+            kv = b["outputs"][0]["kv"]["tokenwarehouse"]
+            self.assertEqual(kv["hit_chunks"], n)
+            self.assertEqual(kv["failed_chunks"], 1)     # one rank's copy of chunk 1
+            self.assertEqual(kv["loaded_chunks"], n - 1)
+            self.assertEqual(b["outputs"][0]["tokens"], a["outputs"][0]["tokens"])
+            for x, y in zip(b["outputs"][0]["logprobs"], a["outputs"][0]["logprobs"]):
+                self.assertAlmostEqual(x, y, delta=1e-4)
 
 
 if __name__ == "__main__":

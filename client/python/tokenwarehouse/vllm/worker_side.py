@@ -1,6 +1,8 @@
 """The worker half of the vLLM connector: KV blocks <-> the shared-memory arena <-> twd.
 
-Torch only (no vLLM import). One instance per worker process (one TP/PP rank).
+Torch only (no vLLM import). One instance per worker process (one TP/PP rank). KV tensors
+on a GPU are copied through the arena with plain torch copies (the GPU transfer queues of
+docs/gpu.md are not used yet); on the CPU, arena and blocks meet in one copy each way.
 
 Layout: `register()` takes vLLM's per-layer KV cache tensors as the attention backend laid
 them out. Dimension 0 indexes blocks (vLLM's standard per-layer view); a block is whatever
@@ -242,7 +244,10 @@ class WorkerSide:
                 src = torch.frombuffer(arena, dtype=self._dtype,
                                        count=nbytes // self._elsize, offset=base + rel)
                 src = src.view(len(c.block_ids), *self._block_shape)
-                dst.index_copy_(0, torch.tensor(c.block_ids, dtype=torch.long), src)
+                if dst.device.type != "cpu":
+                    src = src.to(dst.device)  # a plain host-to-device copy, not the GPU queues
+                dst.index_copy_(0, torch.tensor(c.block_ids, dtype=torch.long,
+                                                device=dst.device), src)
             job.free.release()
             job.consumed += 1
         if job.consumed == len(job.units):
@@ -429,8 +434,12 @@ class WorkerSide:
                 for li, name in enumerate(self._layers):
                     dst = torch.frombuffer(arena, dtype=self._dtype, count=seg // self._elsize,
                                            offset=off + li * seg)
-                    torch.index_select(self._blocks[name], 0, ids,
-                                       out=dst.view(self.bpc, *self._block_shape))
+                    dst = dst.view(self.bpc, *self._block_shape)
+                    blocks = self._blocks[name]
+                    if blocks.device.type == "cpu":
+                        torch.index_select(blocks, 0, ids, out=dst)
+                    else:
+                        dst.copy_(torch.index_select(blocks, 0, ids.to(blocks.device)))
                 items.append(dict(
                     key=keys[j], parent=keys[j - 1] if j else digest,
                     tokens=s.tokens[j * C:(j + 1) * C], extra=s.extras[j],
