@@ -214,6 +214,23 @@ class SchedulerPath(WithTwd):
         s.match("q2", toks, 0)
         self.assertEqual(s.take_events(), [("removed", [keys[1]], "cpu")])
 
+    def test_event_on_demotion_to_nvme(self):
+        ident = identity()
+        toks = self.tokens(C + 1)
+        keys = self.store(ident, toks[:C])
+        s = self.side(ident)
+        self.assertTrue(s.finished("d", toks, C, [0, 1]))
+        s.worker_results({"d": {(0, 0): plan.SaveOutcome(present=1, stored=1, failed=0)}}, {})
+        self.assertEqual([e[0] for e in s.take_events()], ["stored"])
+        # After a restart twd's DRAM tier is empty: the chunk is on NVMe only. The side's
+        # connection died with the old twd: its first lookup is a miss, the next reconnects.
+        self.server.restart()
+        hits = [s.match("d2", toks, 0) for _ in range(2)]
+        self.assertEqual(hits[-1], C)
+        self.assertEqual(s.take_events(), [
+            ("removed", [keys[0]], "cpu"),
+            ("stored", [keys[0]], None, toks[:C], C, "", "disk")])
+
 
 class WorkerPath(WithTwd):
     def worker(self, ident, rank=(0, 0)):
