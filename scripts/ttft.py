@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def measure(args):
     finally:
         if twd.proc is not None:
             twd.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return {"model": MODEL, "chunk_tokens": 256, "block_size": 128, "dtype": DTYPE,
             "generated_tokens": args.tokens, "results": {str(n): r for n, r in results.items()}}
 
