@@ -12,7 +12,11 @@
 #   TW_BOOTSTRAP_QUIET=1 scripts/bootstrap.sh
 #
 # Then the CUDA runtime and cuFile wheels (headers for building the GPU code; nothing links
-# them) go into a project-local virtual environment, .cache/cuda-venv, once per pinned set.
+# them) go into a project-local virtual environment, .cache/cuda-venv, once per pinned set,
+# and a CPU build of vLLM (the connector's end-to-end tests, scripts/ttft.sh) into
+# ~/.cache/tokenwarehouse/vllm-<digest>/ once per scripts/vllm-requirements.txt
+# (scripts/vllm-venv.sh; TW_BOOTSTRAP_VLLM=0 skips it). --demo installs neither, --build
+# only the CUDA headers.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -95,4 +99,10 @@ if [ "$(cat "$venv/.tw-wheels" 2>/dev/null)" != "${CUDA_WHEELS[*]}" ]; then
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "${CUDA_WHEELS[@]}"
   echo "${CUDA_WHEELS[*]}" >"$venv/.tw-wheels"
+fi
+
+# vLLM on the CPU for the connector's end-to-end tests: a separate, cached step (about 3 GiB
+# of wheels the first time; nothing afterwards while the pinned list is unchanged).
+if [ "${TW_BOOTSTRAP_VLLM:-1}" != 0 ] && ! $build_only; then
+  "$root/scripts/vllm-venv.sh" >/dev/null
 fi

@@ -38,6 +38,9 @@ scripts/csi-sanity.sh >/dev/null || {
   echo "test: csi-sanity could not be built (scripts/csi-sanity.sh)" >&2
   exit 1
 }
+# The CPU build of vLLM the connector's end-to-end tests start (installed by the bootstrap).
+TW_VLLM_PYTHON="$(scripts/vllm-venv.sh)"
+export TW_VLLM_PYTHON
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600
