@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cstdlib>
 #include <cstring>
 
 namespace tw::mesh {
@@ -22,9 +23,15 @@ Key DirectoryKey(const Key& namespace_digest, const Key& key) {
   std::memcpy(in, kLabel, sizeof(kLabel) - 1);
   std::memcpy(in + sizeof(kLabel) - 1, namespace_digest.bytes.data(), 32);
   std::memcpy(in + sizeof(kLabel) - 1 + 32, key.bytes.data(), 32);
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up on every digest,
+  // which cost a 512-chunk remote lookup more than the hashing itself.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   Key out;
   unsigned int n = 0;
-  EVP_Digest(in, sizeof in, out.bytes.data(), &n, EVP_sha256(), nullptr);
+  if (sha256 == nullptr ||
+      EVP_Digest(in, sizeof in, out.bytes.data(), &n, sha256, nullptr) != 1 || n != 32) {
+    std::abort();  // only on allocation failure inside OpenSSL; a zero key would misplace
+  }
   return out;
 }
 
