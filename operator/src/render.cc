@@ -227,6 +227,13 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
   // The whole directory, never a subPath: subPath mounts do not see ConfigMap updates.
   volumes.push_back({{"name", "peers"}, {"configMap", {{"name", PeersConfigMapName(name)}}}});
   mounts.push_back({{"name", "peers"}, {"mountPath", kPeersDir}, {"readOnly", true}});
+  if (spec.federation_enabled && !spec.federation_tls_secret.empty()) {
+    // Group-readable by the pod's fsGroup (twd's gid, set below), unreadable by others.
+    volumes.push_back(
+        {{"name", "mesh-tls"},
+         {"secret", {{"secretName", spec.federation_tls_secret}, {"defaultMode", 0440}}}});
+    mounts.push_back({{"name", "mesh-tls"}, {"mountPath", kMeshTlsDir}, {"readOnly", true}});
+  }
   volumes.push_back(
       {{"name", "socket"},
        {"hostPath", {{"path", SocketHostDirectory(tw, spec)}, {"type", "DirectoryOrCreate"}}}});
@@ -325,6 +332,9 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
     json secrets = json::array();
     for (const auto& s : spec.image_pull_secrets) secrets.push_back({{"name", s}});
     pod_spec["imagePullSecrets"] = secrets;
+  }
+  if (spec.federation_enabled && !spec.federation_tls_secret.empty()) {
+    pod_spec["securityContext"] = {{"fsGroup", kTwdUid}};
   }
   if (spec.host_network) {
     pod_spec["hostNetwork"] = true;

@@ -264,6 +264,13 @@ StatusOr<TokenWarehouseSpec> ParseSpec(const json& spec_json) {
     TW_ASSIGN_OR_RETURN(int64_t count, r.Int("count", 1, 1, 64));
     out.rdma_count = static_cast<int>(count);
   }
+  if (fed.Has("tls")) {
+    Obj tls = fed.Child("tls");
+    TW_ASSIGN_OR_RETURN(out.federation_tls_secret, tls.String("secretName", ""));
+    if (out.federation_tls_secret.empty()) return FieldError(tls.Path("secretName"), "is required");
+    TW_ASSIGN_OR_RETURN(out.federation_tls_server_name, tls.String("serverName", ""));
+  }
+  TW_ASSIGN_OR_RETURN(out.cache_remote_hits, fed.Bool("cacheRemoteHits", true));
   if (out.transport == config::Transport::kRdma && out.rdma_resource.empty() && !out.host_network) {
     return FieldError("spec.federation.transport", "rdma requires rdmaResource or hostNetwork");
   }
@@ -361,6 +368,13 @@ config::Config TwdConfig(const TokenWarehouseSpec& spec) {
   c.mesh.transport = spec.transport;
   c.mesh.port = spec.federation_port;
   c.mesh.peers_file = StrCat(kPeersDir, "/", kPeersFile);
+  c.mesh.cache_remote_hits = spec.cache_remote_hits;
+  if (!spec.federation_tls_secret.empty()) {
+    c.mesh.tls.ca = StrCat(kMeshTlsDir, "/ca.crt");
+    c.mesh.tls.cert = StrCat(kMeshTlsDir, "/tls.crt");
+    c.mesh.tls.key = StrCat(kMeshTlsDir, "/tls.key");
+    c.mesh.tls.server_name = spec.federation_tls_server_name;
+  }
   c.gpu.enabled = false;  // GPU queues are second wave; visibility is set on the pod
   c.gpu.devices = spec.gpu_devices;
   return c;

@@ -93,6 +93,12 @@ INVALID = [
     ("required_rdma_resource_name",
      lambda s: s.update(federation={"transport": "rdma", "rdmaResource": {"count": 1}}),
      ["spec.federation.rdmaResource.name: Required value"]),
+    ("required_mesh_tls_secret_name",
+     lambda s: s.update(federation={"enabled": True, "tls": {"serverName": "twd.mesh"}}),
+     ["spec.federation.tls.secretName: Required value"]),
+    ("pattern_mesh_tls_secret_name",
+     lambda s: s.update(federation={"enabled": True, "tls": {"secretName": "Mesh_TLS"}}),
+     ['spec.federation.tls.secretName: Invalid value: "Mesh_TLS"', "should match"]),
     # Enums.
     ("enum_image_pull_policy", lambda s: s.update(imagePullPolicy="Sometimes"),
      ['spec.imagePullPolicy: Unsupported value: "Sometimes"']),

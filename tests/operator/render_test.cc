@@ -148,6 +148,47 @@ TEST_F(RenderTest, DaemonSetCarriesWhatTwdNeeds) {
 
 // spec.csi.enabled adds tw-csi and the node-driver-registrar to the twd pod, wired to the
 // kubelet's plugin folders; without it the pod has twd alone.
+// spec.federation.tls: the Secret mounted read-only where the rendered config points, readable
+// by twd's group only; cacheRemoteHits reaches the config. Without it: no volume, no fsGroup.
+TEST_F(RenderTest, MeshTlsSecretMountedWhereTheConfigPoints) {
+  json off = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  EXPECT_FALSE(off["spec"]["template"]["spec"].contains("securityContext"));
+  EXPECT_EQ(off.dump().find("mesh-tls"), std::string::npos);
+
+  json with_tls = GoldenSpec();
+  with_tls["federation"]["tls"] = {{"secretName", "pool-mesh-tls"}, {"serverName", "twd.mesh"}};
+  with_tls["federation"]["cacheRemoteHits"] = false;
+  auto spec = ParseSpec(with_tls);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  json pod = RenderDaemonSet(Owner(with_tls), *spec, RenderOptions{})["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["securityContext"]["fsGroup"], kTwdUid);
+  json volume;
+  for (const json& v : pod["volumes"]) {
+    if (v["name"] == "mesh-tls") volume = v;
+  }
+  ASSERT_FALSE(volume.is_null());
+  EXPECT_EQ(volume["secret"]["secretName"], "pool-mesh-tls");
+  EXPECT_EQ(volume["secret"]["defaultMode"], 0440);
+  bool mounted = false;
+  for (const json& m : pod["containers"][0]["volumeMounts"]) {
+    if (m["name"] == "mesh-tls") {
+      mounted = m["mountPath"] == kMeshTlsDir && m["readOnly"] == true;
+    }
+  }
+  EXPECT_TRUE(mounted);
+
+  auto config = config::ParseYaml(config::RenderYaml(TwdConfig(*spec)));
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->mesh.tls.ca, std::string(kMeshTlsDir) + "/ca.crt");
+  EXPECT_EQ(config->mesh.tls.cert, std::string(kMeshTlsDir) + "/tls.crt");
+  EXPECT_EQ(config->mesh.tls.key, std::string(kMeshTlsDir) + "/tls.key");
+  EXPECT_EQ(config->mesh.tls.server_name, "twd.mesh");
+  EXPECT_FALSE(config->mesh.cache_remote_hits);
+
+  with_tls["federation"]["tls"] = {{"secretName", ""}};
+  EXPECT_FALSE(ParseSpec(with_tls).ok());
+}
+
 TEST_F(RenderTest, CsiContainersOnlyWhenAskedFor) {
   json off = RenderDaemonSet(tw_, spec_, RenderOptions{});
   ASSERT_EQ(off["spec"]["template"]["spec"]["containers"].size(), 1u);

@@ -90,6 +90,10 @@ struct TokenWarehouseSpec {
   bool host_network = false;
   std::string rdma_resource;  // "" = none
   int rdma_count = 1;
+  // spec.federation.tls: a Secret (ca.crt, tls.crt, tls.key) mounted for the mesh's mutual TLS.
+  std::string federation_tls_secret;  // "" = no TLS (twd warns that the mesh is unauthenticated)
+  std::string federation_tls_server_name;
+  bool cache_remote_hits = true;
 
   uint32_t metrics_port = 9400;
   bool service_monitor = false;
@@ -122,6 +126,8 @@ StatusOr<uint64_t> ParseQuantityBytes(const nlohmann::json& value, std::string_v
 inline constexpr char kConfigDir[] = "/etc/tokenwarehouse/config";
 inline constexpr char kConfigFile[] = "twd.yaml";
 inline constexpr char kPeersDir[] = "/etc/tokenwarehouse/peers";
+// Where the spec.federation.tls Secret is mounted (ca.crt, tls.crt, tls.key).
+inline constexpr char kMeshTlsDir[] = "/etc/tokenwarehouse/mesh-tls";
 inline constexpr char kPeersFile[] = "peers.json";
 inline constexpr char kSocketDir[] = "/run/tokenwarehouse";
 inline constexpr char kAdminSocketDir[] = "/run/tokenwarehouse-admin";
