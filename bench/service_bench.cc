@@ -71,27 +71,6 @@ int TwdWorkers(const ServiceBenchOptions& o) {
   return std::clamp<int>(static_cast<int>(std::thread::hardware_concurrency()), 4, 32);
 }
 
-// A figure and its reference measured back to back.
-struct Alternated {
-  double value = 0;
-  double reference = 0;
-  double ratio() const { return reference > 0 ? value / reference : 0; }
-};
-
-// Reports each run (`NAME_run_I` with its own reference) and the run of median ratio as NAME
-// against `target`.
-void ReportMedian(Reporter& out, const std::string& name, std::vector<Alternated> runs,
-                  double target) {
-  if (runs.empty()) return;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    out.Versus(StrCat(name, "_run_", i + 1), runs[i].value, "GB/s", runs[i].reference);
-  }
-  std::sort(runs.begin(), runs.end(),
-            [](const Alternated& a, const Alternated& b) { return a.ratio() < b.ratio(); });
-  const Alternated& m = runs[runs.size() / 2];
-  out.Compare(name, m.value, "GB/s", m.reference, target, false);
-}
-
 // Says where the chunks of a get measurement really came from, when it is not all one tier.
 void Warn(const char* what, const GetStats& g) {
   if ((g.dram == 0 || g.nvme == 0) && g.misses == 0) return;

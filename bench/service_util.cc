@@ -56,6 +56,18 @@ void Reporter::Print(bool json) const {
   }
 }
 
+void ReportMedian(Reporter& out, const std::string& name, std::vector<Alternated> runs,
+                  double target) {
+  if (runs.empty()) return;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    out.Versus(StrCat(name, "_run_", i + 1), runs[i].value, "GB/s", runs[i].reference);
+  }
+  std::sort(runs.begin(), runs.end(),
+            [](const Alternated& a, const Alternated& b) { return a.ratio() < b.ratio(); });
+  const Alternated& m = runs[runs.size() / 2];
+  out.Compare(name, m.value, "GB/s", m.reference, target, false);
+}
+
 Status Child::Start(std::vector<std::string> argv, const std::string& wait_for_path,
                     const std::string& log_path) {
   std::vector<char*> args;

@@ -53,6 +53,18 @@ class Reporter {
   std::vector<Target> targets_;
 };
 
+// A figure and its reference measured back to back.
+struct Alternated {
+  double value = 0;
+  double reference = 0;
+  double ratio() const { return reference > 0 ? value / reference : 0; }
+};
+
+// Reports each run (`NAME_run_I` with its own reference, in GB/s) and the run of median ratio
+// as NAME against `target` (at least).
+void ReportMedian(Reporter& out, const std::string& name, std::vector<Alternated> runs,
+                  double target);
+
 // A child process (twd, redis-server, or `ip netns exec NS twd …`), its output appended to a
 // log file.
 class Child {
