@@ -24,7 +24,7 @@ PACKAGES=(
   # libraries
   libssl-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libspdlog-dev libfmt-dev libisal-dev liburing-dev
-  libprotobuf-dev protobuf-compiler
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libcpprest-dev libboost-system-dev
   prometheus-cpp-dev
   # the demo's client

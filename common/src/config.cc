@@ -129,6 +129,13 @@ void VisitConfig(V& v, Config& c) {
     v.Scalar("node_name", c.mesh.node_name);
     v.Scalar("rdma_device", c.mesh.rdma_device);
     v.Time("peer_timeout", c.mesh.peer_timeout);
+    v.Scalar("cache_remote_hits", c.mesh.cache_remote_hits);
+    v.Section("tls", [&] {
+      v.Scalar("ca", c.mesh.tls.ca);
+      v.Scalar("cert", c.mesh.tls.cert);
+      v.Scalar("key", c.mesh.tls.key);
+      v.Scalar("server_name", c.mesh.tls.server_name);
+    });
   });
   v.Section("gpu", [&] {
     v.Scalar("enabled", c.gpu.enabled);
@@ -513,6 +520,19 @@ Status Validate(const Config& c) {
   }
   if (c.mesh.peer_timeout <= Duration::zero()) {
     return FieldError("mesh.peer_timeout", "must be > 0");
+  }
+  {
+    const auto& t = c.mesh.tls;
+    const int set = int(!t.ca.empty()) + int(!t.cert.empty()) + int(!t.key.empty());
+    if (set != 0 && set != 3) {
+      const char* missing = t.ca.empty()     ? "mesh.tls.ca"
+                            : t.cert.empty() ? "mesh.tls.cert"
+                                             : "mesh.tls.key";
+      return FieldError(missing, "mesh.tls needs ca, cert and key together (or none of them)");
+    }
+    if (set == 0 && !t.server_name.empty()) {
+      return FieldError("mesh.tls.server_name", "needs mesh.tls.ca, cert and key");
+    }
   }
   if (c.gpu.devices.empty()) return FieldError("gpu.devices", "must be \"all\" or a list");
   return OkStatus();

@@ -165,8 +165,22 @@ struct TenantConfig {
   friend bool operator==(const TenantConfig&, const TenantConfig&) = default;
 };
 
+// Mutual TLS of the peer service: all three files or none (then the mesh is unauthenticated).
+struct MeshTlsConfig {
+  // PEM file of the CA that signs every node's certificate.
+  std::string ca;
+  // PEM certificate of this node (presented as server and as client).
+  std::string cert;
+  // PEM private key of `cert`.
+  std::string key;
+  // Name a peer's certificate must carry ("" = the peer's address from the peers file).
+  std::string server_name;
+
+  friend bool operator==(const MeshTlsConfig&, const MeshTlsConfig&) = default;
+};
+
 struct MeshConfig {
-  // Federate hits with the other twd of the cluster (second wave; off for now).
+  // Federate hits with the other twd of the cluster (docs/mesh.md).
   bool enabled = false;
   // Data transport between peers.
   Transport transport = Transport::kTcp;
@@ -182,6 +196,11 @@ struct MeshConfig {
   std::string rdma_device;
   // A peer request gives up after this and becomes a miss (peer_unreachable).
   Duration peer_timeout = std::chrono::milliseconds(200);
+  // Keep a chunk fetched from a peer in local DRAM (memory durability), so the next get of it
+  // is a local hit.
+  bool cache_remote_hits = true;
+  // Mutual TLS between peers (docs/mesh.md "Security").
+  MeshTlsConfig tls;
 
   friend bool operator==(const MeshConfig&, const MeshConfig&) = default;
 };

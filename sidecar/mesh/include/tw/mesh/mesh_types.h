@@ -34,6 +34,12 @@ struct Update {
   friend bool operator==(const Update&, const Update&) = default;
 };
 
+// The key of a chunk in the homes' directories: SHA-256("tokenwarehouse/dir/v1" ‖ namespace
+// digest ‖ chunk key). Placement and the directory work on it, so a home answers a Locate
+// only with holders that stored the chunk under the namespace asked for: a lookup across nodes
+// is no oracle for another tenant's chunks, as a local one is not.
+Key DirectoryKey(const Key& namespace_digest, const Key& key);
+
 // A batch of updates from one holder to one home, applied in order (a withdraw after an
 // announce of the same key in one batch leaves the key withdrawn, and the reverse).
 struct UpdateBatch {

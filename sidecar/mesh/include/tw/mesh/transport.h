@@ -52,11 +52,22 @@ struct FetchSpec {
   friend bool operator==(const FetchSpec&, const FetchSpec&) = default;
 };
 
+// Where a chunk sits in its chain: what a requester needs to keep a local copy that links into
+// its chains (the store's parent check). It verifies key == ChunkKey(parent, extra, tokens)
+// before trusting it.
+struct ChunkLineage {
+  Key parent;
+  std::string extra;
+  std::vector<uint32_t> tokens;
+};
+
 // The outcome of one fetch, as the requesting twd reports it to its client.
 struct FetchResult {
   MissReason miss = MissReason::kNone;  // kNone: the whole value is in the destination
   uint64_t bytes = 0;                   // value bytes written (hits only)
   std::vector<uint64_t> segment_sizes;  // the value's segments, back to back (hits only)
+  // The chunk's lineage (hits, when the transport carries it; TCP does).
+  std::optional<ChunkLineage> lineage;
   // Detail for logs and `twctl peers` when miss != kNone (e.g. which peer, which error).
   Status error;
 };
@@ -74,8 +85,7 @@ class ChunkSource {
   // local whole-chunk get: a miss with its reason (absent, evicted, corrupt, deadline, ...), or
   // InvalidArgument in `error` when `dest` is too small (segment_sizes then says how much is
   // needed). Nothing is written into `dest` after it returns.
-  virtual FetchResult Read(const FetchSpec& spec, std::span<std::byte> dest,
-                           Deadline deadline) = 0;
+  virtual FetchResult Read(const FetchSpec& spec, std::span<std::byte> dest, Deadline deadline) = 0;
 };
 
 // Per-peer link state, for metrics and `twctl peers`.

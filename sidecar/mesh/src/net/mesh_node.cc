@@ -1,0 +1,385 @@
+#include "tw/mesh/mesh_node.h"
+
+#include <map>
+
+#include "tw/common/log.h"
+#include "tw/common/strings.h"
+#include "tw/mesh/rehome.h"
+#include "tw/mesh/tcp_transport.h"
+
+namespace tw::mesh {
+
+namespace {
+
+constexpr size_t kMaxHints = size_t{1} << 16;
+
+}  // namespace
+
+MeshNode::MeshNode(Options options, ChunkSource* source, LocalChunks local)
+    : opts_(std::move(options)),
+      source_(source),
+      local_(std::move(local)),
+      watcher_(PeersWatcher::Options{opts_.peers_file, opts_.poll_interval}),
+      directory_(opts_.directory) {}
+
+StatusOr<std::unique_ptr<MeshNode>> MeshNode::Start(Options options, ChunkSource* source,
+                                                    LocalChunks local) {
+  if (source == nullptr || !local) {
+    return InvalidArgumentError("mesh: a chunk source and the local chunk listing are required");
+  }
+  if (options.peers_file.empty()) return InvalidArgumentError("mesh.peers_file: must be set");
+  TW_RETURN_IF_ERROR(options.directory.Validate());
+  options.announcer.self = options.self;
+  TW_RETURN_IF_ERROR(options.announcer.Validate());
+  PeerClient::Options co;
+  co.self = options.self;
+  co.call_timeout = options.peer_timeout;
+  co.cooloff_initial = options.cooloff_initial;
+  co.cooloff_max = options.cooloff_max;
+  co.tls = options.tls;
+  TW_RETURN_IF_ERROR(co.Validate());
+
+  std::unique_ptr<MeshNode> n(new MeshNode(std::move(options), source, std::move(local)));
+  n->client_ = std::make_unique<PeerClient>(std::move(co));
+  n->transport_ = n->opts_.make_transport ? n->opts_.make_transport(n->client_.get())
+                                          : std::make_unique<TcpTransport>(n->client_.get());
+  n->membership_ = n->watcher_.Current();
+  n->placement_ = std::make_shared<const Placement>(*n->membership_);
+
+  PeerServer::Options so;
+  so.node = n->opts_.self;
+  so.version = n->opts_.version;
+  so.listen_address = n->opts_.listen_address;
+  so.port = n->opts_.port;
+  so.tls = n->opts_.tls;
+  so.max_value_size = n->opts_.max_value_size;
+  PeerServer::Handlers h;
+  h.directory = &n->directory_;
+  h.source = source;
+  TW_ASSIGN_OR_RETURN(n->server_, PeerServer::Start(std::move(so), std::move(h)));
+
+  MeshNode* self = n.get();
+  n->announcer_ = std::make_unique<Announcer>(n->opts_.announcer, n->placement_,
+                                              [self](const std::string& home, UpdateBatch batch) {
+                                                self->SendBatch(home, std::move(batch));
+                                              });
+  n->announcer_->Start();
+  n->subscription_ =
+      n->watcher_.Subscribe([self](const PeersWatcher::Snapshot& s) { self->OnMembership(s); });
+  n->maintenance_ = std::thread([self] { self->MaintenanceLoop(); });
+  Status first = n->watcher_.Start();
+  if (!first.ok()) {
+    TW_LOG(kWarn, "mesh: peers file not readable yet; retrying",
+           {{"path", n->opts_.peers_file}, {"error", first.ToString()}});
+  }
+  if (!n->opts_.tls.enabled()) {
+    TW_LOG(kWarn,
+           "mesh: the peer service is unauthenticated (no mesh.tls): any host that "
+           "reaches the port can read and announce chunks",
+           {{"port", n->port()}});
+  }
+  TW_LOG(kInfo, "mesh started",
+         {{"node", n->opts_.self},
+          {"port", n->port()},
+          {"transport", std::string(ToString(n->transport_->kind()))},
+          {"tls", n->opts_.tls.enabled()}});
+  return n;
+}
+
+MeshNode::~MeshNode() { Stop(); }
+
+void MeshNode::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  watcher_.Unsubscribe(subscription_);
+  watcher_.Stop();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
+  if (announcer_) announcer_->Stop();  // flushes what is queued (bounded by peer_timeout)
+  if (server_) server_->Stop();
+}
+
+std::shared_ptr<const Membership> MeshNode::membership() const {
+  std::lock_guard lock(mu_);
+  return membership_;
+}
+
+void MeshNode::OnMembership(const PeersWatcher::Snapshot& snapshot) {
+  // The watcher's thread: only record it; the maintenance thread does the work.
+  {
+    std::lock_guard lock(mu_);
+    wanted_version_ = snapshot->version();
+  }
+  cv_.notify_all();
+}
+
+void MeshNode::SendBatch(const std::string& home, UpdateBatch batch) {
+  if (home == opts_.self) {
+    directory_.Apply(batch);
+    return;
+  }
+  auto m = membership();
+  const Peer* peer = m->Find(home);
+  Status st = peer == nullptr ? UnavailableError(StrCat("home ", home, " left the membership"))
+                              : client_->Update(*peer, batch, Clock::now() + opts_.peer_timeout);
+  if (!st.ok()) {
+    std::lock_guard lock(mu_);
+    stats_.announce_batches_failed++;
+    TW_LOG(kDebug, "mesh: an update batch was lost (the next refresh re-sends it)",
+           {{"home", home}, {"updates", batch.updates.size()}, {"error", st.ToString()}});
+  }
+}
+
+void MeshNode::Reannounce(const Placement& old_placement, const Placement& new_placement) {
+  std::vector<Key> keys;
+  local_([&](const Key& ns, const Key& key) {
+    keys.push_back(DirectoryKey(ns, key));
+    return true;
+  });
+  std::vector<Key> todo;
+  if (old_placement.size() == 0) {
+    todo = std::move(keys);
+  } else {
+    for (auto& [node, ks] : PlanReannounce(keys, old_placement, new_placement)) {
+      todo.insert(todo.end(), ks.begin(), ks.end());
+    }
+  }
+  // Paced: a full home queue is sent from this thread before more are queued, so a large
+  // store is re-announced without dropping updates.
+  const size_t step = opts_.announcer.max_batch;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    announcer_->Announce(todo[i]);
+    if ((i + 1) % step == 0) announcer_->Tick();
+  }
+  announcer_->Tick();
+  std::lock_guard lock(mu_);
+  stats_.reannounced += todo.size();
+}
+
+void MeshNode::MaintenanceLoop() {
+  auto next_refresh = Clock::now() + opts_.refresh_interval;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_until(lock, next_refresh,
+                   [&] { return stop_ || wanted_version_ != handled_version_; });
+    if (stop_) break;
+    if (wanted_version_ != handled_version_) {
+      const uint64_t target = wanted_version_;
+      lock.unlock();
+      auto snapshot = watcher_.Current();
+      auto placement = std::make_shared<const Placement>(*snapshot);
+      std::shared_ptr<const Membership> old_membership;
+      std::shared_ptr<const Placement> old_placement;
+      {
+        std::lock_guard l(mu_);
+        old_membership = membership_;
+        old_placement = placement_;
+        membership_ = snapshot;
+        placement_ = placement;
+        stats_.membership_version = snapshot->version();
+        stats_.peers = snapshot->size();
+      }
+      announcer_->SetPlacement(placement);
+      for (const Peer& p : old_membership->peers()) {
+        if (!snapshot->Contains(p.node)) directory_.ForgetNode(p.node);
+      }
+      if (!snapshot->Contains(opts_.self)) {
+        TW_LOG(kWarn, "mesh: this node is not in the peers file; it asks peers but is no home",
+               {{"node", opts_.self}, {"path", opts_.peers_file}});
+      }
+      Reannounce(*old_placement, *placement);
+      TW_LOG(kInfo, "mesh: membership changed",
+             {{"version", snapshot->version()}, {"peers", snapshot->size()}});
+      lock.lock();
+      handled_version_ = target;
+      cv_.notify_all();
+      continue;
+    }
+    if (Clock::now() >= next_refresh) {
+      lock.unlock();
+      directory_.Expire();
+      auto p = std::make_shared<const Placement>(Membership::Create({}, 0).value());
+      Placement current = [&] {
+        std::lock_guard l(mu_);
+        return *placement_;
+      }();
+      Reannounce(*p, current);
+      next_refresh = Clock::now() + opts_.refresh_interval;
+      lock.lock();
+    }
+  }
+}
+
+void MeshNode::Sync() {
+  const uint64_t version = watcher_.Current()->version();
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stop_ || handled_version_ >= version; });
+  }
+  announcer_->Flush();
+}
+
+std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec> chunks,
+                                                      Deadline deadline) {
+  std::vector<Located> out(chunks.size());
+  std::shared_ptr<const Membership> m;
+  std::shared_ptr<const Placement> placement;
+  {
+    std::lock_guard lock(mu_);
+    m = membership_;
+    placement = placement_;
+  }
+  if (placement->size() == 0 || chunks.empty()) return out;
+  // Group the keys by home.
+  std::map<size_t, std::pair<std::vector<Key>, std::vector<size_t>>> by_home;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Key dk = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+    auto& g = by_home[placement->HomeIndex(dk)];
+    g.first.push_back(dk);
+    g.second.push_back(i);
+  }
+  std::vector<PeerClient::LocateCall> calls;
+  std::vector<const std::vector<size_t>*> call_items;
+  std::vector<std::pair<const std::vector<Key>*, const std::vector<size_t>*>> local;
+  for (const auto& [home, g] : by_home) {
+    const std::string& name = placement->nodes()[home];
+    if (name == opts_.self) {
+      local.push_back({&g.first, &g.second});
+      continue;
+    }
+    calls.push_back({m->Find(name), g.first});
+    call_items.push_back(&g.second);
+  }
+  auto pick = [&](size_t item, const std::vector<std::string>& holders) {
+    for (const std::string& h : holders) {
+      if (h != opts_.self && m->Contains(h)) {
+        out[item].holder = h;
+        out[item].miss = MissReason::kNone;
+        RememberHolder(chunks[item].key, h);
+        return;
+      }
+    }
+  };
+  // The remote homes at once; the local home's directory meanwhile costs nothing to wait for.
+  std::vector<StatusOr<PeerClient::Holders>> answers;
+  if (!calls.empty()) answers = client_->LocateMany(calls, deadline);
+  for (const auto& [keys, items] : local) {
+    auto holders = directory_.Lookup(*keys);
+    for (size_t k = 0; k < items->size(); ++k) pick((*items)[k], holders[k]);
+  }
+  uint64_t unreachable = 0, found = 0;
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const std::vector<size_t>& items = *call_items[c];
+    if (!answers[c].ok()) {
+      for (size_t i : items) out[i].miss = MissReason::kPeerUnreachable;
+      unreachable += items.size();
+      continue;
+    }
+    for (size_t k = 0; k < items.size(); ++k) pick(items[k], (*answers[c])[k]);
+  }
+  for (const Located& l : out) found += l.miss == MissReason::kNone ? 1 : 0;
+  std::lock_guard lock(mu_);
+  stats_.locate_keys += chunks.size();
+  stats_.locate_found += found;
+  stats_.locate_unreachable += unreachable;
+  return out;
+}
+
+FetchResult MeshNode::Fetch(const std::string& holder, const FetchSpec& spec,
+                            std::span<std::byte> dest, Deadline deadline) {
+  auto m = membership();
+  const Peer* peer = m->Find(holder);
+  if (peer == nullptr) {
+    FetchResult r;
+    r.miss = MissReason::kPeerUnreachable;
+    r.error = UnavailableError(StrCat("holder ", holder, " is not in the peers file"));
+    return r;
+  }
+  FetchResult r = transport_->Fetch(*peer, spec, dest, deadline);
+  if (r.miss == MissReason::kAbsent || r.miss == MissReason::kEvicted) ForgetHolder(spec.key);
+  return r;
+}
+
+FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest, Deadline deadline,
+                               std::string* holder) {
+  std::string h;
+  {
+    std::lock_guard lock(hints_mu_);
+    auto it = hints_.find(spec.key);
+    if (it != hints_.end()) h = it->second;
+  }
+  if (h.empty()) {
+    const Located l = LocateRemote(std::span<const FetchSpec>(&spec, 1), deadline)[0];
+    if (l.miss != MissReason::kNone) {
+      FetchResult r;
+      r.miss = l.miss;
+      r.error = NotFoundError("no peer holds the chunk");
+      return r;
+    }
+    h = l.holder;
+  }
+  if (holder != nullptr) *holder = h;
+  return Fetch(h, spec, dest, deadline);
+}
+
+void MeshNode::RememberHolder(const Key& key, const std::string& holder) {
+  std::lock_guard lock(hints_mu_);
+  if (hints_.size() >= kMaxHints) hints_.clear();
+  hints_[key] = holder;
+}
+
+void MeshNode::ForgetHolder(const Key& key) {
+  std::lock_guard lock(hints_mu_);
+  hints_.erase(key);
+}
+
+void MeshNode::OnStored(const FetchSpec& chunk) {
+  announcer_->Announce(DirectoryKey(chunk.namespace_digest, chunk.key));
+}
+
+void MeshNode::OnRemoved(const FetchSpec& chunk) {
+  announcer_->Withdraw(DirectoryKey(chunk.namespace_digest, chunk.key));
+}
+
+std::vector<LinkStats> MeshNode::Links() const {
+  std::map<std::string, LinkStats> by_node;
+  for (const Peer& p : membership()->peers()) {
+    if (p.node == opts_.self) continue;
+    LinkStats l;
+    l.node = p.node;
+    by_node[p.node] = l;
+  }
+  for (LinkStats& l : transport_->Links()) {
+    std::string node = l.node;
+    by_node[node] = std::move(l);
+  }
+  for (const auto& s : server_->GetServed()) {
+    LinkStats& l = by_node[s.node];
+    l.node = s.node;
+    l.bytes_out += s.bytes;
+  }
+  std::vector<LinkStats> out;
+  for (auto& [node, l] : by_node) {
+    l.kind = transport_->kind();
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+MeshNode::Stats MeshNode::GetStats() const {
+  Stats s;
+  {
+    std::lock_guard lock(mu_);
+    s = stats_;
+  }
+  s.announcer = announcer_->GetStats();
+  s.client = client_->GetStats();
+  s.directory = directory_.GetStats();
+  return s;
+}
+
+}  // namespace tw::mesh

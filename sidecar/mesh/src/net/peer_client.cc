@@ -1,0 +1,390 @@
+#include "tw/mesh/peer_client.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "grpc_util.h"
+#include "tokenwarehouse/v1/peer.grpc.pb.h"
+#include "tw/common/strings.h"
+
+namespace tw::mesh {
+
+namespace pb = ::tokenwarehouse::v1;
+using net::FromGrpc;
+using net::ToSystem;
+
+Status PeerClient::Options::Validate() const {
+  if (self.empty()) return InvalidArgumentError("peer client: self: must not be empty");
+  if (call_timeout <= std::chrono::nanoseconds::zero()) {
+    return InvalidArgumentError("peer client: call_timeout: must be > 0");
+  }
+  if (cooloff_initial <= std::chrono::nanoseconds::zero()) {
+    return InvalidArgumentError("peer client: cooloff_initial: must be > 0");
+  }
+  if (cooloff_max < cooloff_initial) {
+    return InvalidArgumentError("peer client: cooloff_max: must be >= cooloff_initial");
+  }
+  return OkStatus();
+}
+
+namespace {
+
+struct PeerState {
+  std::string target;  // address:port of the cached channel
+  std::shared_ptr<pb::Peer::Stub> stub;
+  uint32_t consecutive_failures = 0;
+  Clock::time_point cool_until{};
+  bool probing = false;  // the one call allowed out after a cool-off is in flight
+  LinkStats link;
+};
+
+// What a call needs after it was admitted: the stub, and how to report back.
+struct Ticket {
+  std::shared_ptr<pb::Peer::Stub> stub;
+  bool probe = false;
+  bool full_timeout = false;  // the call runs under the whole call_timeout
+  Deadline deadline;
+};
+
+}  // namespace
+
+class PeerClient::Impl {
+ public:
+  explicit Impl(Options o) : o_(std::move(o)), creds_(net::ChannelCredentials(o_.tls)) {}
+
+  // A stub to call `peer` with, or UNAVAILABLE at once while it cools off.
+  StatusOr<Ticket> Admit(const Peer& peer, Deadline deadline) {
+    Ticket t;
+    const Deadline bound = Clock::now() + o_.call_timeout;
+    t.full_timeout = bound <= deadline;
+    t.deadline = std::min(bound, deadline);
+    std::lock_guard lock(mu_);
+    PeerState& s = peers_[peer.node];
+    s.link.node = peer.node;
+    const std::string target = net::Target(peer.address, peer.port);
+    if (s.target != target || !s.stub) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+      args.SetMaxReceiveMessageSize(16 << 20);
+      args.SetInt(
+          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+          static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(o_.cooloff_initial).count()));
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(
+          GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+          static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(o_.cooloff_max).count()));
+      if (!o_.tls.server_name.empty()) {
+        args.SetSslTargetNameOverride(o_.tls.server_name);
+      }
+      s.stub = std::make_shared<pb::Peer::Stub>(grpc::CreateCustomChannel(target, creds_, args));
+      s.target = target;
+    }
+    if (s.consecutive_failures > 0) {
+      if (o_.now() < s.cool_until || s.probing) {
+        stats_.fast_fails++;
+        return UnavailableError(
+            StrCat("peer ", peer.node, " is down (cooling off after: ", s.link.last_error, ")"));
+      }
+      s.probing = true;
+      t.probe = true;
+    }
+    stats_.calls++;
+    t.stub = s.stub;
+    return t;
+  }
+
+  // Records a call's outcome. Returns `status` for chaining.
+  Status Done(const std::string& node, const Ticket& t, Status status) {
+    const bool unreachable = status.code() == StatusCode::kUnavailable ||
+                             (status.code() == StatusCode::kDeadlineExceeded && t.full_timeout);
+    std::lock_guard lock(mu_);
+    PeerState& s = peers_[node];
+    if (t.probe) s.probing = false;
+    if (status.ok()) {
+      s.consecutive_failures = 0;
+      s.link.up = true;
+      return status;
+    }
+    if (status.code() == StatusCode::kDeadlineExceeded && !t.full_timeout) {
+      return status;  // the caller's deadline was short: no fault of the peer's
+    }
+    s.link.failures++;
+    s.link.last_error = std::string(status.message());
+    stats_.failures++;
+    if (unreachable) {
+      s.consecutive_failures++;
+      const uint32_t shift = std::min<uint32_t>(s.consecutive_failures - 1, 20);
+      const auto backoff =
+          std::min<std::chrono::nanoseconds>(o_.cooloff_initial * (1u << shift), o_.cooloff_max);
+      s.cool_until = o_.now() + backoff;
+      s.link.up = false;
+    }
+    return status;
+  }
+
+  void CountFetch(const std::string& node, uint64_t bytes) {
+    std::lock_guard lock(mu_);
+    PeerState& s = peers_[node];
+    s.link.fetches++;
+    s.link.bytes_in += bytes;
+  }
+
+  std::vector<LinkStats> Links() const {
+    std::lock_guard lock(mu_);
+    std::vector<LinkStats> out;
+    for (const auto& [node, s] : peers_) out.push_back(s.link);
+    std::sort(out.begin(), out.end(),
+              [](const LinkStats& a, const LinkStats& b) { return a.node < b.node; });
+    return out;
+  }
+
+  Stats GetStats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
+  const Options& options() const { return o_; }
+
+ private:
+  const Options o_;
+  const std::shared_ptr<grpc::ChannelCredentials> creds_;
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, PeerState> peers_;  // GUARDED_BY(mu_)
+  Stats stats_;                                        // GUARDED_BY(mu_)
+};
+
+PeerClient::PeerClient(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+PeerClient::~PeerClient() = default;
+
+namespace {
+
+Status Expired(const char* what) {
+  return DeadlineExceededError(StrCat(what, ": the request's deadline has passed"));
+}
+
+}  // namespace
+
+Status PeerClient::Update(const Peer& home, const UpdateBatch& batch, Deadline deadline) {
+  if (Clock::now() >= deadline) return Expired("update");
+  TW_ASSIGN_OR_RETURN(Ticket t, impl_->Admit(home, deadline));
+  pb::UpdateRequest req;
+  req.set_from_node(batch.from_node);
+  for (const mesh::Update& u : batch.updates) {
+    pb::PeerUpdate* p = req.add_updates();
+    p->set_dir_key(std::string(u.key.View()));
+    p->set_withdraw(u.kind == UpdateKind::kWithdraw);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(ToSystem(t.deadline));
+  pb::UpdateResponse resp;
+  return impl_->Done(home.node, t,
+                     FromGrpc(t.stub->Update(&ctx, req, &resp), "update to " + home.node));
+}
+
+std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<const LocateCall> calls,
+                                                                  Deadline deadline) {
+  std::vector<StatusOr<Holders>> out(calls.size(), UnavailableError("locate: not sent"));
+  struct Pending {
+    grpc::ClientContext ctx;
+    pb::LocateResponse resp;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<pb::LocateResponse>> rpc;
+    Ticket ticket;
+    size_t index = 0;
+  };
+  std::vector<std::unique_ptr<Pending>> pending;
+  grpc::CompletionQueue cq;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (Clock::now() >= deadline) {
+      out[i] = Expired("locate");
+      continue;
+    }
+    auto ticket = impl_->Admit(*calls[i].peer, deadline);
+    if (!ticket.ok()) {
+      out[i] = ticket.status();
+      continue;
+    }
+    pb::LocateRequest req;
+    for (const Key& k : calls[i].dir_keys) req.add_dir_keys(std::string(k.View()));
+    auto p = std::make_unique<Pending>();
+    p->ticket = std::move(*ticket);
+    p->index = i;
+    p->ctx.set_deadline(ToSystem(p->ticket.deadline));
+    p->rpc = p->ticket.stub->AsyncLocate(&p->ctx, req, &cq);
+    p->rpc->Finish(&p->resp, &p->status, p.get());
+    pending.push_back(std::move(p));
+  }
+  // Every call carries a deadline, so each completes by it.
+  for (size_t done = 0; done < pending.size(); ++done) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq.Next(&tag, &ok)) break;
+    Pending* p = static_cast<Pending*>(tag);
+    const LocateCall& call = calls[p->index];
+    Status st = FromGrpc(p->status, "locate at " + call.peer->node);
+    if (st.ok() && p->resp.keys_size() != static_cast<int>(call.dir_keys.size())) {
+      st = InternalError(StrCat("locate at ", call.peer->node, ": ", p->resp.keys_size(),
+                                " answers for ", call.dir_keys.size(), " keys"));
+    }
+    st = impl_->Done(call.peer->node, p->ticket, std::move(st));
+    if (!st.ok()) {
+      out[p->index] = std::move(st);
+      continue;
+    }
+    Holders h(call.dir_keys.size());
+    for (int k = 0; k < p->resp.keys_size(); ++k) {
+      const auto& nodes = p->resp.keys(k).nodes();
+      h[static_cast<size_t>(k)].assign(nodes.begin(), nodes.end());
+    }
+    out[p->index] = std::move(h);
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return out;
+}
+
+FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::span<std::byte> dest,
+                              Deadline deadline) {
+  FetchResult r;
+  auto unreachable = [&](Status why) {
+    r = FetchResult{};
+    r.miss = MissReason::kPeerUnreachable;
+    r.error = std::move(why);
+    return r;
+  };
+  if (Clock::now() >= deadline) return unreachable(Expired("fetch"));
+  auto ticket = impl_->Admit(holder, deadline);
+  if (!ticket.ok()) return unreachable(ticket.status());
+  const Ticket& t = *ticket;
+  const std::string what = "fetch from " + holder.node;
+
+  pb::FetchRequest req;
+  req.set_namespace_digest(std::string(spec.namespace_digest.View()));
+  req.set_key(std::string(spec.key.View()));
+  req.set_from_node(impl_->options().self);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(ToSystem(t.deadline));
+  std::unique_ptr<grpc::ClientReader<pb::FetchChunk>> reader = t.stub->Fetch(&ctx, req);
+
+  // The protocol's faults end the call at once; gRPC cancels the stream.
+  auto fail = [&](MissReason miss, Status why) {
+    ctx.TryCancel();
+    reader->Finish().ok();  // drains the cancelled call; its status is `why`
+    impl_->Done(holder.node, t, OkStatus()).IgnoreError();  // the peer answered
+    std::vector<uint64_t> sizes = std::move(r.segment_sizes);
+    r = FetchResult{};
+    r.miss = miss;
+    r.error = std::move(why);
+    if (miss == MissReason::kIoError) r.segment_sizes = std::move(sizes);
+    return r;
+  };
+
+  pb::FetchChunk msg;
+  if (!reader->Read(&msg) || !msg.has_header()) {
+    Status st = FromGrpc(reader->Finish(), what);
+    if (st.ok()) st = InternalError(what + ": the stream carried no header");
+    st = impl_->Done(holder.node, t, std::move(st));
+    if (st.code() == StatusCode::kUnavailable || st.code() == StatusCode::kDeadlineExceeded) {
+      return unreachable(std::move(st));
+    }
+    r.miss = MissReason::kIoError;
+    r.error = std::move(st);
+    return r;
+  }
+  const pb::FetchHeader& h = msg.header();
+  if (h.miss_reason() != 0) {
+    reader->Finish().ok();
+    impl_->Done(holder.node, t, OkStatus()).IgnoreError();
+    r.miss = h.miss_reason() < kMissReasonCount ? static_cast<MissReason>(h.miss_reason())
+                                                : MissReason::kIoError;
+    r.error = NotFoundError(StrCat(what, ": ", ToString(r.miss), " ", h.error()));
+    return r;
+  }
+  uint64_t sum = 0;
+  r.segment_sizes.assign(h.segment_sizes().begin(), h.segment_sizes().end());
+  for (uint64_t s : r.segment_sizes) sum += s;
+  if (sum != h.value_size()) {
+    return fail(MissReason::kIoError, InternalError(what + ": segment sizes do not add up"));
+  }
+  if (h.value_size() > dest.size()) {
+    return fail(MissReason::kIoError,
+                InvalidArgumentError(StrCat("remote value of ", h.value_size(),
+                                            " bytes does not fit ", dest.size(), " bytes")));
+  }
+  ChunkLineage lineage;
+  if (h.parent().size() == 32) {
+    lineage.parent = *Key::FromBytes(h.parent());
+    lineage.extra = h.extra();
+    lineage.tokens.assign(h.tokens().begin(), h.tokens().end());
+  }
+  // The bytes, straight into the destination as each message arrives.
+  uint64_t at = 0;
+  pb::FetchChunk body;  // `h` lives in `msg`
+  while (reader->Read(&body)) {
+    const std::string& data = body.data();
+    if (data.size() > h.value_size() - at) {
+      return fail(MissReason::kIoError, InternalError(what + ": more bytes than the value"));
+    }
+    std::memcpy(dest.data() + at, data.data(), data.size());
+    at += data.size();
+  }
+  Status st = impl_->Done(holder.node, t, FromGrpc(reader->Finish(), what));
+  if (!st.ok()) return unreachable(std::move(st));
+  if (at != h.value_size()) {
+    r.segment_sizes.clear();
+    r.miss = MissReason::kIoError;
+    r.error =
+        InternalError(StrCat(what, ": stream ended after ", at, " of ", h.value_size(), " bytes"));
+    return r;
+  }
+  if (h.parent().size() == 32) r.lineage = std::move(lineage);
+  r.bytes = at;
+  impl_->CountFetch(holder.node, at);
+  return r;
+}
+
+StatusOr<PeerClient::ConnectReply> PeerClient::Connect(const Peer& peer,
+                                                       std::vector<std::string> transports,
+                                                       std::string transport_data,
+                                                       Deadline deadline) {
+  if (Clock::now() >= deadline) return Expired("connect");
+  TW_ASSIGN_OR_RETURN(Ticket t, impl_->Admit(peer, deadline));
+  pb::ConnectRequest req;
+  req.set_from_node(impl_->options().self);
+  for (auto& s : transports) req.add_transports(std::move(s));
+  req.set_transport_data(std::move(transport_data));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(ToSystem(t.deadline));
+  pb::ConnectResponse resp;
+  TW_RETURN_IF_ERROR(impl_->Done(
+      peer.node, t, FromGrpc(t.stub->Connect(&ctx, req, &resp), "connect to " + peer.node)));
+  ConnectReply out;
+  out.node = resp.node();
+  out.transports.assign(resp.transports().begin(), resp.transports().end());
+  out.transport_data = resp.transport_data();
+  return out;
+}
+
+StatusOr<std::string> PeerClient::Health(const Peer& peer, Deadline deadline) {
+  if (Clock::now() >= deadline) return Expired("health");
+  TW_ASSIGN_OR_RETURN(Ticket t, impl_->Admit(peer, deadline));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(ToSystem(t.deadline));
+  pb::HealthRequest req;
+  pb::HealthResponse resp;
+  TW_RETURN_IF_ERROR(impl_->Done(
+      peer.node, t, FromGrpc(t.stub->Health(&ctx, req, &resp), "health of " + peer.node)));
+  return resp.node();
+}
+
+std::vector<LinkStats> PeerClient::Links() const { return impl_->Links(); }
+PeerClient::Stats PeerClient::GetStats() const { return impl_->GetStats(); }
+
+}  // namespace tw::mesh
