@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -285,34 +286,33 @@ StatusOr<double> TcpStreamGbps(const NetnsPair& net, uint64_t chunk, int count) 
 }
 
 StatusOr<std::vector<double>> TcpPingPongUs(const NetnsPair& net, int rounds) {
-  std::promise<StatusOr<uint16_t>> port_p;
-  auto port_f = port_p.get_future();
-  TW_ASSIGN_OR_RETURN(std::thread echo, net.StartIn(0, [&] {
-    auto l = Listen(net.address(0));
-    if (!l.ok()) {
-      port_p.set_value(l.status());
-      return;
-    }
-    port_p.set_value(l->second);
-    int c = accept4(l->first, nullptr, nullptr, SOCK_CLOEXEC);
+  // The echo end is a process of its own, as twd on the other node is: a listening socket
+  // made by a thread in a's namespace (a socket stays in the namespace it was made in), then a
+  // forked child that only accepts and echoes (no allocation after fork).
+  StatusOr<std::pair<int, uint16_t>> l = UnavailableError("not listening");
+  TW_RETURN_IF_ERROR(net.RunIn(0, [&] { l = Listen(net.address(0)); }));
+  TW_RETURN_IF_ERROR(l.status());
+  const pid_t echo = fork();
+  if (echo < 0) {
     close(l->first);
-    if (c < 0) return;
+    return ErrnoStatus(errno, "fork");
+  }
+  if (echo == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int c = accept4(l->first, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) _exit(1);
     int one = 1;
     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     uint8_t msg[64];
     while (RecvAll(c, msg, sizeof msg).ok() && SendAll(c, msg, sizeof msg).ok()) {
     }
-    close(c);
-  }));
-  StatusOr<uint16_t> port = port_f.get();
-  if (!port.ok()) {
-    echo.join();
-    return port.status();
+    _exit(0);
   }
+  close(l->first);
   std::vector<double> lat;
   Status st;
   Status entered = net.RunIn(1, [&] {
-    auto fd = ConnectTo(net.address(0), *port);
+    auto fd = ConnectTo(net.address(0), l->second);
     if (!fd.ok()) {
       st = fd.status();
       return;
@@ -327,9 +327,10 @@ StatusOr<std::vector<double>> TcpPingPongUs(const NetnsPair& net, int rounds) {
       if (st.ok()) st = RecvAll(*fd, msg, sizeof msg);
       lat.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
     }
-    close(*fd);  // the echo thread sees the end and returns
+    close(*fd);  // the echo process sees the end and exits
   });
-  echo.join();
+  if (!entered.ok() || !st.ok()) kill(echo, SIGKILL);
+  waitpid(echo, nullptr, 0);
   TW_RETURN_IF_ERROR(entered);
   TW_RETURN_IF_ERROR(st);
   return lat;

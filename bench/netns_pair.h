@@ -1,6 +1,7 @@
 // Two network namespaces joined by a veth pair, for `tw-bench mesh`, and the TCP references
-// measured between them: a raw stream and a ping-pong, each end a thread of this process
-// entered into its namespace (setns), so the references cross the same veth as twd's mesh.
+// measured between them: a raw stream (each end a thread of this process entered into its
+// namespace with setns) and a ping-pong (a forked echo process on a's side), so that the
+// references cross the same veth as twd's mesh.
 //
 //   a: `twbench<pid>-a`, eth0 10.88.0.1/24      b: `twbench<pid>-b`, eth0 10.88.0.2/24
 //
@@ -49,7 +50,8 @@ class NetnsPair {
 // received into a pre-faulted buffer on b; GB/s from the connect to the last byte received.
 StatusOr<double> TcpStreamGbps(const NetnsPair& net, uint64_t chunk, int count);
 
-// Round trips of a 64-byte message b → a → b over one TCP connection (TCP_NODELAY), µs each.
+// Round trips of a 64-byte message b → a → b over one TCP connection (TCP_NODELAY), µs each;
+// the echo end on a is a forked process (as twd is), the measuring end a thread in b.
 StatusOr<std::vector<double>> TcpPingPongUs(const NetnsPair& net, int rounds);
 
 }  // namespace tw::bench

@@ -306,19 +306,24 @@ class MeshNet:
             n.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                       preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        port_deadline = None  # the peer port follows the socket within seconds
+        while time.monotonic() < deadline and (port_deadline is None
+                                               or time.monotonic() < port_deadline):
             if n.proc.poll() is not None:
                 rc = n.proc.returncode
                 n.proc = None
                 raise RuntimeError(f"twd on {name} exited with {rc}:\n{n.log()}")
-            if os.path.exists(n.socket) and n.listening(self.mesh_port):
-                return n
+            if os.path.exists(n.socket):
+                if n.listening(self.mesh_port):
+                    return n
+                if port_deadline is None:
+                    port_deadline = time.monotonic() + 10
             time.sleep(0.05)
         sock = os.path.exists(n.socket)
         self.kill(name)
         what = ("its peer service does not listen on " f"{n.address}:{self.mesh_port}"
                 if sock else f"it did not create {n.socket}")
-        raise RuntimeError(f"twd on {name} did not come up in {timeout}s: {what} "
+        raise RuntimeError(f"twd on {name} did not come up: {what} "
                            f"(is twd built with the mesh wired in?)\n{n.log()}")
 
     def kill(self, name, sig=signal.SIGKILL):
