@@ -11,7 +11,10 @@
 //   of a 512-chunk chain stored on b plus 1.5 × the p50 of a TCP ping-pong (64 bytes) between
 //   the namespaces; local and remote lookups interleaved, the ping-pong measured before and
 //   after them (target: ratio ≤ 1).
+// - CPU per GB moved and per lookup, of each twd and of the references' ends: what the
+//   wall-clock ratios become on a machine whose CPUs are shared.
 // Nothing here passes or fails; the targets are printed after the table.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include "command.h"
 #include "netns_pair.h"
 #include "service_util.h"
+#include "socket_reference.h"
 #include "tw/client/client.h"
 #include "tw/common/strings.h"
 
@@ -69,6 +73,17 @@ bool WaitFor(F done, double seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return done();
+}
+
+// CPU of this process, threads that have exited included (the references' threads do before
+// they are counted; /proc/self/task no longer lists them).
+uint64_t SelfCpuNs() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto ns = [](const timeval& t) {
+    return static_cast<uint64_t>(t.tv_sec) * 1000000000 + static_cast<uint64_t>(t.tv_usec) * 1000;
+  };
+  return ns(u.ru_utime) + ns(u.ru_stime);
 }
 
 size_t Prefix(Client& c, const Chain& chain) {
@@ -185,14 +200,26 @@ int RunMeshBench(const MeshBenchOptions& o) {
   // Remote gets against the raw TCP stream, alternated.
   std::vector<Alternated> runs;
   const int count = o.chunks * o.passes;
+  const pid_t pid_a = twd[0].pid(), pid_b = twd[1].pid();
+  // CPU (every thread, user + system) per GB moved: the stream's two ends (threads of this
+  // process), and twd a, twd b and this client for the gets. Unlike the wall-clock ratio, a
+  // loaded machine barely inflates these.
+  uint64_t cpu_stream = 0, cpu_a = 0, cpu_b = 0, cpu_client = 0, bytes = 0;
   GetChain(*cb, big, chunk, o.depth, 1);  // warm: connections, page tables
   for (int r = 0; r < std::max(1, o.runs); ++r) {
+    const uint64_t s0 = SelfCpuNs();
     auto ref = TcpStreamGbps(*net, chunk, count);
+    cpu_stream += SelfCpuNs() - s0;
     if (!ref.ok()) {
       std::cerr << me << "TCP stream: " << ref.status().ToString() << "\n";
       return 1;
     }
+    const uint64_t a0 = ProcessCpuNs(pid_a), b0 = ProcessCpuNs(pid_b), c0 = ProcessCpuNs(0);
     GetStats g = GetChain(*cb, big, chunk, o.depth, o.passes);
+    cpu_a += ProcessCpuNs(pid_a) - a0;
+    cpu_b += ProcessCpuNs(pid_b) - b0;
+    cpu_client += ProcessCpuNs(0) - c0;
+    bytes += g.bytes;
     if (g.misses != 0 || g.peer != static_cast<uint64_t>(count)) {
       std::cerr << me << "remote gets: " << g.peer << " from the peer, " << g.dram + g.nvme
                 << " local, " << g.misses << " misses"
@@ -204,18 +231,29 @@ int RunMeshBench(const MeshBenchOptions& o) {
   for (const Alternated& a : runs) streams.push_back(a.reference);
   out.Figure("ref_tcp_stream", Percentile(streams, 0.5), "GB/s");
   ReportMedian(out, "mesh_get_remote", runs, 0.85);
+  const double stream_gb = static_cast<double>(chunk) * count * std::max(1, o.runs) / 1e9;
+  const double got_gb = std::max(1e-9, static_cast<double>(bytes) / 1e9);
+  out.Figure("ref_tcp_stream_cpu", static_cast<double>(cpu_stream) / 1e9 / stream_gb, "s/GB");
+  out.Figure("mesh_get_remote_cpu_twd_a", static_cast<double>(cpu_a) / 1e9 / got_gb, "s/GB");
+  out.Figure("mesh_get_remote_cpu_twd_b", static_cast<double>(cpu_b) / 1e9 / got_gb, "s/GB");
+  out.Figure("mesh_get_remote_cpu_client", static_cast<double>(cpu_client) / 1e9 / got_gb, "s/GB");
 
   // Lookups: ping-pong, interleaved local and remote lookups, ping-pong again.
   auto pp1 = TcpPingPongUs(*net, o.pings);
   std::vector<double> lat_local, lat_remote;
   size_t prefix_local = 0, prefix_remote = 0;
+  // CPU of twd a and twd b during the local [0] and the remote [1] lookups.
+  uint64_t lk_cpu_a[2] = {0, 0}, lk_cpu_b[2] = {0, 0};
   for (int i = 0; i < o.lookups; ++i) {
-    for (auto [chain, lat, prefix] : {std::tuple{&local, &lat_local, &prefix_local},
-                                      std::tuple{&remote, &lat_remote, &prefix_remote}}) {
+    for (int which = 0; which < 2; ++which) {
+      const Chain& chain = which == 0 ? local : remote;
+      const uint64_t a0 = ProcessCpuNs(pid_a), b0 = ProcessCpuNs(pid_b);
       auto t0 = Clock::now();
-      auto r = cb->LookupChainOf(chain->digest, chain->keys);
-      lat->push_back(Seconds(t0, Clock::now()) * 1e6);
-      *prefix = r.ok() ? r->prefix : 0;
+      auto r = cb->LookupChainOf(chain.digest, chain.keys);
+      (which == 0 ? lat_local : lat_remote).push_back(Seconds(t0, Clock::now()) * 1e6);
+      lk_cpu_a[which] += ProcessCpuNs(pid_a) - a0;
+      lk_cpu_b[which] += ProcessCpuNs(pid_b) - b0;
+      (which == 0 ? prefix_local : prefix_remote) = r.ok() ? r->prefix : 0;
     }
   }
   auto pp2 = TcpPingPongUs(*net, o.pings);
@@ -237,6 +275,10 @@ int RunMeshBench(const MeshBenchOptions& o) {
   out.Compare("mesh_lookup_512_remote_p50", Percentile(lat_remote, 0.5), "us", local50 + 1.5 * pp50,
               1.0, true);
   out.Figure("mesh_lookup_512_remote_p99", Percentile(lat_remote, 0.99), "us");
+  const double n = std::max(1, o.lookups) * 1e3;
+  out.Figure("mesh_lookup_512_local_cpu_twd_b", static_cast<double>(lk_cpu_b[0]) / n, "us");
+  out.Figure("mesh_lookup_512_remote_cpu_twd_b", static_cast<double>(lk_cpu_b[1]) / n, "us");
+  out.Figure("mesh_lookup_512_remote_cpu_twd_a", static_cast<double>(lk_cpu_a[1]) / n, "us");
   out.Print(o.json);
   return 0;
 }
