@@ -135,7 +135,8 @@ TW_CLIENT_API int tw_chunk_key(const uint8_t parent[TW_KEY_SIZE], const uint8_t*
 enum {
   TW_TIER_NONE = 0, /* not stored */
   TW_TIER_DRAM = 1, /* in twd's DRAM tier */
-  TW_TIER_NVME = 2  /* on NVMe only */
+  TW_TIER_NVME = 2, /* on NVMe only */
+  TW_TIER_PEER = 3  /* on another node of the mesh (lookup), or served from one (get) */
 };
 
 /* Why a chunk was not served. */

@@ -145,6 +145,52 @@ StatusOr<std::optional<ExportedChunk>> AdminClient::FindChunk(const Key& key) {
   return found;
 }
 
+std::string PeersInfoToJson(const PeersInfo& p) {
+  nlohmann::ordered_json j;
+  j["enabled"] = p.enabled;
+  j["node"] = p.node;
+  j["transport"] = p.transport;
+  j["membership_version"] = p.membership_version;
+  j["directory_keys"] = p.directory_keys;
+  j["announce_batches_failed"] = p.announce_batches_failed;
+  auto peers = nlohmann::ordered_json::array();
+  for (const PeerInfo& i : p.peers) {
+    nlohmann::ordered_json o;
+    o["node"] = i.node;
+    o["up"] = i.up;
+    o["transport"] = i.transport;
+    o["fetches"] = i.fetches;
+    o["failures"] = i.failures;
+    o["bytes_in"] = i.bytes_in;
+    o["bytes_out"] = i.bytes_out;
+    o["last_error"] = i.last_error;
+    peers.push_back(std::move(o));
+  }
+  j["peers"] = std::move(peers);
+  return j.dump();
+}
+
+StatusOr<PeersInfo> AdminClient::Peers() {
+  pb::AdminPeersRequest req;
+  Connection::CallerReads caller_reads;  // this thread reads the reply
+  auto f = wire::Call<pb::AdminPeersResponse, PeersInfo>(
+      *conn_, Opcode::kAdminPeers, req, [](const pb::AdminPeersResponse& r) -> StatusOr<PeersInfo> {
+        PeersInfo p;
+        p.enabled = r.enabled();
+        p.node = r.node();
+        p.transport = r.transport();
+        p.membership_version = r.membership_version();
+        p.directory_keys = r.directory_keys();
+        p.announce_batches_failed = r.announce_batches_failed();
+        for (const auto& l : r.peers()) {
+          p.peers.push_back({l.node(), l.up(), l.transport(), l.fetches(), l.failures(),
+                             l.bytes_in(), l.bytes_out(), l.last_error()});
+        }
+        return p;
+      });
+  return wire::Wait(*conn_, f, timeout_);
+}
+
 StatusOr<std::pair<Stats, std::string>> AdminClient::GetStats() {
   pb::AdminStatsRequest req;
   Connection::CallerReads caller_reads;  // this thread reads the reply

@@ -187,6 +187,8 @@ const char* tw_tier_name(int tier) try {
       return "dram";
     case TW_TIER_NVME:
       return "nvme";
+    case TW_TIER_PEER:
+      return "peer";
     default:
       return "unknown";
   }

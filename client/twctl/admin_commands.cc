@@ -1,7 +1,9 @@
-// twctl commands on twd's admin socket (mode 0600): namespaces, evict, export. Token ids are
+// twctl commands on twd's admin socket (mode 0600): namespaces, evict, export, peers. Token ids are
 // prompts, so these never run on the client socket.
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -106,6 +108,44 @@ int RunExport(const AdminOptions& o) {
   return 0;
 }
 
+std::string HumanBytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+int RunPeers(const AdminOptions& o) {
+  auto c = Connect(o);
+  if (!c.ok()) return Error("peers", c.status());
+  auto r = (*c)->Peers();
+  if (!r.ok()) return Error("peers", r.status());
+  if (o.json) {
+    std::cout << client::PeersInfoToJson(*r) << "\n";
+    return 0;
+  }
+  if (!r->enabled) {
+    std::cout << "the mesh is off (mesh.enabled: false)\n";
+    return 0;
+  }
+  std::cout << "node " << r->node << ", transport " << r->transport << ", peers file version "
+            << r->membership_version << ", " << r->directory_keys << " directory keys\n";
+  for (const client::PeerInfo& p : r->peers) {
+    std::cout << p.node << "  " << (p.up ? "up" : "down") << "  " << p.transport << "  "
+              << p.fetches << " fetches  " << p.failures << " failures  in "
+              << HumanBytes(p.bytes_in) << "  out " << HumanBytes(p.bytes_out);
+    if (!p.last_error.empty()) std::cout << "  last error: " << p.last_error;
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 void RegisterAdminCommands(CLI::App& app, int* exit_code) {
@@ -138,6 +178,16 @@ void RegisterAdminCommands(CLI::App& app, int* exit_code) {
     cmd->add_option("--namespace", o->digest_hex, "only this namespace digest (64 hex digits)");
     cmd->add_option("--max-chunks", o->max_chunks, "stop after this many chunks (0 = all)");
     cmd->callback([o, exit_code] { *exit_code = RunExport(*o); });
+  }
+  {
+    auto o = std::make_shared<AdminOptions>();
+    CLI::App* cmd = app.add_subcommand(
+        "peers",
+        "Show the mesh's peers: up/down, transport, fetches, failures, bytes in and out, last "
+        "error (admin socket)");
+    AddAdminSocketOption(cmd, o.get());
+    cmd->add_flag("--json", o->json, "one JSON object");
+    cmd->callback([o, exit_code] { *exit_code = RunPeers(*o); });
   }
 }
 

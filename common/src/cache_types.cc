@@ -10,6 +10,8 @@ std::string_view ToString(Tier t) {
       return "dram";
     case Tier::kNvme:
       return "nvme";
+    case Tier::kPeer:
+      return "peer";
   }
   return "unknown";
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "tw/store/store.h"
 #include "tw/twd/daemon.h"
@@ -13,7 +14,7 @@ RealTwd::RealTwd() = default;
 
 RealTwd::~RealTwd() { Stop(); }
 
-Status RealTwd::Start() {
+Status RealTwd::Start(const std::string& config_yaml) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "twclient-realtwd.XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) return ErrnoStatus(errno, "mkdtemp");
   dir_ = tmpl;
@@ -21,6 +22,10 @@ Status RealTwd::Start() {
   admin_socket_ = dir_ + "/twd-admin.sock";
   std::filesystem::create_directories(dir_ + "/data");
   twd::DaemonOptions o;
+  if (!config_yaml.empty()) {
+    o.config_path = dir_ + "/twd.yaml";
+    std::ofstream(o.config_path) << config_yaml;
+  }
   o.socket = socket_;
   o.admin_socket = admin_socket_;
   o.data_dirs = {dir_ + "/data"};
@@ -40,11 +45,15 @@ Status RealTwd::Start() {
   return OkStatus();
 }
 
-void RealTwd::Stop() {
+void RealTwd::Shutdown() {
   if (daemon_) {
     daemon_->Shutdown().IgnoreError();
     daemon_.reset();
   }
+}
+
+void RealTwd::Stop() {
+  Shutdown();
   if (!dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);

@@ -25,14 +25,19 @@ class RealTwd {
   RealTwd(const RealTwd&) = delete;
   RealTwd& operator=(const RealTwd&) = delete;
 
-  // Makes a fresh directory under the system's temp directory and serves from it.
-  Status Start();
+  // Makes a fresh directory under the system's temp directory and serves from it. With
+  // `config_yaml`, twd reads it as its config file (flags still set the socket and data).
+  Status Start(const std::string& config_yaml = "");
   void Stop();
+  // Shuts twd down and keeps its directory.
+  void Shutdown();
 
   const std::string& socket_path() const { return socket_; }
   const std::string& admin_socket_path() const { return admin_socket_; }
   // The port of /metrics (127.0.0.1).
   int metrics_port() const;
+  const std::string& dir() const { return dir_; }
+  twd::Daemon* daemon() { return daemon_.get(); }
 
  private:
   std::string dir_;

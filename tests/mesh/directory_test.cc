@@ -42,6 +42,18 @@ class DirectoryTest : public ::testing::Test {
   FakeClock clock_;
 };
 
+// docs/mesh.md: SHA-256("tokenwarehouse/dir/v1" ‖ namespace digest ‖ chunk key).
+TEST(DirectoryKeyTest, MatchesTheSpecVector) {
+  Key ns, key;
+  for (uint8_t i = 0; i < 32; ++i) {
+    ns.bytes[i] = i;
+    key.bytes[i] = static_cast<uint8_t>(32 + i);
+  }
+  EXPECT_EQ(DirectoryKey(ns, key).Hex(),
+            "6844cd60824069621c862114763055bfc645a599ca1efbb3cafc2c30e5fe9db8");
+  EXPECT_NE(DirectoryKey(key, ns), DirectoryKey(ns, key));
+}
+
 TEST(UpdateKind, ToString) {
   EXPECT_EQ(ToString(UpdateKind::kAnnounce), "announce");
   EXPECT_EQ(ToString(UpdateKind::kWithdraw), "withdraw");

@@ -38,7 +38,7 @@ void ExpectBijection(Domain last_domain, Wire wire_min, Wire wire_max, bool (*wi
 }
 
 TEST(WireEnumsTest, TierRoundTrips) {
-  ExpectBijection<Tier, pb::Tier>(Tier::kNvme, pb::Tier_MIN, pb::Tier_MAX, &pb::Tier_IsValid, {});
+  ExpectBijection<Tier, pb::Tier>(Tier::kPeer, pb::Tier_MIN, pb::Tier_MAX, &pb::Tier_IsValid, {});
   EXPECT_EQ(FromProto(static_cast<pb::Tier>(99)), Tier::kNone);
 }
 

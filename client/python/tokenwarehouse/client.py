@@ -27,11 +27,12 @@ Scatter.__doc__ = "One byte range of a value segment <-> a byte range of the are
 
 LookupResult = collections.namedtuple("LookupResult", "prefix tiers miss lease")
 LookupResult.__doc__ = ("prefix: leading chunks stored; tiers: tier name of each chunk "
-                        "('dram', 'nvme', 'none' past the prefix); miss: why chunk `prefix` "
-                        "is missing ('none' if all are stored); lease: id or 0.")
+                        "('dram', 'nvme', 'peer', 'none' past the prefix); miss: why chunk "
+                        "`prefix` is missing ('none' if all are stored); lease: id or 0.")
 
 GetResult = collections.namedtuple("GetResult", "tier miss bytes")
-GetResult.__doc__ = "tier: 'dram'/'nvme' ('none' on a miss); miss: 'none' on a hit; bytes."
+GetResult.__doc__ = ("tier: 'dram'/'nvme'/'peer' (another node of the mesh) ('none' on a miss); "
+                     "miss: 'none' on a hit; bytes.")
 
 _DURABILITY = {"memory": 0, "disk": 1}
 

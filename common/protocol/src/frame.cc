@@ -69,6 +69,8 @@ std::string_view ToString(Opcode op) {
       return "admin_export";
     case Opcode::kAdminStats:
       return "admin_stats";
+    case Opcode::kAdminPeers:
+      return "admin_peers";
   }
   return "unknown";
 }
@@ -77,7 +79,7 @@ bool IsKnownOpcode(uint16_t op) {
   return (op >= static_cast<uint16_t>(Opcode::kHello) &&
           op <= static_cast<uint16_t>(Opcode::kPing)) ||
          (op >= static_cast<uint16_t>(Opcode::kAdminNamespaces) &&
-          op <= static_cast<uint16_t>(Opcode::kAdminStats));
+          op <= static_cast<uint16_t>(Opcode::kAdminPeers));
 }
 
 bool IsAdminOpcode(Opcode op) {

@@ -356,6 +356,8 @@ StatusOr<std::unique_ptr<google::protobuf::MessageLite>> ParseRequest(Opcode op,
       return ParseAs<pb::ExportRequest>(body, limits, &ValidateExportLike);
     case Opcode::kAdminStats:
       return ParseAs<pb::AdminStatsRequest>(body, limits, nullptr);
+    case Opcode::kAdminPeers:
+      return ParseAs<pb::AdminPeersRequest>(body, limits, nullptr);
     case Opcode::kInvalid:
       break;
   }

@@ -10,6 +10,8 @@ pb::Tier ToProto(Tier t) {
       return pb::TIER_DRAM;
     case Tier::kNvme:
       return pb::TIER_NVME;
+    case Tier::kPeer:
+      return pb::TIER_PEER;
   }
   return pb::TIER_NONE;
 }
@@ -20,6 +22,8 @@ Tier FromProto(pb::Tier t) {
       return Tier::kDram;
     case pb::TIER_NVME:
       return Tier::kNvme;
+    case pb::TIER_PEER:
+      return Tier::kPeer;
     default:
       return Tier::kNone;
   }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "mesh_front.h"
 #include "server.h"
 #include "service_core.h"
 #include "tw/common/log.h"
@@ -117,6 +118,16 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
            {{"file", registry_path}, {"namespaces", (*registry)->load_stats().loaded}});
   }
   d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get(), std::move(*registry));
+  if (d->config_.mesh.enabled) {
+    auto mesh = MeshFront::Start(d->config_, d->store_.get(), ServerVersion());
+    if (!mesh.ok()) {
+      d->store_->Close(std::chrono::seconds(0)).IgnoreError();
+      d->store_.reset();
+      return mesh.status();
+    }
+    d->mesh_ = std::move(*mesh);
+    d->core_->SetRemote(d->mesh_.get());
+  }
   ServerOptions so;
   so.socket_path = d->config_.socket.path;
   so.socket_mode = d->config_.socket.mode;
@@ -126,6 +137,8 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   auto server = Server::Start(so, d->core_.get());
   if (!server.ok()) {
     // Leave the store consistent: nothing was served.
+    d->core_->SetRemote(nullptr);
+    d->mesh_.reset();
     d->store_->Close(std::chrono::seconds(0)).IgnoreError();
     d->store_.reset();
     return server.status();
@@ -192,6 +205,13 @@ Status Daemon::Shutdown() {
          {{"grace_ms", std::chrono::duration_cast<std::chrono::milliseconds>(grace).count()}});
   if (server_) server_->Stop(grace);
   server_.reset();
+  // No client request runs any more: detach the mesh, then stop it (its peer server reads
+  // the store, which closes next).
+  if (mesh_) {
+    core_->SetRemote(nullptr);
+    mesh_->Stop();
+    mesh_.reset();
+  }
   Status s;
   if (store_) {
     const auto spent = std::chrono::steady_clock::now() - start;

@@ -230,8 +230,6 @@ StatusOr<std::vector<LookupItemResult>> ServiceCore::Lookup(Session& s, const Lo
       } else {
         out.tiers[c].assign(tiers.begin(), tiers.begin() + static_cast<ptrdiff_t>(prefix));
       }
-      found += prefix;
-      missing += item.chains[c].keys.size() - prefix;
       if (chains[c].result.lease != 0) {
         parts.push_back({item.chains[c].namespace_digest, chains[c].result.lease});
         bytes += chains[c].value_size * prefix;
@@ -246,6 +244,14 @@ StatusOr<std::vector<LookupItemResult>> ServiceCore::Lookup(Session& s, const Lo
       }
     } else {
       for (const auto& p : parts) store_->ReleaseLease(p.store_lease);
+    }
+    // The local prefix ended on a chunk this node does not have: other nodes may.
+    if (remote_ != nullptr && (miss == MissReason::kAbsent || miss == MissReason::kEvicted)) {
+      ExtendWithPeers(item, prefix, r.deadline, out);
+    }
+    for (const LookupChain& chain : item.chains) {
+      found += out.prefix;
+      missing += chain.keys.size() - std::min(out.prefix, chain.keys.size());
     }
   }
   ServiceMetrics::Get().LookupChunks(found, missing);
@@ -293,6 +299,18 @@ StatusOr<std::vector<GetItemResult>> ServiceCore::Get(Session& s, const GetReque
       o.capacity = item.arena_length;
     }
     store::GetResult g = store_->Get(item.ref.key, entries, o);
+    if (remote_ != nullptr && (g.miss == MissReason::kAbsent || g.miss == MissReason::kEvicted)) {
+      out.miss = g.miss;
+      auto served = GetFromPeer(s, item, r.deadline, out);
+      if (!served.ok()) return served.status().WithPrefix(StrCat("get.items[", i, "]"));
+      if (*served) {
+        get_hits_.fetch_add(1, std::memory_order_relaxed);
+        ServiceMetrics::Get().GetHit(Tier::kPeer, ns, out.bytes, declared[i].chunk_tokens);
+      } else {
+        CountGetMiss(out.miss, ns);
+      }
+      continue;
+    }
     if (!g.error.ok()) {
       // A range outside the stored value, or a whole value larger than arena_length: the
       // request is malformed for what is stored. Items before it may have been copied into
@@ -416,6 +434,7 @@ StatusOr<std::vector<PutItemResult>> ServiceCore::Put(Session& s, PutRequest& r)
     req.deadline = r.deadline;
     out.result = store_->Put(req);
     CountPut(out.result, ns, bytes);
+    if (remote_ != nullptr && out.result == PutResult::kStored) remote_->OnStored(item.ref);
   }
   return results;
 }
@@ -450,7 +469,10 @@ StatusOr<std::vector<bool>> ServiceCore::Delete(Session& s, std::span<const Chun
   }
   const std::vector<bool> deleted = store_->DeleteMany(keys);
   std::vector<bool> out(refs.size(), false);
-  for (size_t k = 0; k < keys.size(); ++k) out[item_of[k]] = deleted[k];
+  for (size_t k = 0; k < keys.size(); ++k) {
+    out[item_of[k]] = deleted[k];
+    if (remote_ != nullptr && deleted[k]) remote_->OnRemoved(refs[item_of[k]]);
+  }
   return out;
 }
 
@@ -528,6 +550,7 @@ std::string ServiceCore::MetricsText() const { return metrics::RenderText(); }
 void ServiceCore::Tick() {
   leases_.Expire(Clock::now());
   ServiceMetrics::Get().UpdateFromStore(store_->Stats());
+  if (remote_ != nullptr) remote_->Tick();
 }
 
 void ServiceCore::ClientConnected() {

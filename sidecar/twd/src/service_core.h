@@ -1,9 +1,11 @@
 // ServiceCore: what twd does for a client, in the domain's words. It executes lookup, get,
 // put, exists, delete, stats and the admin operations (namespace listing, evict, export) for
 // one Session against the store, taking and returning the plain structs of core_types.h. No
-// generated protobuf type appears here: fronts translate. Today's front is the Unix-socket
-// codec (socket_codec.h, used by the Server); the peer service of the mesh is meant to be a
-// second front over the same core.
+// generated protobuf type appears here: fronts translate. The Unix-socket codec
+// (socket_codec.h, used by the Server) is the clients' front; the mesh's peer service reads the
+// same store through the daemon's MeshFront. With a RemoteChunks attached (mesh.enabled), a
+// lookup whose local prefix ends asks the mesh for the rest (tier `peer`), and a get of a
+// chunk not stored here fetches it from a holder (service_core_remote.cc).
 //
 // What it enforces beyond a front's structural checks: tenancy (a session reaches only
 // namespaces it declared, whose tenant field is its tenant, and only chunks stored under
@@ -21,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -29,6 +32,7 @@
 #include "core_types.h"
 #include "lease_table.h"
 #include "namespace_registry.h"
+#include "remote_chunks.h"
 #include "session.h"
 #include "tw/common/config.h"
 #include "tw/common/status.h"
@@ -113,6 +117,18 @@ class ServiceCore {
   void ClientDisconnected();
   uint64_t connected_clients() const { return connected_clients_.load(); }
 
+  // Attaches the mesh (nullptr detaches). REQUIRES: no request in flight (the daemon attaches
+  // before serving and detaches after the server stopped).
+  void SetRemote(RemoteChunks* remote) { remote_ = remote; }
+  // True when a lookup may wait on the network (the mesh is attached): the reactor must hand
+  // lookups to a worker.
+  bool LookupMayWait() const { return remote_ != nullptr; }
+  // The mesh's peers (admin socket); nullopt without the mesh.
+  std::optional<PeersReport> Peers() const {
+    if (remote_ == nullptr) return std::nullopt;
+    return remote_->Peers();
+  }
+
   LeaseTable& leases() { return leases_; }
   store::Store* store() { return store_; }
 
@@ -122,8 +138,20 @@ class ServiceCore {
   StatusOr<DeclaredNamespace> Declared(Session& session, const Key& digest);
   void CountPut(PutResult result, const Key& ns, uint64_t bytes);
   void CountGetMiss(MissReason reason, const Key& ns);
+  // service_core_remote.cc: extends a lookup item's local answer (prefix `local_prefix`, miss
+  // `out.miss`) with chunks other nodes hold, as tier kPeer.
+  void ExtendWithPeers(const LookupItem& item, size_t local_prefix, Deadline deadline,
+                       LookupItemResult& out);
+  // Serves a get item that missed locally from a holder; false when it stays a miss (`out`
+  // then holds the miss). Errors: the item's ranges do not fit the remote value.
+  StatusOr<bool> GetFromPeer(Session& s, const GetItem& item, Deadline deadline,
+                             GetItemResult& out);
+  // Keeps a fetched chunk in local DRAM (mesh.cache_remote_hits) when its lineage proves its
+  // key.
+  void CacheRemoteHit(const ChunkRef& ref, const mesh::FetchResult& f, const std::byte* value);
 
   store::Store* const store_;
+  RemoteChunks* remote_ = nullptr;  // set before serving (SetRemote)
   LeaseTable leases_;
   std::atomic<uint64_t> connected_clients_{0};
   // Put results and get outcomes answered: STATS reports these, /metrics counts the same.

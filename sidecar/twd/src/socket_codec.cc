@@ -96,6 +96,29 @@ pb::StatsResponse StatsToProto(const ServiceStats& st) {
   return resp;
 }
 
+pb::AdminPeersResponse PeersToProto(const std::optional<PeersReport>& report) {
+  pb::AdminPeersResponse resp;
+  if (!report) return resp;
+  resp.set_enabled(true);
+  resp.set_node(report->self);
+  resp.set_transport(report->transport);
+  resp.set_membership_version(report->membership_version);
+  resp.set_directory_keys(report->directory_keys);
+  resp.set_announce_batches_failed(report->announce_batches_failed);
+  for (const mesh::LinkStats& l : report->links) {
+    pb::PeerLink* p = resp.add_peers();
+    p->set_node(l.node);
+    p->set_up(l.up);
+    p->set_transport(std::string(mesh::ToString(l.kind)));
+    p->set_fetches(l.fetches);
+    p->set_failures(l.failures);
+    p->set_bytes_in(l.bytes_in);
+    p->set_bytes_out(l.bytes_out);
+    p->set_last_error(l.last_error);
+  }
+  return resp;
+}
+
 // The byte of each Tier in a packed tier list: ToProto's mapping, tabled once (a lookup
 // converts one tier per chunk).
 class PackedTiers {
@@ -115,7 +138,7 @@ class PackedTiers {
   }
 
  private:
-  std::array<char, 3> bytes_{};  // Tier::kNone, kDram, kNvme
+  std::array<char, 4> bytes_{};  // Tier::kNone, kDram, kNvme, kPeer
 };
 
 // ---- one function per request: wire → domain → core → wire -----------------------------
@@ -297,6 +320,8 @@ bool SocketCodec::CanRunInline(protocol::Opcode op,
                                const google::protobuf::MessageLite& request) const {
   if (op == Opcode::kPing) return true;
   if (op != Opcode::kLookup) return false;
+  // With the mesh, a lookup may ask other nodes: never on the reactor.
+  if (core_->LookupMayWait()) return false;
   // A lookup never waits for I/O (the index, leases and the tenant check are memory), but a
   // huge one would hold up every other connection: those go to a worker.
   size_t keys = 0;
@@ -465,6 +490,9 @@ std::vector<std::string> SocketCodec::Handle(Session& session, const protocol::F
       out = {protocol::EncodeReply(op, id, resp)};
       break;
     }
+    case Opcode::kAdminPeers:
+      out = {protocol::EncodeReply(op, id, PeersToProto(core.Peers()))};
+      break;
     case Opcode::kHello:
     case Opcode::kInvalid:
       out = {protocol::EncodeError(op, id, FailedPreconditionError("unexpected hello"), true)};

@@ -45,6 +45,29 @@ struct ExportedChunk {
 // extra bytes in hex — what a training pipeline needs to rebuild prefixes.
 std::string ExportedChunkToJson(const ExportedChunk& c);
 
+// One peer of the mesh as a twd sees it (`twctl peers`).
+struct PeerInfo {
+  std::string node;
+  bool up = true;         // false while it cools off after a failure
+  std::string transport;  // "tcp" / "rdma"
+  uint64_t fetches = 0;
+  uint64_t failures = 0;
+  uint64_t bytes_in = 0;   // value bytes received from it
+  uint64_t bytes_out = 0;  // value bytes served to it
+  std::string last_error;
+};
+struct PeersInfo {
+  bool enabled = false;  // mesh.enabled
+  std::string node;      // this twd's node name
+  std::string transport;
+  uint64_t membership_version = 0;
+  uint64_t directory_keys = 0;
+  uint64_t announce_batches_failed = 0;
+  std::vector<PeerInfo> peers;
+};
+// One JSON object: the fields above, `peers` as a list.
+std::string PeersInfoToJson(const PeersInfo& p);
+
 class AdminClient {
  public:
   using ms = std::chrono::milliseconds;
@@ -66,6 +89,8 @@ class AdminClient {
   StatusOr<std::optional<ExportedChunk>> FindChunk(const Key& key);
   // Store-wide counters and the Prometheus text of every metric.
   StatusOr<std::pair<Stats, std::string>> GetStats();
+  // The mesh's peers (enabled = false when twd runs without the mesh).
+  StatusOr<PeersInfo> Peers();
 
  private:
   AdminClient(std::unique_ptr<Connection> conn, ms timeout);

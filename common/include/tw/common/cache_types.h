@@ -17,8 +17,9 @@ enum class Tier : uint8_t {
   kNone = 0,  // not stored
   kDram = 1,  // in the DRAM tier (possibly also on NVMe)
   kNvme = 2,  // on NVMe only
+  kPeer = 3,  // on another node of the mesh (lookups); served from one (gets)
 };
-// "none", "dram", "nvme" (also the `tier` metric label).
+// "none", "dram", "nvme", "peer" (also the `tier` metric label).
 std::string_view ToString(Tier t);
 
 // Why a chunk could not be served. Every miss carries one.

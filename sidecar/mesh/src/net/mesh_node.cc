@@ -254,14 +254,19 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
     calls.push_back({m->Find(name), g.first});
     call_items.push_back(&g.second);
   }
+  // The most recent holder that is another member and not cooling off after a failure; when
+  // the only holders are cooling off, the chunk is unreachable rather than promised.
   auto pick = [&](size_t item, const std::vector<std::string>& holders) {
     for (const std::string& h : holders) {
-      if (h != opts_.self && m->Contains(h)) {
-        out[item].holder = h;
-        out[item].miss = MissReason::kNone;
-        RememberHolder(chunks[item].key, h);
-        return;
+      if (h == opts_.self || !m->Contains(h)) continue;
+      if (client_->CoolingOff(h)) {
+        out[item].miss = MissReason::kPeerUnreachable;
+        continue;
       }
+      out[item].holder = h;
+      out[item].miss = MissReason::kNone;
+      RememberHolder(chunks[item].key, h);
+      return;
     }
   };
   // The remote homes at once; the local home's directory meanwhile costs nothing to wait for.

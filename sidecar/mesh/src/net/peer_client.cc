@@ -126,6 +126,13 @@ class PeerClient::Impl {
     return status;
   }
 
+  bool CoolingOff(const std::string& node) const {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    return it != peers_.end() && it->second.consecutive_failures > 0 &&
+           (o_.now() < it->second.cool_until || it->second.probing);
+  }
+
   void CountFetch(const std::string& node, uint64_t bytes) {
     std::lock_guard lock(mu_);
     PeerState& s = peers_[node];
@@ -384,6 +391,7 @@ StatusOr<std::string> PeerClient::Health(const Peer& peer, Deadline deadline) {
   return resp.node();
 }
 
+bool PeerClient::CoolingOff(const std::string& node) const { return impl_->CoolingOff(node); }
 std::vector<LinkStats> PeerClient::Links() const { return impl_->Links(); }
 PeerClient::Stats PeerClient::GetStats() const { return impl_->GetStats(); }
 

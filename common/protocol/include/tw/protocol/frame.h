@@ -56,6 +56,7 @@ enum class Opcode : uint16_t {
   kAdminEvictNamespace = 65,  // admin socket: EvictNamespaceRequest / Response
   kAdminExport = 66,          // admin socket: ExportRequest / stream of ExportResponse
   kAdminStats = 67,           // admin socket: AdminStatsRequest / AdminStatsResponse
+  kAdminPeers = 68,           // admin socket: AdminPeersRequest / AdminPeersResponse
 };
 std::string_view ToString(Opcode op);
 // True for the opcodes listed above (excluding kInvalid).

@@ -9,7 +9,8 @@
 // call here takes a FetchSpec (namespace + chunk key).
 //
 //   LocateRemote(chunks, deadline): per chunk a holder other than this node, or a miss reason
-//     (kAbsent: no home knows a holder; kPeerUnreachable: its home did not answer in time).
+//     (kAbsent: no home knows a holder; kPeerUnreachable: its home did not answer in time, or
+//     its only holders are cooling off after a failure).
 //     ONE batched Locate per home node, all homes at once, under the deadline.
 //   Fetch / FetchAny: the chunk's bytes from a holder into the caller's memory, through the
 //     transport (FetchAny uses the holder the last LocateRemote found, else locates first).

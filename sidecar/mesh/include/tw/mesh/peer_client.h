@@ -99,6 +99,9 @@ class PeerClient {
   // The peer's node name (a liveness probe).
   StatusOr<std::string> Health(const Peer& peer, Deadline deadline);
 
+  // True while `node` cools off after a failure (calls to it would fail at once).
+  bool CoolingOff(const std::string& node) const;
+
   // Per peer called so far: up/down, fetches, failures, bytes received, last error.
   std::vector<LinkStats> Links() const;
   Stats GetStats() const;

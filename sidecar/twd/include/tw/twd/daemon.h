@@ -24,6 +24,7 @@ namespace tw::twd {
 
 class ServiceCore;  // private to twd (src/service_core.h)
 class Server;       // private to twd (src/server.h)
+class MeshFront;    // private to twd (src/mesh_front.h)
 
 // How the daemon reaches the storage engine (the real one in `twd`, a fake in tests).
 struct StoreHooks {
@@ -73,6 +74,7 @@ class Daemon {
   struct stat config_stat_ {};
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<ServiceCore> core_;
+  std::unique_ptr<MeshFront> mesh_;  // with mesh.enabled
   std::unique_ptr<Server> server_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::atomic<bool> ready_{false};

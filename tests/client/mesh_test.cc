@@ -1,0 +1,292 @@
+// The mesh end to end through the Unix socket: two or three real twd in-process (daemon, core,
+// socket server, real store on temporary directories, the peer service on 127.0.0.1), each
+// with its own port and peers file, driven by libtwclient. A chunk put on one twd is a
+// byte-exact `peer` hit through another; the second get is local (mesh.cache_remote_hits); a
+// holder that stops is `peer_unreachable` within the get's deadline while the asker keeps
+// serving; namespaces stay apart across nodes.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "real_twd.h"
+#include "tw/client/admin_client.h"
+#include "tw/client/client.h"
+
+namespace tw::client {
+namespace {
+
+using testing::RealTwd;
+using namespace std::chrono_literals;
+
+// A free TCP port on 127.0.0.1 (closed again: twd binds it right after).
+uint32_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+Namespace TestNamespace(const std::string& model = "m") {
+  Namespace ns;
+  ns.model = model;
+  ns.kv_dtype = "bf16";
+  ns.parallel = "tp=0/1";
+  ns.chunk_tokens = "4";
+  return ns;
+}
+
+// Waits (bounded) until `done` holds: announces travel asynchronously, in batches.
+template <typename F>
+bool Eventually(F done) {
+  const auto until = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return done();
+}
+
+class MeshTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("twclient-mesh-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    nodes_.clear();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts `n` twd named a, b, c..., each with its own copy of the peers file.
+  void StartNodes(int n) {
+    std::vector<uint32_t> ports;
+    std::string peers = "{\"peers\":[";
+    for (int i = 0; i < n; ++i) {
+      ports.push_back(FreePort());
+      peers += (i ? "," : "") + std::string("{\"node\":\"") + Name(i) +
+               "\",\"address\":\"127.0.0.1\",\"port\":" + std::to_string(ports[i]) + "}";
+    }
+    peers += "]}";
+    for (int i = 0; i < n; ++i) {
+      const std::string peers_file = (dir_ / (Name(i) + "-peers.json")).string();
+      std::ofstream(peers_file) << peers;
+      const std::string yaml =
+          "mesh:\n  enabled: true\n  node_name: " + Name(i) +
+          "\n  listen_address: 127.0.0.1\n  port: " + std::to_string(ports[i]) +
+          "\n  peers_file: " + peers_file + "\n  peer_timeout: 2s\n";
+      nodes_.push_back(std::make_unique<RealTwd>());
+      Status st = nodes_.back()->Start(yaml);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+  }
+  static std::string Name(int i) { return std::string(1, static_cast<char>('a' + i)); }
+
+  std::unique_ptr<Client> Connect(int node, const Namespace& ns = TestNamespace()) {
+    ClientOptions o;
+    o.socket_path = nodes_[static_cast<size_t>(node)]->socket_path();
+    o.arena_size = 8 << 20;
+    o.namespaces = {ns};
+    o.timeout = 5000ms;
+    auto c = Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  // Puts a chain of `n` chunks of `size` bytes (two segments) through `c`; returns the keys.
+  std::vector<Key> PutChain(Client& c, size_t n, uint64_t size) {
+    std::vector<Key> chain;
+    Key parent = c.namespace_digest(0);
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t* a = c.arena_data();
+      for (uint64_t b = 0; b < size; ++b) a[b] = static_cast<uint8_t>(b * 31 + i * 7 + (b >> 8));
+      PutItem p;
+      p.ref.namespace_digest = c.namespace_digest(0);
+      p.parent = parent;
+      p.tokens = {uint32_t(i * 4), uint32_t(i * 4 + 1), uint32_t(i * 4 + 2), uint32_t(i * 4 + 3)};
+      p.ref.key = ChunkKey(parent, {}, p.tokens);
+      p.segment_sizes = {size / 4, size - size / 4};
+      p.ranges = {ScatterRange{0, 0, size / 4, 0}, ScatterRange{1, 0, size - size / 4, size / 4}};
+      auto put = c.Put({p});
+      EXPECT_TRUE(put.ok() && (*put)[0].result == PutResult::kStored);
+      chain.push_back(p.ref.key);
+      parent = p.ref.key;
+    }
+    return chain;
+  }
+  static bool ValueIs(const uint8_t* got, size_t i, uint64_t size) {
+    for (uint64_t b = 0; b < size; ++b) {
+      if (got[b] != static_cast<uint8_t>(b * 31 + i * 7 + (b >> 8))) return false;
+    }
+    return true;
+  }
+  GetItem Whole(Client& c, const Key& key, uint64_t at, uint64_t len) {
+    GetItem g;
+    g.ref = {key, c.namespace_digest(0)};
+    g.arena_offset = at;
+    g.arena_length = len;
+    return g;
+  }
+
+  std::filesystem::path dir_;
+  std::vector<std::unique_ptr<RealTwd>> nodes_;
+};
+
+TEST_F(MeshTest, ChunkPutOnOneTwdIsAByteExactPeerHitThroughAnother) {
+  StartNodes(2);
+  auto a = Connect(0);
+  auto b = Connect(1);
+  ASSERT_TRUE(a && b);
+  const uint64_t size = 96 << 10;
+  const std::vector<Key> chain = PutChain(*a, 3, size);
+
+  // The lookup through b finds the whole chain on a's node, as tier peer.
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+    return l.ok() && l->prefix == 3;
+  }));
+  auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->miss, MissReason::kNone);
+  EXPECT_EQ(l->tiers[0], (std::vector<Tier>{Tier::kPeer, Tier::kPeer, Tier::kPeer}));
+
+  // Whole value, straight into b's arena.
+  auto got = b->Get({Whole(*b, chain[0], 1 << 20, 2 << 20)});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[0].miss, MissReason::kNone);
+  EXPECT_EQ((*got)[0].tier, Tier::kPeer);
+  EXPECT_EQ((*got)[0].bytes, size);
+  EXPECT_EQ((*got)[0].segment_sizes, (std::vector<uint64_t>{size / 4, size - size / 4}));
+  EXPECT_TRUE(ValueIs(b->arena_data() + (1 << 20), 0, size));
+
+  // Kept in b's DRAM (mesh.cache_remote_hits): the next get is local.
+  std::memset(b->arena_data() + (1 << 20), 0, size);
+  got = b->Get({Whole(*b, chain[0], 1 << 20, 2 << 20)});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].tier, Tier::kDram);
+  EXPECT_TRUE(ValueIs(b->arena_data() + (1 << 20), 0, size));
+  l = b->LookupChainOf(b->namespace_digest(0), chain);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->tiers[0], (std::vector<Tier>{Tier::kDram, Tier::kPeer, Tier::kPeer}));
+
+  // The scatter form: ranges of both segments of chunk 2.
+  GetItem s;
+  s.ref = {chain[2], b->namespace_digest(0)};
+  s.ranges = {ScatterRange{1, 10, 1000, 3 << 20}, ScatterRange{0, 0, 16, 4 << 20}};
+  got = b->Get({s});
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[0].tier, Tier::kPeer);
+  EXPECT_EQ((*got)[0].bytes, 1016u);
+  std::vector<uint8_t> want(size);
+  for (uint64_t i = 0; i < size; ++i) want[i] = static_cast<uint8_t>(i * 31 + 2 * 7 + (i >> 8));
+  EXPECT_EQ(std::memcmp(b->arena_data() + (3 << 20), want.data() + size / 4 + 10, 1000), 0);
+  EXPECT_EQ(std::memcmp(b->arena_data() + (4 << 20), want.data(), 16), 0);
+  // A range outside the remote value is the same error as locally.
+  s.ranges = {ScatterRange{0, 0, size, 3 << 20}};
+  EXPECT_FALSE(b->Get({s}).ok());
+
+  // `twctl peers` on b: a is up, with the two fetches and their bytes.
+  auto admin = AdminClient::Connect(nodes_[1]->admin_socket_path());
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  auto peers = (*admin)->Peers();
+  ASSERT_TRUE(peers.ok()) << peers.status().ToString();
+  EXPECT_TRUE(peers->enabled);
+  EXPECT_EQ(peers->node, "b");
+  EXPECT_EQ(peers->transport, "tcp");
+  ASSERT_EQ(peers->peers.size(), 1u);
+  EXPECT_EQ(peers->peers[0].node, "a");
+  EXPECT_TRUE(peers->peers[0].up);
+  EXPECT_EQ(peers->peers[0].fetches, 2u);
+  EXPECT_EQ(peers->peers[0].bytes_in, 2 * size);
+  EXPECT_NE(PeersInfoToJson(*peers).find("\"node\":\"a\""), std::string::npos);
+}
+
+TEST_F(MeshTest, ThreeNodesEachServesTheOthersChunks) {
+  StartNodes(3);
+  std::vector<std::unique_ptr<Client>> c;
+  for (int i = 0; i < 3; ++i) c.push_back(Connect(i));
+  for (auto& x : c) ASSERT_NE(x, nullptr);
+  const uint64_t size = 4096;
+  const std::vector<Key> chain = PutChain(*c[0], 8, size);
+  for (int reader : {1, 2}) {
+    ASSERT_TRUE(Eventually([&] {
+      auto l = c[reader]->LookupChainOf(c[reader]->namespace_digest(0), chain);
+      return l.ok() && l->prefix == chain.size();
+    }));
+    for (size_t i = 0; i < chain.size(); ++i) {
+      auto got = c[reader]->Get({Whole(*c[reader], chain[i], 0, 1 << 20)});
+      ASSERT_TRUE(got.ok());
+      ASSERT_EQ((*got)[0].miss, MissReason::kNone) << "reader " << reader << " chunk " << i;
+      EXPECT_TRUE(ValueIs(c[reader]->arena_data(), i, size));
+    }
+  }
+}
+
+TEST_F(MeshTest, StoppedHolderIsPeerUnreachableWithinTheDeadlineAndTheAskerServesOn) {
+  StartNodes(2);
+  auto a = Connect(0);
+  auto b = Connect(1);
+  ASSERT_TRUE(a && b);
+  const std::vector<Key> chain = PutChain(*a, 2, 8192);
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+    return l.ok() && l->prefix == 2;
+  }));
+  a.reset();
+  nodes_[0]->Shutdown();
+  const auto start = std::chrono::steady_clock::now();
+  auto got = b->Get({Whole(*b, chain[1], 0, 1 << 20)}, 1500ms);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)[0].miss, MissReason::kPeerUnreachable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+  // b keeps serving its own chunks.
+  const std::vector<Key> mine = PutChain(*b, 1, 4096);
+  got = b->Get({Whole(*b, mine[0], 1 << 20, 1 << 20)});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].tier, Tier::kDram);
+  // b's own chunk has a's first key (same namespace, same tokens): the chain's first chunk is
+  // local now. While a cools off, the lookup does not promise its second one (once the
+  // cool-off ends a probe may go out first: then it can be promised again, not asserted).
+  auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+  ASSERT_TRUE(l.ok());
+  ASSERT_GE(l->prefix, 1u);
+  EXPECT_EQ(l->tiers[0][0], Tier::kDram);
+  if (l->prefix == 1) {
+    EXPECT_EQ(l->miss, MissReason::kPeerUnreachable);
+  }
+}
+
+TEST_F(MeshTest, NamespacesStayApartAcrossNodes) {
+  StartNodes(2);
+  auto a = Connect(0);
+  auto b = Connect(1, TestNamespace("other-model"));
+  auto b_same = Connect(1);
+  ASSERT_TRUE(a && b && b_same);
+  const std::vector<Key> chain = PutChain(*a, 1, 4096);
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b_same->LookupChainOf(b_same->namespace_digest(0), chain);
+    return l.ok() && l->prefix == 1;
+  }));
+  // The same key asked under another namespace: neither located nor served.
+  auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->prefix, 0u);
+  auto got = b->Get({Whole(*b, chain[0], 0, 1 << 20)});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0].miss, MissReason::kAbsent);
+}
+
+}  // namespace
+}  // namespace tw::client
