@@ -202,7 +202,15 @@ NetnsPair::~NetnsPair() {
 }
 
 std::vector<std::string> NetnsPair::ExecPrefix(int end) const {
-  return {"/usr/sbin/ip", "netns", "exec", names_[end]};
+  // A path: Child::Start execs without searching PATH.
+  std::string ip = "ip";
+  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
+    if (access((std::string(dir) + "ip").c_str(), X_OK) == 0) {
+      ip = std::string(dir) + "ip";
+      break;
+    }
+  }
+  return {ip, "netns", "exec", names_[end]};
 }
 
 StatusOr<std::thread> NetnsPair::StartIn(int end, std::function<void()> fn) const {
