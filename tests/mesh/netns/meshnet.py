@@ -19,7 +19,7 @@ Cleanup: `<run>` is `twmesh<pid in hex>`, this process's. twd is started with a 
 signal (SIGKILL), so no twd outlives its test process even when ctest kills it on a timeout;
 close() is registered with atexit and on SIGTERM/SIGINT; and remove_leftovers(), called by
 setup(), deletes the namespaces of earlier runs whose process is gone (killing, by id, any
-process still inside them).
+process still inside them) and their temporary directories (made by workdir()).
 
 Placement (docs/mesh.md) is reimplemented here so that a test can choose chunks whose home is a
 given node: directory_key() and home() follow the spec, and the spec's vectors are checked by
@@ -37,6 +37,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 import time
 
 PREFIX = "twmesh"
@@ -94,14 +95,27 @@ def _kill_namespace(ns):
     _ip("netns", "del", ns, check=False)
 
 
+def workdir():
+    """A temporary directory for a run (`twmesh<pid>-…`: remove_leftovers() finds it if this
+    process dies without removing it)."""
+    return tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid():x}-")
+
+
 def remove_leftovers():
-    """Deletes namespaces of earlier runs (`twmesh<pid>-…`) whose process is gone."""
+    """Deletes the namespaces and temporary directories of earlier runs (`twmesh<pid>-…`)
+    whose process is gone."""
     removed = []
     for ns in _namespaces():
         m = re.match(rf"{PREFIX}([0-9a-f]+)-", ns)
         if m and not _pid_alive(int(m.group(1), 16)):
             _kill_namespace(ns)
             removed.append(ns)
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = re.match(rf"{PREFIX}([0-9a-f]+)-", name)
+        if m and not _pid_alive(int(m.group(1), 16)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+            removed.append(name)
     return removed
 
 

@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import os
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -69,7 +68,7 @@ def fresh_tokens():
 class Mesh(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="twmesh-")
+        cls.tmp = meshnet.workdir()
         cls.net = meshnet.MeshNet(cls.tmp.name, nodes=4, peer_timeout=f"{int(PEER_TIMEOUT)}s",
                                   cache_remote_hits=False)
         try:

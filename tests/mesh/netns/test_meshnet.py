@@ -72,7 +72,7 @@ class PlacementSpec(unittest.TestCase):
 @unittest.skipIf(UNAVAILABLE, f"namespace tests skipped: {UNAVAILABLE}")
 class Network(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="twmesh-")
+        self.tmp = meshnet.workdir()
         bin_dir = os.environ.get("TW_BIN_DIR", "")
         self.net = meshnet.MeshNet(self.tmp.name, nodes=3, bin_dir=bin_dir).setup()
         self.addCleanup(self.tmp.cleanup)
@@ -117,11 +117,15 @@ class Network(unittest.TestCase):
         stale = f"{meshnet.PREFIX}{dead.pid:x}-n1"
         mine = self.net.switch
         subprocess.run(["ip", "netns", "add", stale], check=True)
+        stale_dir = os.path.join(tempfile.gettempdir(), f"{meshnet.PREFIX}{dead.pid:x}-abc")
+        os.makedirs(os.path.join(stale_dir, "n1"))
         try:
             removed = meshnet.remove_leftovers()
             self.assertIn(stale, removed)
             self.assertNotIn(stale, meshnet._namespaces())
-            self.assertIn(mine, meshnet._namespaces())  # a live run's namespaces stay
+            self.assertFalse(os.path.exists(stale_dir))
+            self.assertIn(mine, meshnet._namespaces())  # a live run's stay
+            self.assertTrue(os.path.isdir(self.tmp.name))
         finally:
             subprocess.run(["ip", "netns", "del", stale], stderr=subprocess.DEVNULL)
 
