@@ -108,6 +108,7 @@ TEST(CApiKeys, ErrorsCarryCodeAndMessage) {
   EXPECT_STREQ(tw_miss_name(TW_MISS_EVICTED), "evicted");
   EXPECT_STREQ(tw_put_result_name(TW_PUT_REJECTED_ADMISSION), "rejected_admission");
   EXPECT_STREQ(tw_tier_name(TW_TIER_NVME), "nvme");
+  EXPECT_STREQ(tw_tier_name(TW_TIER_PEER), "peer");
   EXPECT_EQ(tw_client_abi_version(), TW_CLIENT_ABI_VERSION);
 }
 

@@ -37,11 +37,11 @@ uint32_t FreePort() {
   return ntohs(a.sin_port);
 }
 
-Namespace TestNamespace(const std::string& model = "m") {
+Namespace TestNamespace(const std::string& model = "m", const std::string& parallel = "tp=0/1") {
   Namespace ns;
   ns.model = model;
   ns.kv_dtype = "bf16";
-  ns.parallel = "tp=0/1";
+  ns.parallel = parallel;
   ns.chunk_tokens = "4";
   return ns;
 }
@@ -70,8 +70,9 @@ class MeshTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Starts `n` twd named a, b, c..., each with its own copy of the peers file.
-  void StartNodes(int n) {
+  // Starts `n` twd named a, b, c..., each with its own copy of the peers file; `mesh_extra`
+  // adds lines to every node's mesh section.
+  void StartNodes(int n, const std::string& mesh_extra = "") {
     std::vector<uint32_t> ports;
     std::string peers = "{\"peers\":[";
     for (int i = 0; i < n; ++i) {
@@ -86,7 +87,7 @@ class MeshTest : public ::testing::Test {
       const std::string yaml =
           "mesh:\n  enabled: true\n  node_name: " + Name(i) +
           "\n  listen_address: 127.0.0.1\n  port: " + std::to_string(ports[i]) +
-          "\n  peers_file: " + peers_file + "\n  peer_timeout: 2s\n";
+          "\n  peers_file: " + peers_file + "\n  peer_timeout: 2s\n" + mesh_extra;
       nodes_.push_back(std::make_unique<RealTwd>());
       Status st = nodes_.back()->Start(yaml);
       ASSERT_TRUE(st.ok()) << st.ToString();
@@ -94,11 +95,13 @@ class MeshTest : public ::testing::Test {
   }
   static std::string Name(int i) { return std::string(1, static_cast<char>('a' + i)); }
 
-  std::unique_ptr<Client> Connect(int node, const Namespace& ns = TestNamespace()) {
+  std::unique_ptr<Client> Connect(int node, const Namespace& ns = TestNamespace(),
+                                  std::vector<Namespace> more = {}) {
     ClientOptions o;
     o.socket_path = nodes_[static_cast<size_t>(node)]->socket_path();
     o.arena_size = 8 << 20;
     o.namespaces = {ns};
+    o.namespaces.insert(o.namespaces.end(), more.begin(), more.end());
     o.timeout = 5000ms;
     auto c = Client::Connect(o);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
@@ -211,6 +214,51 @@ TEST_F(MeshTest, ChunkPutOnOneTwdIsAByteExactPeerHitThroughAnother) {
   EXPECT_EQ(peers->peers[0].fetches, 2u);
   EXPECT_EQ(peers->peers[0].bytes_in, 2 * size);
   EXPECT_NE(PeersInfoToJson(*peers).find("\"node\":\"a\""), std::string::npos);
+}
+
+TEST_F(MeshTest, WithoutCachingEveryGetIsFetchedStraightIntoTheArena) {
+  StartNodes(2, "  cache_remote_hits: false\n");
+  auto a = Connect(0);
+  auto b = Connect(1);
+  ASSERT_TRUE(a && b);
+  const uint64_t size = 200 << 10;
+  const std::vector<Key> chain = PutChain(*a, 1, size);
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->LookupChainOf(b->namespace_digest(0), chain);
+    return l.ok() && l->prefix == 1;
+  }));
+  for (int round = 0; round < 2; ++round) {
+    std::memset(b->arena_data() + (2 << 20), 0, size);
+    auto got = b->Get({Whole(*b, chain[0], 2 << 20, size)});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ((*got)[0].tier, Tier::kPeer) << "round " << round;
+    EXPECT_TRUE(ValueIs(b->arena_data() + (2 << 20), 0, size));
+  }
+  // A whole-value destination too small for the remote value is refused like a local one.
+  EXPECT_FALSE(b->Get({Whole(*b, chain[0], 2 << 20, size - 1)}).ok());
+}
+
+// Tensor-parallel ranks: rank 0's chain is stored here, rank 1's on the other node. The lookup
+// keeps rank 0's local chunks and asks only for rank 1's.
+TEST_F(MeshTest, ChainsOfOneItemMixLocalAndPeerChunks) {
+  StartNodes(2);
+  const Namespace rank0 = TestNamespace("m", "tp=0/2"), rank1 = TestNamespace("m", "tp=1/2");
+  auto a1 = Connect(0, rank1);
+  auto b0 = Connect(1, rank0);
+  auto b = Connect(1, rank0, {rank1});
+  ASSERT_TRUE(a1 && b0 && b);
+  const std::vector<Key> chain1 = PutChain(*a1, 3, 4096);
+  const std::vector<Key> chain0 = PutChain(*b0, 3, 4096);
+  const std::vector<std::vector<LookupChain>> item = {
+      {LookupChain{b->namespace_digest(0), chain0}, LookupChain{b->namespace_digest(1), chain1}}};
+  ASSERT_TRUE(Eventually([&] {
+    auto l = b->Lookup(item, false);
+    return l.ok() && (*l)[0].prefix == 3;
+  }));
+  auto l = b->Lookup(item, false);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ((*l)[0].tiers[0], (std::vector<Tier>{Tier::kDram, Tier::kDram, Tier::kDram}));
+  EXPECT_EQ((*l)[0].tiers[1], (std::vector<Tier>{Tier::kPeer, Tier::kPeer, Tier::kPeer}));
 }
 
 TEST_F(MeshTest, ThreeNodesEachServesTheOthersChunks) {

@@ -61,6 +61,10 @@ StatusOr<std::unique_ptr<MeshFront>> MeshFront::Start(const config::Config& conf
   TW_ASSIGN_OR_RETURN(o.tls, mesh::LoadPeerTls(m.tls));
   o.version = version;
   o.max_value_size = config.limits.max_value_size;
+  // The periodic re-announce reads each NVMe-only chunk's header (Store::Export): a long TTL
+  // keeps that to a trickle; a home forgets a holder's entry 30 minutes after its last word.
+  o.directory.ttl = std::chrono::minutes(30);
+  o.refresh_interval = std::chrono::minutes(12);
   if (m.transport == config::Transport::kRdma) {
     TW_LOG(kWarn, "mesh.transport rdma is not available in this build; peers use tcp", {});
   }

@@ -247,7 +247,13 @@ StatusOr<std::vector<LookupItemResult>> ServiceCore::Lookup(Session& s, const Lo
     }
     // The local prefix ended on a chunk this node does not have: other nodes may.
     if (remote_ != nullptr && (miss == MissReason::kAbsent || miss == MissReason::kEvicted)) {
-      ExtendWithPeers(item, prefix, r.deadline, out);
+      // Chains stored deeper here than the common prefix keep their local chunks.
+      std::vector<std::span<const Tier>> deeper(item.chains.size());
+      for (size_t c = 0; c < item.chains.size(); ++c) {
+        const auto& tiers = chains[c].result.tiers;  // intact when longer than the prefix
+        if (tiers.size() > prefix) deeper[c] = std::span<const Tier>(tiers).subspan(prefix);
+      }
+      ExtendWithPeers(item, prefix, deeper, r.deadline, out);
     }
     for (const LookupChain& chain : item.chains) {
       found += out.prefix;

@@ -139,8 +139,10 @@ class ServiceCore {
   void CountPut(PutResult result, const Key& ns, uint64_t bytes);
   void CountGetMiss(MissReason reason, const Key& ns);
   // service_core_remote.cc: extends a lookup item's local answer (prefix `local_prefix`, miss
-  // `out.miss`) with chunks other nodes hold, as tier kPeer.
-  void ExtendWithPeers(const LookupItem& item, size_t local_prefix, Deadline deadline,
+  // `out.miss`) with chunks other nodes hold, as tier kPeer. deeper[c]: the local tiers of
+  // chain c past `local_prefix` (chunks stored here that need no asking).
+  void ExtendWithPeers(const LookupItem& item, size_t local_prefix,
+                       std::span<const std::span<const Tier>> deeper, Deadline deadline,
                        LookupItemResult& out);
   // Serves a get item that missed locally from a holder; false when it stays a miss (`out`
   // then holds the miss). Errors: the item's ranges do not fit the remote value.

@@ -11,27 +11,34 @@
 
 namespace tw::twd {
 
-void ServiceCore::ExtendWithPeers(const LookupItem& item, size_t local_prefix, Deadline deadline,
+void ServiceCore::ExtendWithPeers(const LookupItem& item, size_t local_prefix,
+                                  std::span<const std::span<const Tier>> deeper, Deadline deadline,
                                   LookupItemResult& out) {
   size_t min_len = SIZE_MAX;
   for (const LookupChain& chain : item.chains) min_len = std::min(min_len, chain.keys.size());
   if (item.chains.empty() || local_prefix >= min_len) return;
   const size_t n = item.chains.size();
+  const size_t rest = min_len - local_prefix;
+  // Position (j, c) is local when chain c is stored here that deep; the others are asked.
+  auto local = [&](size_t j, size_t c) { return j < deeper[c].size(); };
   std::vector<ChunkRef> refs;
-  refs.reserve((min_len - local_prefix) * n);
-  for (size_t j = local_prefix; j < min_len; ++j) {
-    for (const LookupChain& chain : item.chains) {
-      refs.push_back({chain.keys[j], chain.namespace_digest});
+  std::vector<size_t> ref_of(rest * n, SIZE_MAX);  // (j, c) → index into refs
+  for (size_t j = 0; j < rest; ++j) {
+    for (size_t c = 0; c < n; ++c) {
+      if (local(j, c)) continue;
+      ref_of[j * n + c] = refs.size();
+      refs.push_back({item.chains[c].keys[local_prefix + j], item.chains[c].namespace_digest});
     }
   }
   // Every remaining key of every chain in one call: one batched request per home node.
   const std::vector<MissReason> found = remote_->Locate(refs, deadline);
   size_t ext = 0;
   MissReason why = MissReason::kNone;
-  for (size_t j = 0; j < min_len - local_prefix && why == MissReason::kNone; ++j) {
+  for (size_t j = 0; j < rest && why == MissReason::kNone; ++j) {
     for (size_t c = 0; c < n; ++c) {
-      if (found[j * n + c] != MissReason::kNone) {
-        why = found[j * n + c];
+      const size_t k = ref_of[j * n + c];
+      if (k != SIZE_MAX && found[k] != MissReason::kNone) {
+        why = found[k];
         break;
       }
     }
@@ -41,7 +48,11 @@ void ServiceCore::ExtendWithPeers(const LookupItem& item, size_t local_prefix, D
     if (why == MissReason::kPeerUnreachable) out.miss = why;
     return;
   }
-  for (size_t c = 0; c < n; ++c) out.tiers[c].insert(out.tiers[c].end(), ext, Tier::kPeer);
+  for (size_t c = 0; c < n; ++c) {
+    for (size_t j = 0; j < ext; ++j) {
+      out.tiers[c].push_back(local(j, c) ? deeper[c][j] : Tier::kPeer);
+    }
+  }
   out.prefix = local_prefix + ext;
   out.miss = out.prefix < min_len ? why : MissReason::kNone;
 }

@@ -297,13 +297,9 @@ FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::sp
   if (!reader->Read(&msg) || !msg.has_header()) {
     Status st = FromGrpc(reader->Finish(), what);
     if (st.ok()) st = InternalError(what + ": the stream carried no header");
-    st = impl_->Done(holder.node, t, std::move(st));
-    if (st.code() == StatusCode::kUnavailable || st.code() == StatusCode::kDeadlineExceeded) {
-      return unreachable(std::move(st));
-    }
-    r.miss = MissReason::kIoError;
-    r.error = std::move(st);
-    return r;
+    // Down, too slow, overloaded (RESOURCE_EXHAUSTED) or refusing us: the holder could not
+    // serve, whatever it holds.
+    return unreachable(impl_->Done(holder.node, t, std::move(st)));
   }
   const pb::FetchHeader& h = msg.header();
   if (h.miss_reason() != 0) {
