@@ -2,7 +2,8 @@
 
     net = MeshNet(workdir, nodes=4)       # n1..n4, 10.87.0.1..4, one switch namespace
     net.setup()                           # namespaces, veth pairs, the bridge
-    net.write_peers(["n1", "n2", "n3"])   # the peers file every twd reads (rewritable)
+    net.write_peers(["n1", "n2", "n3"])   # the peers file every twd reads
+    net.set_peers(["n1", "n2"])           # rewrite it and wait until every running twd read it
     net.start("n1")                       # ip netns exec <ns> twd --config ... (real binary)
     with net.client("n1") as c: ...      # tokenwarehouse.Client on n1's Unix socket
     net.partition("n2"); net.heal("n2")   # the switch port of n2 down / up
@@ -284,6 +285,36 @@ class MeshNet:
         with open(tmp, "w") as f:
             json.dump({"peers": peers}, f)
         os.rename(tmp, self.peers_file)
+
+    def peers_in_file(self):
+        """The node names the peers file lists now ([] when there is none)."""
+        try:
+            with open(self.peers_file) as f:
+                return [p["node"] for p in json.load(f)["peers"]]
+        except FileNotFoundError:
+            return []
+
+    def membership_version(self, name):
+        """The peers-file version twd on `name` runs with (`twctl peers --json`): +1 for every
+        change it has read."""
+        n = self.nodes[name]
+        r = subprocess.run([os.path.join(self.bin_dir, "twctl"), "peers", "--json",
+                            "--admin-socket", n.admin_socket], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"twctl peers on {name}: {r.stderr.strip()}")
+        return json.loads(r.stdout)["membership_version"]
+
+    def set_peers(self, names, timeout=20.0):
+        """Rewrites the peers file to list `names` (when it lists others) and waits until every
+        running twd has read it, so that no node answers from the old membership."""
+        if self.peers_in_file() == list(names):
+            return
+        running = [n for n in self.nodes if self.running(n)]
+        before = {n: self.membership_version(n) for n in running}
+        self.write_peers(names)
+        wait_until(lambda: all(self.membership_version(n) > before[n] for n in running),
+                   timeout, interval=0.1, what=f"every twd to read the peers file {names}")
 
     # -- processes --
 

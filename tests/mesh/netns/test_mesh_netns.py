@@ -92,16 +92,16 @@ class Mesh(unittest.TestCase):
 
     def setUp(self):
         net = self.net
-        net.write_peers(BASE)
         for n in net.nodes.values():
             net.heal(n.name)
             n.exec("tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+        if net.running("n4"):
+            net.stop("n4")
         for n in BASE:
             if not net.running(n):
                 net[n].proc = None
                 net.start(n)
-        if net.running("n4"):
-            net.stop("n4")
+        net.set_peers(BASE)
 
     def run(self, result=None):
         # Each test's time, and on failure the logs of every twd (the client only sees misses).
@@ -288,7 +288,7 @@ class Mesh(unittest.TestCase):
                        what="n2 to find n1's chunk before n4 joins")
         r, _, _ = self.get("n1", keys4[0])
         self.assertNotEqual(r.miss, "none", "n4 is no member yet: n1 cannot reach it")
-        net.write_peers(members4)
+        net.set_peers(members4)  # and every twd has read it: no answer from the old view
         self.wait_remote_hits("n1", keys4, what="held by n4 after it joined")
         self.wait_remote_hits("n2", keys4, what="held by n4 after it joined")
         for t, k in moving:  # re-announced by n1 to their new home, n4
@@ -303,7 +303,7 @@ class Mesh(unittest.TestCase):
         self.put("n3", tokens3, keys3)
         self.wait_remote_hits("n1", keys_r, what="homed on n3 before it left")
         self.wait_remote_hits("n1", keys3, what="held by n3 before it left")
-        net.write_peers(gone)
+        net.set_peers(gone)
         self.wait_remote_hits("n1", keys_r, what="re-homed after n3 left")
         self.wait_remote_hits("n4", keys_r, what="re-homed after n3 left")
         wait_until(lambda: self.get("n1", keys3[0])[0].miss != "none", CONVERGE,
