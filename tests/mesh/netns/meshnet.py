@@ -217,8 +217,10 @@ class MeshNet:
         self.workdir = workdir
         self.bin_dir = bin_dir or os.environ.get("TW_BIN_DIR", "")
         self.twd = os.path.join(self.bin_dir, "twd")
-        if not os.path.exists(self.twd):
-            raise RuntimeError(f"twd is not built ({self.twd} missing)")
+        for tool in ("twd", "twctl"):
+            if not os.path.exists(os.path.join(self.bin_dir, tool)):
+                raise RuntimeError(f"{tool} is not built ({os.path.join(self.bin_dir, tool)} "
+                                   "missing)")
         self.mesh_port = mesh_port
         self.peer_timeout = peer_timeout
         self.cache_remote_hits = cache_remote_hits
