@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -285,6 +286,41 @@ TEST(StoreTest, LookupLongestPrefixLeasesAndGhosts) {
   EXPECT_EQ(s->Get(filler[0].info.key, {}).miss, MissReason::kEvicted);
   s->ReleaseLease(r.lease);
   s->ReleaseLease(r.lease);  // twice is harmless
+}
+
+// With report_evictions, every chunk evicted from a DRAM-only store is reported once, with its
+// namespace; deletes are not evictions. Without it nothing is kept.
+TEST(StoreTest, EvictionsAreReportedWithTheirNamespace) {
+  for (bool report : {false, true}) {
+    Options o = TestOptions(nullptr, 1 * MiB, 0);
+    o.report_evictions = report;
+    auto s = MustOpen(o);
+    std::vector<TestChunk> chunks;
+    for (int i = 0; i < 40; ++i) {
+      chunks.push_back(MakeChunk(i, {50 * KiB}, testing::TestNamespace(i % 2), i % 2));
+      ASSERT_EQ(s->Put(chunks.back().Request(Durability::kMemory)), PutResult::kStored);
+    }
+    ASSERT_TRUE(s->Delete(chunks.back().info.key));
+    const uint64_t evictions = s->Stats().dram.evictions;
+    ASSERT_GT(evictions, 0u);
+    std::vector<EvictedChunk> got = s->TakeEvicted(3);
+    if (!report) {
+      EXPECT_TRUE(got.empty());
+      continue;
+    }
+    EXPECT_EQ(got.size(), 3u);
+    for (auto& e : s->TakeEvicted(1000)) got.push_back(e);
+    EXPECT_EQ(got.size(), evictions);
+    EXPECT_TRUE(s->TakeEvicted(1000).empty());
+    for (const EvictedChunk& e : got) {
+      auto it = std::find_if(chunks.begin(), chunks.end(),
+                             [&](const TestChunk& c) { return c.info.key == e.key; });
+      ASSERT_NE(it, chunks.end());
+      EXPECT_EQ(e.namespace_digest, it->info.namespace_digest);
+      EXPECT_NE(e.key, chunks.back().info.key);
+      EXPECT_EQ(s->Get(e.key, {}).miss, MissReason::kEvicted);
+    }
+  }
 }
 
 TEST(StoreTest, QuotaEvictsInsideTheNamespaceFirst) {

@@ -41,6 +41,7 @@ bool StoreImpl::MakeRoomInNamespace(uint32_t ns, uint64_t need) {
         }
       }
       if (e->in_dram && !e->on_nvme()) stats_.dropped_unwritten += e->dirty;
+      NoteEvicted(t, *e, nullptr);
       RemoveEntry(t, true);
       stats_.nvme.evictions++;
     }
@@ -106,6 +107,7 @@ std::optional<uint64_t> StoreImpl::AllocateDram(uint64_t len, Deadline deadline,
         FreeDram(t, *e);  // demoted: it stays on NVMe
       } else {
         if (e->dirty || e->unwritten) stats_.dropped_unwritten++;
+        NoteEvicted(t, *e, &dram_objs_[*victim].key);
         RemoveEntry(t, true);
       }
       continue;

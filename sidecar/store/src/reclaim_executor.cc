@@ -158,6 +158,7 @@ bool StoreImpl::DetachForRewrite(uint32_t r,
         continue;
       }
       if (!bufs[k].data()) {
+        NoteEvicted(t, *e, &se.key);
         RemoveEntry(t, true);
         stats_.nvme.evictions++;
         continue;
@@ -193,6 +194,7 @@ std::vector<size_t> StoreImpl::FinishRewrites(
       } else {
         if (to[k].ok()) nvme_->Abort(*to[k]);
         e->ready = true;
+        NoteEvicted(t, *e, &rewrite[k].second.key);
         RemoveEntry(t, true);
         stats_.nvme.evictions++;
       }
@@ -255,7 +257,9 @@ bool StoreImpl::PlanAndDrop(uint32_t r, const std::vector<SummaryEntry>* recs,
   }
   for (size_t i : plan.rewrite) rewrite->push_back({live[i].tag, (*recs)[rec_of[i]]});
   for (size_t i : plan.drop) {
-    if (!Find(live[i].tag)) continue;
+    const Entry* e = Find(live[i].tag);
+    if (!e) continue;
+    NoteEvicted(live[i].tag, *e, recs ? &(*recs)[rec_of[i]].key : nullptr);
     RemoveEntry(live[i].tag, true);
     stats_.nvme.evictions++;
   }

@@ -71,6 +71,7 @@ class StoreImpl final : public Store {
   std::vector<NamespaceUsage> Namespaces() override;
   void Export(const std::function<bool(const ChunkMeta&)>& fn) override;
   StoreStats Stats() override;
+  std::vector<EvictedChunk> TakeEvicted(size_t max) override;
   Status Reconfigure(const Options& options) override;
   Status Close(std::chrono::nanoseconds grace) override;
 
@@ -199,6 +200,9 @@ class StoreImpl final : public Store {
   void Pin(Tag tag, Entry& e);
   void Unpin(Tag tag);
   void RemoveEntry(Tag tag, bool to_ghost);
+  // Records an eviction for TakeEvicted() (with report_evictions): `key` when the caller knows
+  // it, else the DRAM object's. REQUIRES mu_ held.
+  void NoteEvicted(Tag tag, const Entry& e, const Key* key);
   void FreeDram(Tag tag, Entry& e);
   // Files the DRAM object under TagOf(key) (the tag is derived here, never passed: a lookup
   // relies on an object's key starting with the tag it is filed under).
@@ -333,6 +337,7 @@ class StoreImpl final : public Store {
   bool reclaim_idle_ = false;        // the last pass found nothing to reclaim
   std::condition_variable idle_cv_;  // a reclaim pass ended (AwaitIdle)
   StoreStats stats_;
+  std::vector<EvictedChunk> evicted_;  // GUARDED_BY(mu_): for TakeEvicted(), bounded
 
   std::thread writeback_;
   std::thread reclaim_;

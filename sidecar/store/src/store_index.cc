@@ -95,6 +95,16 @@ bool StoreImpl::Orphan(const Entry& e) {
   return !p || p->doomed;
 }
 
+void StoreImpl::NoteEvicted(Tag tag, const Entry& e, const Key* key) {
+  if (!opts_.report_evictions || e.doomed || evicted_.size() >= (size_t{1} << 16)) return;
+  if (key == nullptr && e.in_dram) {
+    auto it = dram_ids_.find(tag);
+    if (it != dram_ids_.end()) key = &dram_objs_[it->second].key;
+  }
+  if (key == nullptr) return;  // only on NVMe: the index holds no full key
+  evicted_.push_back({*key, ns_[e.ns].digest});
+}
+
 // Removes the entry now, or (pinned) marks it doomed so the last Unpin removes it.
 void StoreImpl::RemoveEntry(Tag tag, bool to_ghost) {
   auto it = index_.find(tag);

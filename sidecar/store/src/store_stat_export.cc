@@ -81,6 +81,18 @@ uint64_t TableBytes(const Table& t) {
 
 }  // namespace
 
+std::vector<EvictedChunk> StoreImpl::TakeEvicted(size_t max) {
+  std::vector<EvictedChunk> out;
+  std::lock_guard<std::mutex> l(mu_);
+  if (evicted_.size() <= max) {
+    out.swap(evicted_);
+  } else {
+    out.assign(evicted_.begin(), evicted_.begin() + static_cast<ptrdiff_t>(max));
+    evicted_.erase(evicted_.begin(), evicted_.begin() + static_cast<ptrdiff_t>(max));
+  }
+  return out;
+}
+
 StoreStats StoreImpl::Stats() {
   std::lock_guard<std::mutex> l(mu_);
   StoreStats s = stats_;

@@ -59,6 +59,7 @@ store::Options StoreOptionsFromConfig(const config::Config& c) {
   for (const config::QuotaConfig& q : c.quotas) o.quotas.push_back({q.namespace_digest, q.bytes});
   o.default_namespace_quota = c.default_namespace_quota;
   o.lease_duration = c.leases.duration;
+  o.report_evictions = c.mesh.enabled;  // the mesh withdraws evicted chunks from their homes
   return o;
 }
 

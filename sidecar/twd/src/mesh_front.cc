@@ -44,7 +44,15 @@ mesh::FetchResult StoreChunkSource::Read(const mesh::FetchSpec& spec, std::span<
 }
 
 MeshFront::MeshFront(store::Store* store, std::chrono::nanoseconds peer_timeout)
-    : source_(store), peer_timeout_(peer_timeout) {}
+    : store_(store), source_(store), peer_timeout_(peer_timeout) {}
+
+void MeshFront::Tick() {
+  // Evictions become withdraws (queued in the announcer, batched per home).
+  for (const store::EvictedChunk& e : store_->TakeEvicted(size_t{1} << 16)) {
+    node_->OnRemoved({e.namespace_digest, e.key});
+  }
+  PublishMetrics();
+}
 
 MeshFront::~MeshFront() { Stop(); }
 

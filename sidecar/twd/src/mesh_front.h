@@ -58,13 +58,14 @@ class MeshFront final : public RemoteChunks {
 
   PeersReport Peers() const override;
   // Publishes the per-peer counters as tokenwarehouse_mesh_* metrics.
-  void Tick() override { PublishMetrics(); }
+  void Tick() override;
   void PublishMetrics() const;
   void Stop();
 
  private:
   MeshFront(store::Store* store, std::chrono::nanoseconds peer_timeout);
 
+  store::Store* const store_;
   StoreChunkSource source_;
   const std::chrono::nanoseconds peer_timeout_;
   std::unique_ptr<mesh::MeshNode> node_;

@@ -89,6 +89,9 @@ struct Options {
   std::vector<QuotaOptions> quotas;
   // Bytes a namespace without its own quota may hold; 0 = no limit.
   uint64_t default_namespace_quota = 0;
+  // Keep the keys of evicted chunks for TakeEvicted() (the mesh withdraws them from their
+  // homes). At most 65,536 wait; more are dropped (the mesh's soft state ages them out).
+  bool report_evictions = false;
   // How long a lookup's read lease keeps its chunks from being reclaimed.
   std::chrono::nanoseconds lease_duration = std::chrono::seconds(5);
   // The devices of the NVMe paths: null = real files and block devices through io_uring.

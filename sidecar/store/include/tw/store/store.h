@@ -110,6 +110,12 @@ struct LookupResult {
   LeaseId lease = 0;                    // 0 when no lease was asked for or nothing was found
 };
 
+// A chunk the store evicted (TakeEvicted).
+struct EvictedChunk {
+  Key key;
+  Key namespace_digest;
+};
+
 // Metadata of a stored chunk (Stat/Export).
 struct ChunkMeta {
   ChunkInfo info;
@@ -201,6 +207,15 @@ class Store {
   virtual void Export(const std::function<bool(const ChunkMeta&)>& fn) = 0;
 
   virtual StoreStats Stats() = 0;
+  // With Options::report_evictions: up to `max` chunks evicted since the last call (to make
+  // room, for a quota, by NVMe reclaim; not deletes), oldest first. Only evictions whose full
+  // key the store holds without I/O are reported: chunks resident in DRAM, and chunks dropped
+  // by NVMe reclaim (their region summary names them); a chunk only on NVMe evicted by its
+  // namespace's quota is not. Cheap: a vector swap under the store's lock.
+  virtual std::vector<EvictedChunk> TakeEvicted(size_t max) {
+    (void)max;
+    return {};
+  }
   // Applies run-time changes (quotas, admission); other fields are ignored.
   virtual Status Reconfigure(const Options& options) = 0;
 
