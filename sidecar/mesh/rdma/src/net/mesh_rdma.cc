@@ -222,6 +222,13 @@ StatusOr<ReadGrant> GrpcRdmaControl::PrepareRead(const Peer& peer, const std::st
   out.token = g.token();
   out.holder_qpn = g.holder_qpn();
   out.ttl = std::chrono::nanoseconds(g.ttl_ns());
+  if (g.parent().size() == 32) {
+    ChunkLineage l;
+    std::memcpy(l.parent.bytes.data(), g.parent().data(), 32);
+    l.extra = g.extra();
+    l.tokens.assign(g.tokens().begin(), g.tokens().end());
+    out.lineage = std::move(l);
+  }
   return out;
 }
 
@@ -287,6 +294,12 @@ PeerServer::ConnectHandler MakeRdmaConnectHandler(RdmaControlHandler* handler) {
         out->set_token(g.token);
         out->set_holder_qpn(g.holder_qpn);
         out->set_ttl_ns(static_cast<uint64_t>(std::max<int64_t>(0, g.ttl.count())));
+        if (g.lineage) {
+          out->set_parent(reinterpret_cast<const char*>(g.lineage->parent.bytes.data()),
+                          g.lineage->parent.bytes.size());
+          out->set_extra(g.lineage->extra);
+          for (uint32_t t : g.lineage->tokens) out->add_tokens(t);
+        }
         break;
       }
       case pb::RdmaControlRequest::kRelease:
@@ -309,8 +322,8 @@ namespace {
 // (mode rdma). Owns the control (declared before the transport it serves, so it outlives it).
 class MeshTransport final : public Transport {
  public:
-  MeshTransport(TransportMode mode, PeerClient* client)
-      : mode_(mode), client_(client), tcp_(client) {}
+  MeshTransport(TransportMode mode, std::chrono::nanoseconds fetch_timeout, PeerClient* client)
+      : mode_(mode), fetch_timeout_(fetch_timeout), client_(client), tcp_(client) {}
 
   Status Init(MeshTransportOptions o, const MeshNode::TransportEnv& env,
               std::unique_ptr<Verbs> verbs) {
@@ -336,6 +349,7 @@ class MeshTransport final : public Transport {
       return r;
     }
     if (*use == TransportKind::kTcp) return tcp_.Fetch(holder, spec, dest, deadline);
+    if (fetch_timeout_.count() > 0) deadline = std::min(deadline, Clock::now() + fetch_timeout_);
     FetchResult r = rdma_->Fetch(holder, spec, dest, deadline);
     if (r.miss == MissReason::kPeerUnreachable) Forget(holder.node);
     return r;
@@ -403,6 +417,7 @@ class MeshTransport final : public Transport {
   }
 
   const TransportMode mode_;
+  const std::chrono::nanoseconds fetch_timeout_;
   PeerClient* const client_;
   TcpTransport tcp_;
   std::unique_ptr<GrpcRdmaControl> control_;
@@ -418,7 +433,7 @@ MeshNode::TransportFactory MakeMeshTransportFactory(MeshTransportOptions options
   return [options = std::move(options)](
              const MeshNode::TransportEnv& env) -> StatusOr<MeshNode::TransportParts> {
     MeshNode::TransportParts parts;
-    auto t = std::make_unique<MeshTransport>(options.mode, env.client);
+    auto t = std::make_unique<MeshTransport>(options.mode, options.fetch_timeout, env.client);
     if (options.mode != TransportMode::kTcp) {
       StatusOr<std::unique_ptr<Verbs>> verbs =
           options.open_verbs
@@ -432,7 +447,7 @@ MeshNode::TransportFactory MakeMeshTransportFactory(MeshTransportOptions options
       if (!st.ok()) {
         TW_LOG(kWarn, "mesh: no usable RDMA device; mesh.transport auto uses TCP with every peer",
                {{"error", st.ToString()}});
-        t = std::make_unique<MeshTransport>(options.mode, env.client);
+        t = std::make_unique<MeshTransport>(options.mode, options.fetch_timeout, env.client);
       }
     }
     parts.connect = MakeRdmaConnectHandler(t->rdma());

@@ -86,6 +86,9 @@ struct MeshTransportOptions {
   // Opens this node's device port (twd: OpenIbVerbs(mesh.rdma_device); tests: a SoftFabric).
   std::function<StatusOr<std::unique_ptr<Verbs>>()> open_verbs;
   GrpcRdmaControl::Options control;
+  // An RDMA fetch gives up after this, whatever the caller's deadline (mesh.peer_timeout, as
+  // the TCP stream; 0: the caller's deadline only).
+  std::chrono::nanoseconds fetch_timeout{0};
 };
 
 MeshNode::TransportFactory MakeMeshTransportFactory(MeshTransportOptions options);
