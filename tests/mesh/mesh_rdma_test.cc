@@ -9,12 +9,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 
 #include "fake_chunk_source.h"
 #include "fake_clock.h"
+#include "tw/mesh/directory.h"
 #include "tw/mesh/mesh_node.h"
+#include "tw/mesh/peer_client.h"
+#include "tw/mesh/peer_server.h"
 #include "tw/mesh/rdma/soft_verbs.h"
 
 namespace tw::mesh::rdma {
@@ -265,6 +269,169 @@ TEST_F(MeshRdmaTest, RdmaModeWithoutADeviceFailsToStart) {
   ASSERT_FALSE(a.ok());
   EXPECT_NE(a.status().ToString().find("no RDMA device"), std::string::npos)
       << a.status().ToString();
+}
+
+// A handler that records what reaches it; HandleRelease blocks until unblocked.
+class RecordingHandler final : public RdmaControlHandler {
+ public:
+  StatusOr<QpEndpoint> HandleConnect(const ConnectRequest& request) override {
+    std::lock_guard l(mu_);
+    connect_from_ = request.from_node;
+    QpEndpoint e = request.endpoint;
+    e.qpn += 1;
+    return e;
+  }
+  StatusOr<RequestConnectReply> HandleRequestConnect(const std::string&, uint32_t failed_qpn,
+                                                     Deadline) override {
+    return RequestConnectReply{failed_qpn + 1, 7};
+  }
+  ReadGrant HandlePrepareRead(const std::string& from_node, const FetchSpec& spec,
+                              Deadline) override {
+    std::lock_guard l(mu_);
+    prepared_ = spec;
+    prepare_from_ = from_node;
+    ReadGrant g;
+    if (spec.namespace_digest != kNs) {
+      g.miss = MissReason::kAbsent;
+      g.error = NotFoundError("not under that namespace");
+      return g;
+    }
+    g.remote_addr = 0x1000;
+    g.rkey = 42;
+    g.length = 10;
+    g.segment_sizes = {4, 6};
+    g.lineage = ChunkLineage{TestKey(5), "x", {1, 2}};
+    g.token = 99;
+    g.holder_qpn = 300;
+    g.ttl = 3s;
+    return g;
+  }
+  void HandleRelease(uint64_t token) override {
+    std::unique_lock l(mu_);
+    released_.push_back(token);
+    cv_.notify_all();
+    cv_.wait(l, [&] { return !block_; });
+  }
+  void Unblock() {
+    std::lock_guard l(mu_);
+    block_ = false;
+    cv_.notify_all();
+  }
+  void WaitReleased(size_t n) {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return released_.size() >= n; });
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string connect_from_, prepare_from_;
+  FetchSpec prepared_;
+  std::vector<uint64_t> released_;
+  bool block_ = true;
+};
+
+TEST(GrpcRdmaControlTest, MessagesTravelTypedInsideConnect) {
+  RecordingHandler handler;
+  Directory directory(Directory::Options{});
+  FakeChunkSource source;
+  PeerServer::Options so;
+  so.node = "h";
+  so.listen_address = "127.0.0.1";
+  PeerServer::Handlers hs;
+  hs.directory = &directory;
+  hs.source = &source;
+  hs.connect = MakeRdmaConnectHandler(&handler);
+  auto server = PeerServer::Start(so, hs);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  PeerClient::Options co;
+  co.self = "r";
+  co.call_timeout = 2s;
+  PeerClient client(co);
+  const Peer h{"h", "127.0.0.1", (*server)->port()};
+
+  // Capabilities: an empty Connect.
+  auto caps = client.Connect(h, {"tcp", "rdma"}, "", Clock::now() + 2s);
+  ASSERT_TRUE(caps.ok());
+  EXPECT_EQ(caps->transports, (std::vector<std::string>{"tcp", "rdma"}));
+
+  GrpcRdmaControl::Options go;
+  go.release_queue = 2;
+  go.release_timeout = 10s;  // the holder sits on the first Release until unblocked
+  GrpcRdmaControl control(&client, go);
+  QpEndpoint mine{.qpn = 17, .lid = 3, .gid = {}, .psn = 0x1234, .mtu = 4096};
+  mine.gid[15] = 9;
+  auto theirs = control.Connect(h, ConnectRequest{"r", mine}, Clock::now() + 2s);
+  ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+  EXPECT_EQ(theirs->qpn, 18u);
+  EXPECT_EQ(theirs->gid, mine.gid);
+  EXPECT_EQ(theirs->mtu, 4096u);
+  EXPECT_EQ(handler.connect_from_, "r");
+  auto rc = control.RequestConnect(h, "r", 41, Clock::now() + 2s);
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(rc->holder_qpn, 42u);
+  EXPECT_EQ(rc->requester_qpn, 7u);
+
+  // PrepareRead carries the namespace: the holder serves only under it.
+  const FetchSpec spec{kNs, TestKey(3)};
+  auto g = control.PrepareRead(h, "r", spec, Clock::now() + 2s);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(handler.prepared_, spec);
+  EXPECT_EQ(handler.prepare_from_, "r");
+  EXPECT_EQ(g->miss, MissReason::kNone);
+  EXPECT_EQ(g->rkey, 42u);
+  EXPECT_EQ(g->segment_sizes, (std::vector<uint64_t>{4, 6}));
+  ASSERT_TRUE(g->lineage.has_value());
+  EXPECT_EQ(g->lineage->parent, TestKey(5));
+  EXPECT_EQ(g->lineage->tokens, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(g->token, 99u);
+  EXPECT_EQ(g->holder_qpn, 300u);
+  EXPECT_EQ(g->ttl, 3s);
+  auto other = control.PrepareRead(h, "r", FetchSpec{TestKey(2001), spec.key}, Clock::now() + 2s);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->miss, MissReason::kAbsent);
+
+  // Release returns at once while the holder sits on it; the queue is bounded.
+  control.Release(h, 1);  // sent: the holder blocks in it
+  handler.WaitReleased(1);
+  control.Release(h, 2);
+  control.Release(h, 3);
+  control.Release(h, 4);  // the queue holds 2: dropped
+  EXPECT_EQ(control.GetStats().releases_dropped, 1u);
+  handler.Unblock();
+  control.DrainReleases();
+  EXPECT_EQ(handler.released_, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(control.GetStats().releases_sent, 3u);
+
+  // Malformed control data is refused, not guessed at.
+  auto bad = client.Connect(h, {"rdma"}, "\xff\xff not a message", Clock::now() + 2s);
+  EXPECT_FALSE(bad.ok());
+  (*server)->Stop();
+}
+
+TEST(GrpcRdmaControlTest, ANodeWithoutRdmaSaysSo) {
+  Directory directory(Directory::Options{});
+  FakeChunkSource source;
+  PeerServer::Options so;
+  so.node = "t";
+  so.listen_address = "127.0.0.1";
+  PeerServer::Handlers hs;
+  hs.directory = &directory;
+  hs.source = &source;
+  hs.connect = MakeRdmaConnectHandler(nullptr);
+  auto server = PeerServer::Start(so, hs);
+  ASSERT_TRUE(server.ok());
+  PeerClient::Options co;
+  co.self = "r";
+  PeerClient client(co);
+  const Peer t{"t", "127.0.0.1", (*server)->port()};
+  auto caps = client.Connect(t, {"tcp", "rdma"}, "", Clock::now() + 2s);
+  ASSERT_TRUE(caps.ok());
+  EXPECT_EQ(caps->transports, (std::vector<std::string>{"tcp"}));
+  GrpcRdmaControl control(&client, {});
+  auto g = control.PrepareRead(t, "r", FetchSpec{kNs, TestKey(1)}, Clock::now() + 2s);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().ToString().find("no RDMA"), std::string::npos) << g.status().ToString();
+  (*server)->Stop();
 }
 
 TEST(TransportModeTest, Parses) {
