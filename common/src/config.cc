@@ -31,7 +31,8 @@ constexpr EnumName<DramEviction> kEviction[] = {{DramEviction::kS3Fifo, "s3fifo"
                                                 {DramEviction::kLru, "lru"}};
 constexpr EnumName<ReclaimOrder> kReclaim[] = {{ReclaimOrder::kFifo, "fifo"},
                                                {ReclaimOrder::kLru, "lru"}};
-constexpr EnumName<Transport> kTransport[] = {{Transport::kTcp, "tcp"}, {Transport::kRdma, "rdma"}};
+constexpr EnumName<Transport> kTransport[] = {
+    {Transport::kTcp, "tcp"}, {Transport::kRdma, "rdma"}, {Transport::kAuto, "auto"}};
 constexpr EnumName<CuFileMode> kCuFile[] = {
     {CuFileMode::kAuto, "auto"}, {CuFileMode::kOn, "on"}, {CuFileMode::kOff, "off"}};
 

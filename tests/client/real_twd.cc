@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tw/mesh/rdma/soft_verbs.h"
 #include "tw/store/store.h"
 #include "tw/twd/daemon.h"
 
@@ -41,6 +42,12 @@ Status RealTwd::Start(const std::string& config_yaml) {
   hooks.reconfigure = [](store::Store& s, const config::Config& c) {
     return s.Reconfigure(twd::StoreOptionsFromConfig(c));
   };
+  if (fabric_ != nullptr) {
+    hooks.open_rdma = [fabric = fabric_](
+                          const config::Config& c) -> StatusOr<std::unique_ptr<mesh::rdma::Verbs>> {
+      return fabric->OpenDevice(c.mesh.node_name);
+    };
+  }
   TW_ASSIGN_OR_RETURN(daemon_, twd::Daemon::Start(o, std::move(hooks)));
   return OkStatus();
 }

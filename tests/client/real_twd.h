@@ -15,6 +15,9 @@
 namespace tw::twd {
 class Daemon;
 }
+namespace tw::mesh::rdma {
+class SoftFabric;
+}
 
 namespace tw::client::testing {
 
@@ -28,6 +31,9 @@ class RealTwd {
   // Makes a fresh directory under the system's temp directory and serves from it. With
   // `config_yaml`, twd reads it as its config file (flags still set the socket and data).
   Status Start(const std::string& config_yaml = "");
+  // Before Start: mesh.transport rdma/auto opens a port of `fabric` named after
+  // mesh.node_name instead of a real device. The fabric must outlive this twd.
+  void UseRdmaFabric(mesh::rdma::SoftFabric* fabric) { fabric_ = fabric; }
   void Stop();
   // Shuts twd down and keeps its directory.
   void Shutdown();
@@ -44,6 +50,7 @@ class RealTwd {
   std::string socket_;
   std::string admin_socket_;
   std::unique_ptr<twd::Daemon> daemon_;
+  mesh::rdma::SoftFabric* fabric_ = nullptr;
 };
 
 }  // namespace tw::client::testing

@@ -64,6 +64,14 @@ gpu: {cufile: off}
   EXPECT_EQ(c->gpu.cufile, CuFileMode::kOff);
 }
 
+TEST(Config, MeshTransportAutoParsesAndRenders) {
+  auto c = ParseYaml("mesh: {enabled: true, transport: auto}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->mesh.transport, Transport::kAuto);
+  EXPECT_EQ(ToString(Transport::kAuto), "auto");
+  EXPECT_FALSE(ParseYaml("mesh: {transport: infiniband}\n").ok());
+}
+
 TEST(Config, RenderThenParseGivesTheSameConfig) {
   Config c;
   c.log_level = "warn";

@@ -120,7 +120,7 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   }
   d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get(), std::move(*registry));
   if (d->config_.mesh.enabled) {
-    auto mesh = MeshFront::Start(d->config_, d->store_.get(), ServerVersion());
+    auto mesh = MeshFront::Start(d->config_, d->store_.get(), ServerVersion(), d->hooks_.open_rdma);
     if (!mesh.ok()) {
       d->store_->Close(std::chrono::seconds(0)).IgnoreError();
       d->store_.reset();

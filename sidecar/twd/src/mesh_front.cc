@@ -9,6 +9,8 @@
 #include "tw/mesh/mesh_node.h"
 #include "tw/mesh/node_name.h"
 #include "tw/mesh/peer_tls.h"
+#include "tw/mesh/rdma/ib_verbs.h"
+#include "tw/mesh/rdma/mesh_rdma.h"
 
 namespace tw::twd {
 
@@ -58,7 +60,8 @@ MeshFront::~MeshFront() { Stop(); }
 
 StatusOr<std::unique_ptr<MeshFront>> MeshFront::Start(const config::Config& config,
                                                       store::Store* store,
-                                                      const std::string& version) {
+                                                      const std::string& version,
+                                                      RdmaDeviceOpener open_rdma) {
   const config::MeshConfig& m = config.mesh;
   mesh::MeshNode::Options o;
   TW_ASSIGN_OR_RETURN(o.self, mesh::ResolveNodeName(m.node_name));
@@ -73,9 +76,18 @@ StatusOr<std::unique_ptr<MeshFront>> MeshFront::Start(const config::Config& conf
   // keeps that to a trickle; a home forgets a holder's entry 30 minutes after its last word.
   o.directory.ttl = std::chrono::minutes(30);
   o.refresh_interval = std::chrono::minutes(12);
-  if (m.transport == config::Transport::kRdma) {
-    TW_LOG(kWarn, "mesh.transport rdma is not available in this build; peers use tcp", {});
+  mesh::rdma::MeshTransportOptions t;
+  t.mode = m.transport == config::Transport::kRdma   ? mesh::rdma::TransportMode::kRdma
+           : m.transport == config::Transport::kAuto ? mesh::rdma::TransportMode::kAuto
+                                                     : mesh::rdma::TransportMode::kTcp;
+  t.control.release_timeout = m.peer_timeout;
+  t.fetch_timeout = m.peer_timeout;
+  if (open_rdma) {
+    t.open_verbs = [open_rdma, config] { return open_rdma(config); };
+  } else {
+    t.open_verbs = [device = m.rdma_device] { return mesh::rdma::OpenIbVerbs(device); };
   }
+  o.make_transport = mesh::rdma::MakeMeshTransportFactory(std::move(t));
   std::unique_ptr<MeshFront> f(new MeshFront(store, m.peer_timeout));
   auto local = [store](const std::function<bool(const Key&, const Key&)>& fn) {
     store->Export([&](const store::ChunkMeta& meta) {

@@ -1,6 +1,8 @@
 // MeshFront: twd's side of the mesh when `mesh.enabled`. It starts a tw::mesh::MeshNode from
-// the config (node name, peers file, listen address and port, peer_timeout, mutual TLS) over
-// the local store, and implements the service core's RemoteChunks with it:
+// the config (node name, peers file, listen address and port, peer_timeout, mutual TLS, and
+// mesh.transport: tcp, or rdma/auto with the device mesh.rdma_device opened through
+// tw_mesh_rdma_net's transport factory) over the local store, and implements the service
+// core's RemoteChunks with it:
 //   - the holder role serves peers from the store (StoreChunkSource: the whole value of a
 //     chunk, only under the namespace it was stored in, into a per-stream buffer);
 //   - lookups and gets that run out of local chunks ask the mesh (RemoteChunks);
@@ -13,6 +15,7 @@
 // Stop().
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +25,7 @@
 #include "remote_chunks.h"
 #include "tw/common/config.h"
 #include "tw/common/status.h"
+#include "tw/mesh/rdma/verbs.h"
 #include "tw/mesh/transport.h"
 #include "tw/store/store.h"
 
@@ -44,10 +48,13 @@ class StoreChunkSource final : public mesh::ChunkSource {
 
 class MeshFront final : public RemoteChunks {
  public:
+  // Opens the RDMA device (StoreHooks::open_rdma); empty: OpenIbVerbs(mesh.rdma_device).
+  using RdmaDeviceOpener =
+      std::function<StatusOr<std::unique_ptr<mesh::rdma::Verbs>>(const config::Config&)>;
   // REQUIRES: config passed config::Validate() and mesh.enabled.
   static StatusOr<std::unique_ptr<MeshFront>> Start(const config::Config& config,
-                                                    store::Store* store,
-                                                    const std::string& version);
+                                                    store::Store* store, const std::string& version,
+                                                    RdmaDeviceOpener open_rdma = nullptr);
   ~MeshFront() override;
 
   std::vector<MissReason> Locate(std::span<const ChunkRef> chunks, Deadline deadline) override;

@@ -25,7 +25,8 @@ using Duration = std::chrono::nanoseconds;
 
 enum class Transport {
   kTcp,   // peer data over TCP (always available)
-  kRdma,  // peer data over RDMA verbs (rdma-core); falls back to TCP when no device is found
+  kRdma,  // peer data over RDMA verbs (rdma-core); twd fails to start without a device
+  kAuto,  // RDMA with peers that have it too, TCP otherwise (and with all when no device)
 };
 enum class CuFileMode {
   kAuto,  // use cuFile (GPUDirect Storage) when libcufile loads, else pinned staging

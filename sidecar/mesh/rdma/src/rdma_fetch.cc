@@ -265,6 +265,7 @@ FetchResult RdmaTransport::Fetch(const Peer& holder, const FetchSpec& spec,
   }
   result.bytes = grant->length;
   result.segment_sizes = grant->segment_sizes;
+  result.lineage = std::move(grant->lineage);
   return result;
 }
 
@@ -321,6 +322,7 @@ ReadGrant RdmaTransport::HandlePrepareRead(const std::string& from_node, const F
   g.rkey = extent.rkey;
   g.length = read.bytes;
   g.segment_sizes = read.segment_sizes;
+  g.lineage = std::move(read.lineage);
   g.ttl = options_.grant_ttl;
   if (*size > 0) {
     std::lock_guard<std::mutex> l(grants_mu_);

@@ -41,9 +41,27 @@ StatusOr<std::unique_ptr<MeshNode>> MeshNode::Start(Options options, ChunkSource
 
   std::unique_ptr<MeshNode> n(new MeshNode(std::move(options), source, std::move(local)));
   n->client_ = std::make_unique<PeerClient>(std::move(co));
-  n->transport_ = n->opts_.make_transport ? n->opts_.make_transport(n->client_.get())
-                                          : std::make_unique<TcpTransport>(n->client_.get());
   n->membership_ = n->watcher_.Current();
+  PeerServer::ConnectHandler connect;
+  if (n->opts_.make_transport) {
+    TransportEnv env;
+    env.self = n->opts_.self;
+    env.client = n->client_.get();
+    env.source = source;
+    MeshNode* node = n.get();
+    env.resolve_peer = [node](const std::string& name) -> std::optional<Peer> {
+      auto m = node->membership();
+      const Peer* p = m->Find(name);
+      if (p == nullptr) return std::nullopt;
+      return *p;
+    };
+    TW_ASSIGN_OR_RETURN(TransportParts parts, n->opts_.make_transport(env));
+    if (parts.transport == nullptr) return InternalError("mesh: the transport factory made none");
+    n->transport_ = std::move(parts.transport);
+    connect = std::move(parts.connect);
+  } else {
+    n->transport_ = std::make_unique<TcpTransport>(n->client_.get());
+  }
   n->placement_ = std::make_shared<const Placement>(*n->membership_);
 
   PeerServer::Options so;
@@ -56,6 +74,7 @@ StatusOr<std::unique_ptr<MeshNode>> MeshNode::Start(Options options, ChunkSource
   PeerServer::Handlers h;
   h.directory = &n->directory_;
   h.source = source;
+  h.connect = std::move(connect);
   TW_ASSIGN_OR_RETURN(n->server_, PeerServer::Start(std::move(so), std::move(h)));
 
   MeshNode* self = n.get();
@@ -356,6 +375,7 @@ std::vector<LinkStats> MeshNode::Links() const {
     if (p.node == opts_.self) continue;
     LinkStats l;
     l.node = p.node;
+    l.kind = transport_->kind();  // until the transport has talked to it
     by_node[p.node] = l;
   }
   for (LinkStats& l : transport_->Links()) {
@@ -369,7 +389,6 @@ std::vector<LinkStats> MeshNode::Links() const {
   }
   std::vector<LinkStats> out;
   for (auto& [node, l] : by_node) {
-    l.kind = transport_->kind();
     out.push_back(std::move(l));
   }
   return out;

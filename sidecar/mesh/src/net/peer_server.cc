@@ -109,7 +109,7 @@ class Service final : public pb::Peer::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Connect(grpc::ServerContext*, const pb::ConnectRequest* req,
+  grpc::Status Connect(grpc::ServerContext* ctx, const pb::ConnectRequest* req,
                        pb::ConnectResponse* resp) override {
     resp->set_node(o_.node);
     if (!h_.connect) {
@@ -120,6 +120,7 @@ class Service final : public pb::Peer::Service {
     offer.from_node = req->from_node();
     offer.transports.assign(req->transports().begin(), req->transports().end());
     offer.transport_data = req->transport_data();
+    offer.deadline = net::FromSystem(ctx->deadline());
     auto answer = h_.connect(offer);
     if (!answer.ok()) return ToGrpc(answer.status());
     for (auto& t : answer->transports) resp->add_transports(std::move(t));

@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -55,8 +56,23 @@ class MeshNode {
  public:
   // Calls `fn(namespace_digest, key)` for every chunk stored locally, until it returns false.
   using LocalChunks = std::function<void(const std::function<bool(const Key&, const Key&)>& fn)>;
-  // Makes the data-path transport over the node's PeerClient (default: TcpTransport).
-  using TransportFactory = std::function<std::unique_ptr<Transport>(PeerClient* client)>;
+  // What a transport factory gets from the node.
+  struct TransportEnv {
+    std::string self;
+    PeerClient* client = nullptr;   // the peer service's client (cool-offs, deadlines)
+    ChunkSource* source = nullptr;  // the holder side's chunks
+    // A node name → its Peer in the current membership (nullopt: not a member).
+    std::function<std::optional<Peer>(const std::string&)> resolve_peer;
+  };
+  // The data-path transport and, optionally, the peer service's Connect handler that serves
+  // it (the RDMA control messages; empty: Connect answers {"tcp"}).
+  struct TransportParts {
+    std::unique_ptr<Transport> transport;
+    PeerServer::ConnectHandler connect;
+  };
+  // Makes the data-path transport (default: TcpTransport over the node's PeerClient). An
+  // error fails Start (e.g. mesh.transport: rdma without a device).
+  using TransportFactory = std::function<StatusOr<TransportParts>(const TransportEnv& env)>;
 
   struct Options {
     // This node's name (ResolveNodeName); must match its entry in the peers file.
@@ -81,7 +97,7 @@ class MeshNode {
     Announcer::Options announcer;
     // Re-announce every local chunk this often (keep it under directory.ttl).
     std::chrono::nanoseconds refresh_interval = std::chrono::minutes(4);
-    TransportFactory make_transport;  // empty: TCP
+    TransportFactory make_transport;  // empty: TCP (tw_mesh_rdma_net: MakeMeshTransportFactory)
   };
 
   struct Located {

@@ -59,6 +59,7 @@ class PeerServer {
     std::string from_node;
     std::vector<std::string> transports;
     std::string transport_data;
+    Deadline deadline = Deadline::max();  // the caller's
   };
   struct ConnectAnswer {
     std::vector<std::string> transports;

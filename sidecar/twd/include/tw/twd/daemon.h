@@ -17,6 +17,7 @@
 #include "tw/common/config.h"
 #include "tw/common/metrics.h"
 #include "tw/common/status.h"
+#include "tw/mesh/rdma/verbs.h"
 #include "tw/store/store.h"
 #include "tw/twd/options.h"
 
@@ -32,6 +33,9 @@ struct StoreHooks {
   std::function<StatusOr<std::unique_ptr<store::Store>>(const config::Config&)> open;
   // Applies run-time store fields (quotas, admission) of a reloaded config.
   std::function<Status(store::Store&, const config::Config&)> reconfigure;
+  // Opens the RDMA device port for mesh.transport rdma or auto (empty: the real device,
+  // mesh.rdma_device or the first ACTIVE port). Tests pass a SoftFabric port.
+  std::function<StatusOr<std::unique_ptr<mesh::rdma::Verbs>>(const config::Config&)> open_rdma;
 };
 
 // The store's options from twd's configuration (its dram, nvme, admission, quota and lease

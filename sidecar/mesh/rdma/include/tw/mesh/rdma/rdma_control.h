@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,9 @@ struct ReadGrant {
   uint32_t rkey = 0;
   uint64_t length = 0;                  // value bytes
   std::vector<uint64_t> segment_sizes;  // the value's segments, back to back
-  uint64_t token = 0;                   // for Release
+  // The chunk's lineage when the holder's source gives it (FetchResult::lineage).
+  std::optional<ChunkLineage> lineage;
+  uint64_t token = 0;  // for Release
   // The holder's queue pair for the pair as it stands (0: none). A requester whose connection
   // goes to another one (the holder restarted) reconnects before READing.
   uint32_t holder_qpn = 0;
