@@ -252,8 +252,10 @@ StatusOr<TokenWarehouseSpec> ParseSpec(const json& spec_json) {
 
   Obj fed = s.Child("federation");
   TW_ASSIGN_OR_RETURN(out.federation_enabled, fed.Bool("enabled", false));
-  TW_ASSIGN_OR_RETURN(std::string transport, fed.Enum("transport", "tcp", {"tcp", "rdma"}));
-  out.transport = transport == "rdma" ? config::Transport::kRdma : config::Transport::kTcp;
+  TW_ASSIGN_OR_RETURN(std::string transport, fed.Enum("transport", "tcp", {"tcp", "rdma", "auto"}));
+  out.transport = transport == "rdma"   ? config::Transport::kRdma
+                  : transport == "auto" ? config::Transport::kAuto
+                                        : config::Transport::kTcp;
   TW_ASSIGN_OR_RETURN(int64_t port, fed.Int("port", 7470, 1, 65535));
   out.federation_port = static_cast<uint32_t>(port);
   TW_ASSIGN_OR_RETURN(out.host_network, fed.Bool("hostNetwork", false));

@@ -123,6 +123,15 @@ TEST(SpecTest, RdmaWithResourceOrHostNetworkIsAccepted) {
   ASSERT_TRUE(with_host_net.ok()) << with_host_net.status().ToString();
 }
 
+// auto needs no device: twd uses RDMA only between two twd that both have one.
+TEST(SpecTest, AutoTransportNeedsNoDeviceAndReachesTheConfig) {
+  auto spec = ParseSpec(json::parse(
+      R"({"tiers":{"dram":{"capacity":"1Gi"}},"federation":{"enabled":true,"transport":"auto"}})"));
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->transport, config::Transport::kAuto);
+  EXPECT_EQ(TwdConfig(*spec).mesh.transport, config::Transport::kAuto);
+}
+
 TEST(SpecTest, ConfigRulesTheSchemaCannotCatch) {
   // tw_config wants the DRAM arena in whole 2 MiB hugepage units.
   auto spec = ParseSpec(json::parse(R"({"tiers":{"dram":{"capacity":"1001Mi"}}})"));
