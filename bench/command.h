@@ -17,5 +17,9 @@ Command AddEngineCommand(CLI::App& parent);
 // `tw-bench service`: twd (a separate process) against memcpy, Unix sockets, raw O_DIRECT
 // and redis-server (service_bench.cc).
 Command AddServiceCommand(CLI::App& parent);
+// `tw-bench placement`: rendezvous placement over virtual nodes (placement_bench.cc).
+Command AddPlacementCommand(CLI::App& parent);
+// `tw-bench mesh`: two twd in two network namespaces against TCP between them (mesh_bench.cc).
+Command AddMeshCommand(CLI::App& parent);
 
 }  // namespace tw::bench

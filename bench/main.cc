@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   std::vector<tw::bench::Command> commands;
   commands.push_back(tw::bench::AddEngineCommand(app));
   commands.push_back(tw::bench::AddServiceCommand(app));
+  commands.push_back(tw::bench::AddPlacementCommand(app));
+  commands.push_back(tw::bench::AddMeshCommand(app));
   CLI11_PARSE(app, argc, argv);
   for (auto& c : commands) {
     if (c.app->parsed()) return c.run();

@@ -33,6 +33,7 @@
 #include "command.h"
 #include "reference.h"
 #include "report.h"
+#include "service_util.h"
 #include "socket_reference.h"
 #include "tw/client/client.h"
 #include "tw/common/keys.h"
@@ -46,60 +47,6 @@ namespace tw::bench {
 namespace {
 
 using client::Client;
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-double Gbps(uint64_t bytes, double s) { return s > 0 ? static_cast<double>(bytes) / s / 1e9 : 0; }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  return v[i];
-}
-
-// Collects the figures (printed by report.h's Print, as the engine benchmark does) and the
-// issue's targets, which are checked and printed after the table.
-class Reporter {
- public:
-  void Figure(const std::string& name, double value, const std::string& unit) {
-    results_.push_back(Result{name, value, unit, std::nullopt});
-  }
-  // `value` against `reference`, the ratio printed, no target.
-  void Versus(const std::string& name, double value, const std::string& unit, double reference) {
-    results_.push_back(Result{name, value, unit, reference});
-  }
-  // `value` against `reference`; the target is on value / reference (at least `target`, or
-  // at most when `lower_is_better`).
-  void Compare(const std::string& name, double value, const std::string& unit, double reference,
-               double target, bool lower_is_better) {
-    results_.push_back(Result{name, value, unit, reference});
-    targets_.push_back(
-        Target{name, reference > 0 ? value / reference : 0, target, lower_is_better});
-  }
-  void Print(bool json) const {
-    tw::bench::Print(results_, json);
-    if (json) return;
-    std::printf("\n%-34s %7s %9s  %s\n", "target (ratio to reference)", "ratio", "target", "");
-    for (const Target& t : targets_) {
-      bool met = t.lower_is_better ? t.ratio <= t.target : t.ratio >= t.target;
-      std::printf("%-34s %7.2f %2s %6.2f  %s\n", t.name.c_str(), t.ratio,
-                  t.lower_is_better ? "<=" : ">=", t.target, met ? "met" : "NOT met");
-    }
-  }
-
- private:
-  struct Target {
-    std::string name;
-    double ratio;
-    double target;
-    bool lower_is_better;
-  };
-  std::vector<Result> results_;
-  std::vector<Target> targets_;
-};
 
 struct ServiceBenchOptions {
   std::string twd_path;  // the twd binary (default: next to tw-bench)
@@ -124,190 +71,12 @@ int TwdWorkers(const ServiceBenchOptions& o) {
   return std::clamp<int>(static_cast<int>(std::thread::hardware_concurrency()), 4, 32);
 }
 
-// A figure and its reference measured back to back.
-struct Alternated {
-  double value = 0;
-  double reference = 0;
-  double ratio() const { return reference > 0 ? value / reference : 0; }
-};
-
-// Reports each run (`NAME_run_I` with its own reference) and the run of median ratio as NAME
-// against `target`.
-void ReportMedian(Reporter& out, const std::string& name, std::vector<Alternated> runs,
-                  double target) {
-  if (runs.empty()) return;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    out.Versus(StrCat(name, "_run_", i + 1), runs[i].value, "GB/s", runs[i].reference);
-  }
-  std::sort(runs.begin(), runs.end(),
-            [](const Alternated& a, const Alternated& b) { return a.ratio() < b.ratio(); });
-  const Alternated& m = runs[runs.size() / 2];
-  out.Compare(name, m.value, "GB/s", m.reference, target, false);
-}
-
-// ---- processes ----------------------------------------------------------------------------
-
-class Child {
- public:
-  Status Start(std::vector<std::string> argv, const std::string& wait_for_path,
-               const std::string& log_path) {
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) return ErrnoStatus(errno, "fork");
-    if (pid_ == 0) {
-      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    for (int i = 0; i < 1200; ++i) {
-      struct stat st;
-      if (stat(wait_for_path.c_str(), &st) == 0) return OkStatus();
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return UnavailableError(StrCat(argv[0], " exited during startup (see ", log_path, ")"));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    Stop();
-    return DeadlineExceededError(StrCat(argv[0], " did not create ", wait_for_path));
-  }
-  pid_t pid() const { return pid_; }
-  void Stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  ~Child() { Stop(); }
-
- private:
-  pid_t pid_ = -1;
-};
-
-Namespace BenchNamespace(const std::string& name, uint32_t chunk_tokens) {
-  Namespace ns;
-  ns.model = "tw-bench/" + name;
-  ns.kv_dtype = "bf16";
-  ns.parallel = "tp=0/1,pp=0/1";
-  ns.chunk_tokens = std::to_string(chunk_tokens);
-  return *NormalizeNamespace(ns);
-}
-
-// A chain of `n` chunks under `ns` (token ids offset by `salt`, so chains differ).
-struct Chain {
-  Key digest;
-  std::vector<Key> keys;
-  std::vector<std::vector<uint32_t>> tokens;
-};
-Chain MakeChain(const Namespace& ns, size_t n, uint32_t salt) {
-  Chain c;
-  c.digest = NamespaceDigest(ns);
-  uint32_t ct = *ChunkTokens(ns);
-  Key parent = c.digest;
-  for (size_t j = 0; j < n; ++j) {
-    std::vector<uint32_t> t(ct);
-    for (uint32_t i = 0; i < ct; ++i) t[i] = salt * 1000003u + static_cast<uint32_t>(j * ct + i);
-    parent = ChunkKey(parent, {}, t);
-    c.keys.push_back(parent);
-    c.tokens.push_back(std::move(t));
-  }
-  return c;
-}
-
-// Puts every chunk of `chain` (value `size` bytes from arena slot i % depth), `depth` in
-// flight. Returns seconds, or an error.
-StatusOr<double> PutChain(Client& c, const Chain& chain, uint64_t size, int depth,
-                          client::Durability durability) {
-  std::vector<client::Future<std::vector<client::PutReply>>> inflight;
-  auto t0 = Clock::now();
-  auto drain = [&]() -> Status {
-    auto r = client::Await(inflight.front(), std::chrono::milliseconds(120000));
-    inflight.erase(inflight.begin());
-    if (!r.ok()) return r.status();
-    auto res = (*r)[0].result;
-    if (res != client::PutResult::kStored && res != client::PutResult::kExists) {
-      return InternalError(StrCat("put: ", ToString(res), " ", (*r)[0].message));
-    }
-    return OkStatus();
-  };
-  for (size_t j = 0; j < chain.keys.size(); ++j) {
-    client::PutItem p;
-    p.ref = {chain.keys[j], chain.digest};
-    p.parent = j == 0 ? chain.digest : chain.keys[j - 1];
-    p.tokens = chain.tokens[j];
-    p.segment_sizes = {size};
-    p.ranges = {client::ScatterRange{0, 0, size, (j % depth) * size}};
-    p.durability = durability;
-    if (static_cast<int>(inflight.size()) >= depth) TW_RETURN_IF_ERROR(drain());
-    inflight.push_back(c.PutAsync({p}, std::chrono::milliseconds(120000)));
-  }
-  while (!inflight.empty()) TW_RETURN_IF_ERROR(drain());
-  return Seconds(t0, Clock::now());
-}
-
-struct GetStats {
-  double seconds = 0;
-  uint64_t bytes = 0;
-  uint64_t dram = 0, nvme = 0, misses = 0;
-  std::string last_miss;  // reason (or error) of the last miss
-};
-
 // Says where the chunks of a get measurement really came from, when it is not all one tier.
 void Warn(const char* what, const GetStats& g) {
   if ((g.dram == 0 || g.nvme == 0) && g.misses == 0) return;
   std::cerr << "tw-bench service: " << what << ": served " << g.dram << " from DRAM, " << g.nvme
             << " from NVMe, " << g.misses << " misses"
             << (g.misses != 0 ? " (last: " + g.last_miss + ")" : "") << "\n";
-}
-
-// Gets chunks of `chain` `passes` times, `depth` in flight into arena slots.
-GetStats GetChain(Client& c, const Chain& chain, uint64_t size, int depth, int passes) {
-  GetStats s;
-  std::vector<client::Future<std::vector<client::GetReply>>> inflight;
-  auto drain = [&] {
-    auto r = client::Await(inflight.front(), std::chrono::milliseconds(120000));
-    inflight.erase(inflight.begin());
-    if (!r.ok() || (*r)[0].miss != client::MissReason::kNone) {
-      ++s.misses;
-      s.last_miss = r.ok() ? std::string(ToString((*r)[0].miss)) : r.status().ToString();
-      return;
-    }
-    s.bytes += (*r)[0].bytes;
-    ((*r)[0].tier == client::Tier::kNvme ? s.nvme : s.dram)++;
-  };
-  auto t0 = Clock::now();
-  size_t slot = 0;
-  for (int p = 0; p < passes; ++p) {
-    for (size_t j = 0; j < chain.keys.size(); ++j) {
-      client::GetItem g;
-      g.ref = {chain.keys[j], chain.digest};
-      g.arena_offset = (slot++ % depth) * size;
-      g.arena_length = size;
-      if (static_cast<int>(inflight.size()) >= depth) drain();
-      inflight.push_back(c.GetAsync({g}, std::chrono::milliseconds(120000)));
-    }
-  }
-  while (!inflight.empty()) drain();
-  s.seconds = Seconds(t0, Clock::now());
-  return s;
-}
-
-StatusOr<std::unique_ptr<Client>> Connect(const std::string& sock, uint64_t arena,
-                                          std::vector<Namespace> ns) {
-  client::ClientOptions o;
-  o.socket_path = sock;
-  o.arena_size = arena;
-  o.namespaces = std::move(ns);
-  o.timeout = std::chrono::milliseconds(120000);
-  o.client_name = "tw-bench";
-  return Client::Connect(std::move(o));
 }
 
 #ifdef TW_HAVE_HIREDIS
