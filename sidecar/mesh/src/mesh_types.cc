@@ -2,7 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 
 namespace tw::mesh {
 
@@ -22,9 +24,18 @@ Key DirectoryKey(const Key& namespace_digest, const Key& key) {
   std::memcpy(in, kLabel, sizeof(kLabel) - 1);
   std::memcpy(in + sizeof(kLabel) - 1, namespace_digest.bytes.data(), 32);
   std::memcpy(in + sizeof(kLabel) - 1 + 32, key.bytes.data(), 32);
+  // The SHA-256 implementation fetched once (OpenSSL 3 looks it up again on every
+  // EVP_sha256() digest) and one digest context per thread: a lookup computes hundreds.
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           EVP_MD_CTX_free);
   Key out;
   unsigned int n = 0;
-  EVP_Digest(in, sizeof in, out.bytes.data(), &n, EVP_sha256(), nullptr);
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), in, sizeof in) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.bytes.data(), &n) != 1 || n != 32) {
+    std::abort();  // only on allocation failure inside OpenSSL; a zero key would misplace
+  }
   return out;
 }
 

@@ -255,17 +255,29 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
     call_items.push_back(&g.second);
   }
   // The most recent holder that is another member and not cooling off after a failure; when
-  // the only holders are cooling off, the chunk is unreachable rather than promised.
+  // the only holders are cooling off, the chunk is unreachable rather than promised. A batch
+  // names few holders: each one's standing is asked once, and the hints are kept under one
+  // lock at the end.
+  std::vector<std::pair<std::string, bool>> cooling;  // holder → cooling off
+  auto cooling_off = [&](const std::string& h) {
+    for (const auto& [name, c] : cooling) {
+      if (name == h) return c;
+    }
+    const bool c = client_->CoolingOff(h);
+    cooling.emplace_back(h, c);
+    return c;
+  };
+  std::vector<std::pair<Key, std::string>> hints;
   auto pick = [&](size_t item, const std::vector<std::string>& holders) {
     for (const std::string& h : holders) {
       if (h == opts_.self || !m->Contains(h)) continue;
-      if (client_->CoolingOff(h)) {
+      if (cooling_off(h)) {
         out[item].miss = MissReason::kPeerUnreachable;
         continue;
       }
       out[item].holder = h;
       out[item].miss = MissReason::kNone;
-      RememberHolder(chunks[item].key, h);
+      hints.emplace_back(chunks[item].key, h);
       return;
     }
   };
@@ -287,6 +299,7 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
     for (size_t k = 0; k < items.size(); ++k) pick(items[k], (*answers[c])[k]);
   }
   for (const Located& l : out) found += l.miss == MissReason::kNone ? 1 : 0;
+  RememberHolders(hints);
   std::lock_guard lock(mu_);
   stats_.locate_keys += chunks.size();
   stats_.locate_found += found;
@@ -331,10 +344,13 @@ FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest,
   return Fetch(h, spec, dest, deadline);
 }
 
-void MeshNode::RememberHolder(const Key& key, const std::string& holder) {
+void MeshNode::RememberHolders(std::span<const std::pair<Key, std::string>> hints) {
+  if (hints.empty()) return;
   std::lock_guard lock(hints_mu_);
-  if (hints_.size() >= kMaxHints) hints_.clear();
-  hints_[key] = holder;
+  for (const auto& [key, holder] : hints) {
+    if (hints_.size() >= kMaxHints) hints_.clear();
+    hints_[key] = holder;
+  }
 }
 
 void MeshNode::ForgetHolder(const Key& key) {

@@ -36,6 +36,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -146,7 +147,7 @@ class MeshNode {
   // them when `old` is empty).
   void Reannounce(const Placement& old_placement, const Placement& new_placement);
   std::shared_ptr<const Membership> membership() const;
-  void RememberHolder(const Key& key, const std::string& holder);
+  void RememberHolders(std::span<const std::pair<Key, std::string>> hints);
   void ForgetHolder(const Key& key);
 
   const Options opts_;
