@@ -71,6 +71,11 @@ class PeerClient::Impl {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
       args.SetMaxReceiveMessageSize(16 << 20);
+      // Received bytes land in slices of at most 64 KiB, below malloc's mmap threshold: served
+      // from its reused heap rather than from fresh mappings (faulted in and zeroed on every
+      // read, as gRPC's default of up to 4 MiB per slice made them). twd keeps the heap's
+      // freed memory (mesh_front.cc).
+      args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 << 10);
       args.SetInt(
           GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
           static_cast<int>(
