@@ -12,6 +12,7 @@ namespace tw::mesh {
 namespace {
 
 constexpr size_t kMaxHints = size_t{1} << 16;
+constexpr size_t kMaxDirKeys = size_t{1} << 16;  // about 6 MiB
 
 }  // namespace
 
@@ -236,8 +237,9 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
   if (placement->size() == 0 || chunks.empty()) return out;
   // Group the keys by home.
   std::map<size_t, std::pair<std::vector<Key>, std::vector<size_t>>> by_home;
+  const std::vector<Key> dir_keys = DirectoryKeys(chunks);
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const Key dk = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+    const Key& dk = dir_keys[i];
     auto& g = by_home[placement->HomeIndex(dk)];
     g.first.push_back(dk);
     g.second.push_back(i);
@@ -342,6 +344,30 @@ FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest,
   }
   if (holder != nullptr) *holder = h;
   return Fetch(h, spec, dest, deadline);
+}
+
+std::vector<Key> MeshNode::DirectoryKeys(std::span<const FetchSpec> chunks) {
+  std::vector<Key> out(chunks.size());
+  std::vector<size_t> missing;
+  {
+    std::lock_guard lock(dir_keys_mu_);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      auto it = dir_keys_.find(chunks[i].key);
+      if (it != dir_keys_.end() && it->second.namespace_digest == chunks[i].namespace_digest) {
+        out[i] = it->second.dir_key;
+      } else {
+        missing.push_back(i);
+      }
+    }
+  }
+  if (missing.empty()) return out;
+  for (size_t i : missing) out[i] = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+  std::lock_guard lock(dir_keys_mu_);
+  for (size_t i : missing) {
+    if (dir_keys_.size() >= kMaxDirKeys) dir_keys_.clear();
+    dir_keys_[chunks[i].key] = {chunks[i].namespace_digest, out[i]};
+  }
+  return out;
 }
 
 void MeshNode::RememberHolders(std::span<const std::pair<Key, std::string>> hints) {
