@@ -95,6 +95,31 @@ TEST_F(DirectoryTest, AnnounceLookupWithdraw) {
   EXPECT_EQ(s.withdraws, 3u);
 }
 
+TEST_F(DirectoryTest, PackedLookupAnswersAsLookupDoesAndExpiresTheSame) {
+  Directory d(Opts());
+  d.Apply(Announce("a", {TestKey(1), TestKey(2), TestKey(4)}));
+  clock_.Advance(std::chrono::seconds(40));
+  d.Apply(Announce("b", {TestKey(2), TestKey(4)}));
+  d.Apply(Announce("c", {TestKey(4)}));
+  clock_.Advance(std::chrono::seconds(30));  // a's announcements are past the 60 s ttl
+  const std::vector<Key> keys{TestKey(1), TestKey(2), TestKey(3), TestKey(4), TestKey(2)};
+  Directory::Packed p;
+  p.nodes = {"stale"};  // cleared first
+  d.LookupPacked(keys, &p);
+  ASSERT_EQ(p.offsets.size(), keys.size() + 1);
+  std::vector<Holders> unpacked(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (uint32_t j = p.offsets[i]; j < p.offsets[i + 1]; ++j) {
+      ASSERT_LT(p.holders[j], p.nodes.size());
+      unpacked[i].push_back(p.nodes[p.holders[j]]);
+    }
+  }
+  EXPECT_EQ(unpacked, (std::vector<Holders>{{}, {"b"}, {}, {"c", "b"}, {"b"}}));
+  EXPECT_EQ(p.nodes, (Holders{"b", "c"}));   // each holder named once
+  EXPECT_EQ(d.GetStats().expired_keys, 1u);  // key 1 had only a
+  EXPECT_EQ(d.Lookup(keys), unpacked);
+}
+
 TEST_F(DirectoryTest, BatchesApplyInOrder) {
   Directory d(Opts());
   UpdateBatch b{"a",

@@ -132,8 +132,10 @@ TEST_F(MeshNodeTest, ChunkStoredOnOneNodeIsLocatedAndFetchedByAnother) {
 
   // Another namespace's directory key: not found (tenancy across nodes).
   const FetchSpec other{TestKey(1001), x.key};
+  // (a's cache of directory keys knows x.key under kNs: it must not answer for `other`.)
   EXPECT_EQ(a.node->LocateRemote(std::span(&other, 1), Clock::now() + 5s)[0].miss,
             MissReason::kAbsent);
+  EXPECT_EQ(a.node->LocateRemote(std::span(&x, 1), Clock::now() + 5s)[0].holder, "b");
   // The links: a fetched from b; b served a.
   bool saw_b = false;
   for (const LinkStats& l : a.node->Links()) {

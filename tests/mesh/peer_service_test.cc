@@ -77,6 +77,38 @@ TEST(PeerServiceTest, UpdateThenLocateAnswersHoldersPerKey) {
   EXPECT_EQ(*name, "holder");
 }
 
+TEST(PeerServiceTest, LocateOfManyKeysAndHoldersIsAnsweredInOrder) {
+  Harness h;
+  PeerClient client(ClientOptions());
+  std::vector<Key> keys;
+  for (uint32_t i = 0; i < 600; ++i) keys.push_back(TestKey(1000 + i));
+  // Holder n<i % 3> holds key i; n9 holds every fifth key too, announced later (first).
+  for (int n = 0; n < 3; ++n) {
+    UpdateBatch b{"n" + std::to_string(n), {}};
+    for (size_t i = static_cast<size_t>(n); i < keys.size(); i += 3) {
+      b.updates.push_back({keys[i], UpdateKind::kAnnounce});
+    }
+    ASSERT_TRUE(client.Update(h.peer, b, Clock::now() + 5s).ok());
+  }
+  UpdateBatch late{"n9", {}};
+  for (size_t i = 0; i < keys.size(); i += 5)
+    late.updates.push_back({keys[i], UpdateKind::kAnnounce});
+  ASSERT_TRUE(client.Update(h.peer, late, Clock::now() + 5s).ok());
+  keys.push_back(TestKey(99));  // unknown
+  const PeerClient::LocateCall call{&h.peer, keys};
+  auto answers = client.LocateMany(std::span(&call, 1), Clock::now() + 5s);
+  ASSERT_TRUE(answers[0].ok()) << answers[0].status().ToString();
+  const auto& holders = *answers[0];
+  ASSERT_EQ(holders.size(), keys.size());
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    std::vector<std::string> want;
+    if (i % 5 == 0) want.push_back("n9");
+    want.push_back("n" + std::to_string(i % 3));
+    EXPECT_EQ(holders[i], want) << i;
+  }
+  EXPECT_TRUE(holders.back().empty());
+}
+
 TEST(PeerServiceTest, FetchIsByteExactAcrossManyMessages) {
   Harness h;
   const FetchSpec spec{TestKey(100), TestKey(7)};

@@ -83,30 +83,64 @@ void Directory::EraseLocked(absl::flat_hash_map<Key, Entry>::iterator it) {
   --stats_.keys;
 }
 
+const std::vector<Directory::Holder>* Directory::FreshLocked(const Key& key,
+                                                             Clock::time_point cutoff) {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  std::vector<Holder>& holders = it->second.holders;
+  // Most recent first: the stale ones are a suffix.
+  auto stale = std::find_if(holders.begin(), holders.end(),
+                            [&](const Holder& h) { return h.announced < cutoff; });
+  const size_t dropped = static_cast<size_t>(holders.end() - stale);
+  holders.erase(stale, holders.end());
+  stats_.holders -= dropped;
+  stats_.expired_holders += dropped;
+  if (holders.empty()) {
+    EraseLocked(it);
+    ++stats_.expired_keys;
+    return nullptr;
+  }
+  return &holders;
+}
+
 std::vector<std::vector<std::string>> Directory::Lookup(std::span<const Key> keys) {
   const Clock::time_point cutoff = options_.now() - options_.ttl;
   std::vector<std::vector<std::string>> out(keys.size());
   std::lock_guard<std::mutex> l(mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
-    auto it = entries_.find(keys[i]);
-    if (it == entries_.end()) continue;
-    std::vector<Holder>& holders = it->second.holders;
-    // Most recent first: the stale ones are a suffix.
-    auto stale = std::find_if(holders.begin(), holders.end(),
-                              [&](const Holder& h) { return h.announced < cutoff; });
-    const size_t dropped = static_cast<size_t>(holders.end() - stale);
-    holders.erase(stale, holders.end());
-    stats_.holders -= dropped;
-    stats_.expired_holders += dropped;
-    if (holders.empty()) {
-      EraseLocked(it);
-      ++stats_.expired_keys;
-      continue;
-    }
-    out[i].reserve(holders.size());
-    for (const Holder& h : holders) out[i].push_back(h.node);
+    const std::vector<Holder>* holders = FreshLocked(keys[i], cutoff);
+    if (holders == nullptr) continue;
+    out[i].reserve(holders->size());
+    for (const Holder& h : *holders) out[i].push_back(h.node);
   }
   return out;
+}
+
+void Directory::LookupPacked(std::span<const Key> keys, Packed* out) {
+  const Clock::time_point cutoff = options_.now() - options_.ttl;
+  out->nodes.clear();
+  out->offsets.clear();
+  out->holders.clear();
+  out->offsets.reserve(keys.size() + 1);
+  out->offsets.push_back(0);
+  // Consecutive keys of a chain mostly share their holder: check the last one first. The
+  // map's views point into the entries, stable while mu_ is held.
+  absl::flat_hash_map<std::string_view, uint32_t> index;
+  uint32_t last = 0;
+  auto index_of = [&](const std::string& node) {
+    if (!out->nodes.empty() && out->nodes[last] == node) return last;
+    auto [it, inserted] = index.try_emplace(node, static_cast<uint32_t>(out->nodes.size()));
+    if (inserted) out->nodes.push_back(node);
+    last = it->second;
+    return last;
+  };
+  std::lock_guard<std::mutex> l(mu_);
+  for (const Key& key : keys) {
+    if (const std::vector<Holder>* holders = FreshLocked(key, cutoff)) {
+      for (const Holder& h : *holders) out->holders.push_back(index_of(h.node));
+    }
+    out->offsets.push_back(static_cast<uint32_t>(out->holders.size()));
+  }
 }
 
 size_t Directory::Expire() {

@@ -12,6 +12,7 @@ namespace tw::mesh {
 namespace {
 
 constexpr size_t kMaxHints = size_t{1} << 16;
+constexpr size_t kMaxDirKeys = size_t{1} << 16;  // about 6 MiB
 
 }  // namespace
 
@@ -255,8 +256,9 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
   if (placement->size() == 0 || chunks.empty()) return out;
   // Group the keys by home.
   std::map<size_t, std::pair<std::vector<Key>, std::vector<size_t>>> by_home;
+  const std::vector<Key> dir_keys = DirectoryKeys(chunks);
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const Key dk = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+    const Key& dk = dir_keys[i];
     auto& g = by_home[placement->HomeIndex(dk)];
     g.first.push_back(dk);
     g.second.push_back(i);
@@ -274,17 +276,29 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
     call_items.push_back(&g.second);
   }
   // The most recent holder that is another member and not cooling off after a failure; when
-  // the only holders are cooling off, the chunk is unreachable rather than promised.
+  // the only holders are cooling off, the chunk is unreachable rather than promised. A batch
+  // names few holders: each one's standing is asked once, and the hints are kept under one
+  // lock at the end.
+  std::vector<std::pair<std::string, bool>> cooling;  // holder → cooling off
+  auto cooling_off = [&](const std::string& h) {
+    for (const auto& [name, c] : cooling) {
+      if (name == h) return c;
+    }
+    const bool c = client_->CoolingOff(h);
+    cooling.emplace_back(h, c);
+    return c;
+  };
+  std::vector<std::pair<Key, std::string>> hints;
   auto pick = [&](size_t item, const std::vector<std::string>& holders) {
     for (const std::string& h : holders) {
       if (h == opts_.self || !m->Contains(h)) continue;
-      if (client_->CoolingOff(h)) {
+      if (cooling_off(h)) {
         out[item].miss = MissReason::kPeerUnreachable;
         continue;
       }
       out[item].holder = h;
       out[item].miss = MissReason::kNone;
-      RememberHolder(chunks[item].key, h);
+      hints.emplace_back(chunks[item].key, h);
       return;
     }
   };
@@ -306,6 +320,7 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
     for (size_t k = 0; k < items.size(); ++k) pick(items[k], (*answers[c])[k]);
   }
   for (const Located& l : out) found += l.miss == MissReason::kNone ? 1 : 0;
+  RememberHolders(hints);
   std::lock_guard lock(mu_);
   stats_.locate_keys += chunks.size();
   stats_.locate_found += found;
@@ -350,10 +365,37 @@ FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest,
   return Fetch(h, spec, dest, deadline);
 }
 
-void MeshNode::RememberHolder(const Key& key, const std::string& holder) {
+std::vector<Key> MeshNode::DirectoryKeys(std::span<const FetchSpec> chunks) {
+  std::vector<Key> out(chunks.size());
+  std::vector<size_t> missing;
+  {
+    std::lock_guard lock(dir_keys_mu_);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      auto it = dir_keys_.find(chunks[i].key);
+      if (it != dir_keys_.end() && it->second.namespace_digest == chunks[i].namespace_digest) {
+        out[i] = it->second.dir_key;
+      } else {
+        missing.push_back(i);
+      }
+    }
+  }
+  if (missing.empty()) return out;
+  for (size_t i : missing) out[i] = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+  std::lock_guard lock(dir_keys_mu_);
+  for (size_t i : missing) {
+    if (dir_keys_.size() >= kMaxDirKeys) dir_keys_.clear();
+    dir_keys_[chunks[i].key] = {chunks[i].namespace_digest, out[i]};
+  }
+  return out;
+}
+
+void MeshNode::RememberHolders(std::span<const std::pair<Key, std::string>> hints) {
+  if (hints.empty()) return;
   std::lock_guard lock(hints_mu_);
-  if (hints_.size() >= kMaxHints) hints_.clear();
-  hints_[key] = holder;
+  for (const auto& [key, holder] : hints) {
+    if (hints_.size() >= kMaxHints) hints_.clear();
+    hints_[key] = holder;
+  }
 }
 
 void MeshNode::ForgetHolder(const Key& key) {

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "fetch_wire.h"
 #include "grpc_util.h"
 #include "tokenwarehouse/v1/peer.grpc.pb.h"
 #include "tw/common/strings.h"
@@ -33,6 +34,7 @@ namespace {
 
 struct PeerState {
   std::string target;  // address:port of the cached channel
+  std::shared_ptr<grpc::Channel> channel;
   std::shared_ptr<pb::Peer::Stub> stub;
   uint32_t consecutive_failures = 0;
   Clock::time_point cool_until{};
@@ -42,6 +44,7 @@ struct PeerState {
 
 // What a call needs after it was admitted: the stub, and how to report back.
 struct Ticket {
+  std::shared_ptr<grpc::Channel> channel;  // Fetch's raw stream
   std::shared_ptr<pb::Peer::Stub> stub;
   bool probe = false;
   bool full_timeout = false;  // the call runs under the whole call_timeout
@@ -68,6 +71,11 @@ class PeerClient::Impl {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
       args.SetMaxReceiveMessageSize(16 << 20);
+      // Received bytes land in slices of at most 64 KiB, below malloc's mmap threshold: served
+      // from its reused heap rather than from fresh mappings (faulted in and zeroed on every
+      // read, as gRPC's default of up to 4 MiB per slice made them). twd keeps the heap's
+      // freed memory (mesh_front.cc).
+      args.SetInt(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, 64 << 10);
       args.SetInt(
           GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
           static_cast<int>(
@@ -80,7 +88,8 @@ class PeerClient::Impl {
       if (!o_.tls.server_name.empty()) {
         args.SetSslTargetNameOverride(o_.tls.server_name);
       }
-      s.stub = std::make_shared<pb::Peer::Stub>(grpc::CreateCustomChannel(target, creds_, args));
+      s.channel = grpc::CreateCustomChannel(target, creds_, args);
+      s.stub = std::make_shared<pb::Peer::Stub>(s.channel);
       s.target = target;
     }
     if (s.consecutive_failures > 0) {
@@ -94,6 +103,7 @@ class PeerClient::Impl {
     }
     stats_.calls++;
     t.stub = s.stub;
+    t.channel = s.channel;
     return t;
   }
 
@@ -173,6 +183,39 @@ Status Expired(const char* what) {
   return DeadlineExceededError(StrCat(what, ": the request's deadline has passed"));
 }
 
+// A Locate answer, packed (peer.proto) or one message per key, as n keys' holders.
+Status DecodeLocate(const pb::LocateResponse& resp, size_t n, PeerClient::Holders* out) {
+  out->assign(n, {});
+  if (resp.keys_size() > 0 || (n > 0 && resp.packed_holders().empty())) {
+    if (resp.keys_size() != static_cast<int>(n)) {
+      return InternalError(StrCat(resp.keys_size(), " answers for ", n, " keys"));
+    }
+    for (size_t k = 0; k < n; ++k) {
+      const auto& nodes = resp.keys(static_cast<int>(k)).nodes();
+      (*out)[k].assign(nodes.begin(), nodes.end());
+    }
+    return OkStatus();
+  }
+  std::string_view in = resp.packed_holders();
+  const uint64_t names = static_cast<uint64_t>(resp.node_names_size());
+  for (size_t k = 0; k < n; ++k) {
+    uint64_t count = 0;
+    if (!net::ReadVarint(&in, &count) || count > in.size()) {
+      return InternalError(StrCat("packed answer ends before key ", k, " of ", n));
+    }
+    (*out)[k].reserve(count);
+    for (uint64_t j = 0; j < count; ++j) {
+      uint64_t idx = 0;
+      if (!net::ReadVarint(&in, &idx) || idx >= names) {
+        return InternalError(StrCat("packed answer: bad holder index at key ", k));
+      }
+      (*out)[k].push_back(resp.node_names(static_cast<int>(idx)));
+    }
+  }
+  if (!in.empty()) return InternalError(StrCat("packed answer: more than ", n, " keys"));
+  return OkStatus();
+}
+
 }  // namespace
 
 Status PeerClient::Update(const Peer& home, const UpdateBatch& batch, Deadline deadline) {
@@ -216,7 +259,11 @@ std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<cons
       continue;
     }
     pb::LocateRequest req;
-    for (const Key& k : calls[i].dir_keys) req.add_dir_keys(std::string(k.View()));
+    std::string* packed = req.mutable_packed_dir_keys();
+    packed->resize(32 * calls[i].dir_keys.size());
+    for (size_t k = 0; k < calls[i].dir_keys.size(); ++k) {
+      std::memcpy(packed->data() + 32 * k, calls[i].dir_keys[k].bytes.data(), 32);
+    }
     auto p = std::make_unique<Pending>();
     p->ticket = std::move(*ticket);
     p->index = i;
@@ -233,19 +280,15 @@ std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<cons
     Pending* p = static_cast<Pending*>(tag);
     const LocateCall& call = calls[p->index];
     Status st = FromGrpc(p->status, "locate at " + call.peer->node);
-    if (st.ok() && p->resp.keys_size() != static_cast<int>(call.dir_keys.size())) {
-      st = InternalError(StrCat("locate at ", call.peer->node, ": ", p->resp.keys_size(),
-                                " answers for ", call.dir_keys.size(), " keys"));
+    Holders h;
+    if (st.ok()) {
+      Status bad = DecodeLocate(p->resp, call.dir_keys.size(), &h);
+      if (!bad.ok()) st = InternalError(StrCat("locate at ", call.peer->node, ": ", bad.message()));
     }
     st = impl_->Done(call.peer->node, p->ticket, std::move(st));
     if (!st.ok()) {
       out[p->index] = std::move(st);
       continue;
-    }
-    Holders h(call.dir_keys.size());
-    for (int k = 0; k < p->resp.keys_size(); ++k) {
-      const auto& nodes = p->resp.keys(k).nodes();
-      h[static_cast<size_t>(k)].assign(nodes.begin(), nodes.end());
     }
     out[p->index] = std::move(h);
   }
@@ -278,7 +321,15 @@ FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::sp
   req.set_from_node(impl_->options().self);
   grpc::ClientContext ctx;
   ctx.set_deadline(ToSystem(t.deadline));
-  std::unique_ptr<grpc::ClientReader<pb::FetchChunk>> reader = t.stub->Fetch(&ctx, req);
+  // The stream read as raw messages (fetch_wire.h): a data message's bytes go from gRPC's
+  // slices straight into `dest`, no protobuf message in between.
+  static const char kFetchMethod[] = "/tokenwarehouse.v1.Peer/Fetch";
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          t.channel.get(),
+          grpc::internal::RpcMethod(kFetchMethod, grpc::internal::RpcMethod::SERVER_STREAMING,
+                                    t.channel),
+          &ctx, req));
 
   // The protocol's faults end the call at once; gRPC cancels the stream.
   auto fail = [&](MissReason miss, Status why) {
@@ -293,15 +344,28 @@ FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::sp
     return r;
   };
 
-  pb::FetchChunk msg;
-  if (!reader->Read(&msg) || !msg.has_header()) {
-    Status st = FromGrpc(reader->Finish(), what);
-    if (st.ok()) st = InternalError(what + ": the stream carried no header");
-    // Down, too slow, overloaded (RESOURCE_EXHAUSTED) or refusing us: the holder could not
-    // serve, whatever it holds.
-    return unreachable(impl_->Done(holder.node, t, std::move(st)));
+  grpc::ByteBuffer raw;
+  pb::FetchHeader h;
+  {
+    if (!reader->Read(&raw)) {
+      Status st = FromGrpc(reader->Finish(), what);
+      if (st.ok()) st = InternalError(what + ": the stream carried no header");
+      // Down, too slow, overloaded (RESOURCE_EXHAUSTED) or refusing us: the holder could not
+      // serve, whatever it holds.
+      return unreachable(impl_->Done(holder.node, t, std::move(st)));
+    }
+    std::optional<std::string> header;
+    bool data_first = false;
+    Status st = net::WalkFetchChunk(raw, &header, [&](const std::byte*, size_t) {
+      data_first = true;
+      return OkStatus();
+    });
+    if (st.ok() && (data_first || !header)) {
+      st = InternalError(what + ": the stream carried no header");
+    }
+    if (st.ok() && !h.ParseFromString(*header)) st = InternalError(what + ": malformed header");
+    if (!st.ok()) return fail(MissReason::kIoError, std::move(st));
   }
-  const pb::FetchHeader& h = msg.header();
   if (h.miss_reason() != 0) {
     reader->Finish().ok();
     impl_->Done(holder.node, t, OkStatus()).IgnoreError();
@@ -327,16 +391,19 @@ FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::sp
     lineage.extra = h.extra();
     lineage.tokens.assign(h.tokens().begin(), h.tokens().end());
   }
-  // The bytes, straight into the destination as each message arrives.
+  // The bytes, straight from the received slices into the destination. Only this thread
+  // writes `dest`, and only before Fetch returns.
   uint64_t at = 0;
-  pb::FetchChunk body;  // `h` lives in `msg`
-  while (reader->Read(&body)) {
-    const std::string& data = body.data();
-    if (data.size() > h.value_size() - at) {
-      return fail(MissReason::kIoError, InternalError(what + ": more bytes than the value"));
-    }
-    std::memcpy(dest.data() + at, data.data(), data.size());
-    at += data.size();
+  const uint64_t size = h.value_size();
+  auto place = [&](const std::byte* p, size_t n) {
+    if (n > size - at) return InternalError(what + ": more bytes than the value");
+    std::memcpy(dest.data() + at, p, n);
+    at += n;
+    return OkStatus();
+  };
+  while (reader->Read(&raw)) {
+    Status st = net::WalkFetchChunk(raw, nullptr, place);
+    if (!st.ok()) return fail(MissReason::kIoError, std::move(st));
   }
   Status st = impl_->Done(holder.node, t, FromGrpc(reader->Finish(), what));
   if (!st.ok()) return unreachable(std::move(st));

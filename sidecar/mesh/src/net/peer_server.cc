@@ -1,9 +1,11 @@
 #include "tw/mesh/peer_server.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "fetch_wire.h"
 #include "grpc_util.h"
 #include "tokenwarehouse/v1/peer.grpc.pb.h"
 #include "tw/common/log.h"
@@ -21,9 +23,73 @@ grpc::Status ToGrpc(const Status& s) {
                       std::string(s.message()));
 }
 
+// Value buffers of Fetch streams, reused: a buffer goes back to the pool when its last
+// reference is gone (the stream's and those of the slices gRPC still holds), so the pages
+// stay mapped and a stream does not fault in fresh memory. Holds at most kMaxPooled buffers.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  static constexpr size_t kMaxPooled = 4;
+  static constexpr uint64_t kMaxPooledSize = uint64_t{64} << 20;
+
+  // A buffer of at least `size` bytes (uninitialised).
+  std::shared_ptr<std::byte[]> Get(uint64_t size) {
+    size = std::max<uint64_t>(size, 1);
+    std::unique_ptr<Block> b;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if ((*it)->size >= size) {
+          b = std::move(*it);
+          free_.erase(it);
+          break;
+        }
+      }
+    }
+    if (!b) {
+      b = std::make_unique<Block>();
+      b->size = size;
+      b->bytes.reset(new std::byte[size]);
+    }
+    std::byte* p = b->bytes.get();
+    std::weak_ptr<BufferPool> pool = weak_from_this();
+    return std::shared_ptr<std::byte[]>(p, [pool, blk = b.release()](std::byte*) {
+      std::unique_ptr<Block> owned(blk);
+      if (auto self = pool.lock()) self->Put(std::move(owned));
+    });
+  }
+
+ private:
+  struct Block {
+    uint64_t size = 0;
+    std::unique_ptr<std::byte[]> bytes;
+  };
+  void Put(std::unique_ptr<Block> b) {
+    if (b->size > kMaxPooledSize) return;
+    std::lock_guard lock(mu_);
+    if (free_.size() < kMaxPooled) free_.push_back(std::move(b));
+  }
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Block>> free_;  // GUARDED_BY(mu_)
+};
+
 class Service final : public pb::Peer::Service {
  public:
-  Service(const PeerServer::Options& o, PeerServer::Handlers h) : o_(o), h_(std::move(h)) {}
+  Service(const PeerServer::Options& o, PeerServer::Handlers h)
+      : o_(o), h_(std::move(h)), pool_(std::make_shared<BufferPool>()) {
+    // Fetch answers with raw messages (fetch_wire.h): the value's slices reference the
+    // stream's buffer instead of being copied into a message per slice. The method stays a
+    // server stream on the wire.
+    MarkMethodStreamed(
+        2, new grpc::internal::SplitServerStreamingHandler<pb::FetchRequest, grpc::ByteBuffer>(
+               [this](grpc::ServerContext* ctx,
+                      grpc::ServerSplitStreamer<pb::FetchRequest, grpc::ByteBuffer>* stream) {
+                 pb::FetchRequest req;
+                 if (!stream->Read(&req)) {
+                   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no fetch request");
+                 }
+                 return RawFetch(ctx, req, stream);
+               }));
+  }
 
   grpc::Status Update(grpc::ServerContext*, const pb::UpdateRequest* req,
                       pb::UpdateResponse*) override {
@@ -46,6 +112,29 @@ class Service final : public pb::Peer::Service {
   grpc::Status Locate(grpc::ServerContext*, const pb::LocateRequest* req,
                       pb::LocateResponse* resp) override {
     std::vector<Key> keys;
+    if (req->dir_keys_size() == 0) {
+      const std::string& packed = req->packed_dir_keys();
+      if (packed.size() % 32 != 0) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "packed_dir_keys: not a whole number of 32-byte keys");
+      }
+      keys.resize(packed.size() / 32);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        std::memcpy(keys[i].bytes.data(), packed.data() + 32 * i, 32);
+      }
+      Directory::Packed answer;
+      h_.directory->LookupPacked(keys, &answer);
+      for (std::string& n : answer.nodes) resp->add_node_names(std::move(n));
+      std::string* out = resp->mutable_packed_holders();
+      out->reserve(keys.size() + answer.holders.size() * 2);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        net::AppendVarint(out, answer.offsets[i + 1] - answer.offsets[i]);
+        for (uint32_t j = answer.offsets[i]; j < answer.offsets[i + 1]; ++j) {
+          net::AppendVarint(out, answer.holders[j]);
+        }
+      }
+      return grpc::Status::OK;
+    }
     keys.reserve(static_cast<size_t>(req->dir_keys_size()));
     for (const std::string& raw : req->dir_keys()) {
       auto k = net::KeyField(raw, "dir_keys[]");
@@ -59,8 +148,15 @@ class Service final : public pb::Peer::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Fetch(grpc::ServerContext* ctx, const pb::FetchRequest* req,
-                     grpc::ServerWriter<pb::FetchChunk>* writer) override {
+  grpc::Status Fetch(grpc::ServerContext*, const pb::FetchRequest*,
+                     grpc::ServerWriter<pb::FetchChunk>*) override {
+    // Replaced by RawFetch in the constructor.
+    return grpc::Status(grpc::StatusCode::INTERNAL, "fetch: raw handler not installed");
+  }
+
+  grpc::Status RawFetch(grpc::ServerContext* ctx, const pb::FetchRequest& request,
+                        grpc::ServerSplitStreamer<pb::FetchRequest, grpc::ByteBuffer>* writer) {
+    const pb::FetchRequest* req = &request;
     auto ns = net::KeyField(req->namespace_digest(), "namespace_digest");
     if (!ns.ok()) return ToGrpc(ns.status());
     auto key = net::KeyField(req->key(), "key");
@@ -70,25 +166,29 @@ class Service final : public pb::Peer::Service {
 
     pb::FetchChunk first;
     pb::FetchHeader* h = first.mutable_header();
+    auto write_first = [&] {
+      return writer->Write(net::SerializedMessage(first.SerializeAsString()));
+    };
     const std::optional<uint64_t> size = h_.source->ValueSize(spec);
     if (!size) {
       h->set_miss_reason(static_cast<uint32_t>(MissReason::kAbsent));
-      writer->Write(first);
+      write_first();
       return grpc::Status::OK;
     }
     if (*size > o_.max_value_size) {
       h->set_miss_reason(static_cast<uint32_t>(MissReason::kIoError));
       h->set_error(StrCat("value of ", *size, " bytes is over the served maximum"));
-      writer->Write(first);
+      write_first();
       return grpc::Status::OK;
     }
-    // The per-stream buffer (uninitialised: the source writes every byte it reports).
-    std::unique_ptr<std::byte[]> buf(new std::byte[std::max<uint64_t>(*size, 1)]);
+    // The stream's buffer (uninitialised: the source writes every byte it reports), shared
+    // with the slices gRPC sends from; back to the pool when the last of them is released.
+    std::shared_ptr<std::byte[]> buf = pool_->Get(*size);
     FetchResult r = h_.source->Read(spec, std::span<std::byte>(buf.get(), *size), deadline);
     if (r.miss != MissReason::kNone) {
       h->set_miss_reason(static_cast<uint32_t>(r.miss));
       h->set_error(std::string(r.error.message()));
-      writer->Write(first);
+      write_first();
       return grpc::Status::OK;
     }
     for (uint64_t s : r.segment_sizes) h->add_segment_sizes(s);
@@ -98,12 +198,13 @@ class Service final : public pb::Peer::Service {
       h->set_extra(r.lineage->extra);
       for (uint32_t t : r.lineage->tokens) h->add_tokens(t);
     }
-    if (!writer->Write(first)) return grpc::Status::CANCELLED;
-    pb::FetchChunk msg;
+    if (!write_first()) return grpc::Status::CANCELLED;
+    const std::shared_ptr<const void> owner(buf, buf.get());
     for (uint64_t at = 0; at < r.bytes; at += o_.fetch_slice) {
       const uint64_t n = std::min<uint64_t>(o_.fetch_slice, r.bytes - at);
-      msg.set_data(reinterpret_cast<const char*>(buf.get() + at), n);
-      if (!writer->Write(msg)) return grpc::Status::CANCELLED;  // the requester gave up
+      if (!writer->Write(net::DataMessage(buf.get() + at, n, owner))) {
+        return grpc::Status::CANCELLED;  // the requester gave up
+      }
     }
     CountServed(req->from_node(), r.bytes);
     return grpc::Status::OK;
@@ -155,6 +256,7 @@ class Service final : public pb::Peer::Service {
 
   const PeerServer::Options& o_;
   const PeerServer::Handlers h_;
+  const std::shared_ptr<BufferPool> pool_;
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, PeerServer::Served> served_;  // GUARDED_BY(mu_)
 };

@@ -72,6 +72,16 @@ class Directory {
   // For each key, its fresh holders, most recently announced first (empty: unknown here).
   std::vector<std::vector<std::string>> Lookup(std::span<const Key> keys);
 
+  // Lookup's answer in flat form, with no container per key (a home answering a batch of
+  // hundreds of keys): key i's holders are nodes[holders[j]] for j in
+  // [offsets[i], offsets[i + 1]), most recently announced first.
+  struct Packed {
+    std::vector<std::string> nodes;  // the distinct holders named in the answer
+    std::vector<uint32_t> offsets;   // keys.size() + 1 entries
+    std::vector<uint32_t> holders;   // indices into nodes
+  };
+  void LookupPacked(std::span<const Key> keys, Packed* out);
+
   // Drops every holder not announced within ttl, and every key left without holders.
   // Returns the number of keys dropped. Cost: the keys it drops plus the fresh key it stops at,
   // because keys are kept in order of their last announcement.
@@ -95,6 +105,9 @@ class Directory {
   void AnnounceLocked(const Key& key, const std::string& node, Clock::time_point now);
   void WithdrawLocked(const Key& key, const std::string& node);
   void EraseLocked(absl::flat_hash_map<Key, Entry>::iterator it);
+  // The key's fresh holders after dropping its stale ones (and the key when none is left):
+  // null when it has none.
+  const std::vector<Holder>* FreshLocked(const Key& key, Clock::time_point cutoff);
 
   const Options options_;
 

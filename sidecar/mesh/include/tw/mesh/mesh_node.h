@@ -37,6 +37,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -162,7 +163,9 @@ class MeshNode {
   // them when `old` is empty).
   void Reannounce(const Placement& old_placement, const Placement& new_placement);
   std::shared_ptr<const Membership> membership() const;
-  void RememberHolder(const Key& key, const std::string& holder);
+  void RememberHolders(std::span<const std::pair<Key, std::string>> hints);
+  // The chunks' directory keys, from dir_keys_ where known.
+  std::vector<Key> DirectoryKeys(std::span<const FetchSpec> chunks);
   void ForgetHolder(const Key& key);
 
   const Options opts_;
@@ -190,6 +193,14 @@ class MeshNode {
   // Holder found by the last locate of a chunk key (bounded; cleared when full).
   std::mutex hints_mu_;
   absl::flat_hash_map<Key, std::string> hints_;  // GUARDED_BY(hints_mu_)
+  // Directory keys of recent lookups (chunk key → namespace digest, directory key): a chain
+  // looked up again skips its SHA-256s. Bounded; cleared when full.
+  struct CachedDirKey {
+    Key namespace_digest;
+    Key dir_key;
+  };
+  std::mutex dir_keys_mu_;
+  absl::flat_hash_map<Key, CachedDirKey> dir_keys_;  // GUARDED_BY(dir_keys_mu_)
 
   uint64_t subscription_ = 0;
   bool stopped_ = false;

@@ -7,8 +7,9 @@
 //     the segment sizes and lineage, or the miss reason;
 //   - Connect hands the opaque transport data to a handler (the RDMA transport's exchange);
 //     Health names this node.
-// The holder reads the whole value into a buffer owned by the stream and writes it out slice
-// by slice (docs/mesh.md says what a zero-copy version would need). Requests with malformed
+// The holder reads the whole value into a pooled buffer and writes it out as raw messages
+// whose slices reference that buffer (no copy; the buffer returns to the pool when gRPC
+// releases the last slice). Locate answers a packed request packed (peer.proto). Requests with malformed
 // keys are refused with INVALID_ARGUMENT; Fetch honours the caller's deadline (the source
 // stops reading when it passes).
 //
