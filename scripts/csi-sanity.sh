@@ -28,21 +28,10 @@ for candidate in "${TW_CSI_SANITY:-}" "$BIN"; do
 done
 [[ "${1:-}" != --no-build ]] || exit 1
 
+# runs PATH: true when PATH is a csi-sanity that starts.
+runs() { "$1" -h > /dev/null 2>&1; }
+
 # shellcheck source=scripts/lib/go-toolchain.sh
 source "$HERE/lib/go-toolchain.sh"
-tw_go_at_least "$(sed -n 's/^go //p' "$SRC/go.mod")"
-mkdir -p "$(dirname "$BIN")"
-(
-  flock 9
-  [[ -x "$BIN" ]] && exit 0
-  echo "building csi-sanity $VERSION with $(go version) (a minute or two, once)" >&2
-  (cd "$SRC" && CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n 10 \
-    go build -trimpath -ldflags "-s -w" -o "$BIN.tmp" \
-    github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity)
-  "$BIN.tmp" -h > /dev/null 2>&1 || {
-    echo "the csi-sanity just built does not run" >&2
-    exit 1
-  }
-  mv "$BIN.tmp" "$BIN"
-) 9> "$(dirname "$BIN")/.lock"
+tw_go_build_cached "$SRC" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity "$BIN" runs
 echo "$BIN"

@@ -24,14 +24,5 @@ fi
 
 # shellcheck source=scripts/lib/go-toolchain.sh
 source "$HERE/lib/go-toolchain.sh"
-tw_go_at_least "$(sed -n 's/^go //p' "$SRC/go.mod")"
-mkdir -p "$(dirname "$BIN")"
-(
-  flock 9
-  [[ -x "$BIN" ]] && exit 0
-  echo "building tw-promql with $(go version) (a minute or two, once)" >&2
-  (cd "$SRC" && CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n 10 \
-    go build -trimpath -ldflags "-s -w" -o "$BIN.tmp" .)
-  mv "$BIN.tmp" "$BIN"
-) 9> "$(dirname "$BIN")/.lock"
+tw_go_build_cached "$SRC" . "$BIN"
 echo "$BIN"

@@ -41,3 +41,26 @@ tw_go_at_least() {
   export PATH="$dir/bin:$PATH"
   export GOTOOLCHAIN=local
 }
+
+# tw_go_build_cached MODULE_DIR PACKAGE BIN [CHECK]
+#   Builds PACKAGE of the Go module in MODULE_DIR (CGO off, module versions as its go.sum pins
+#   them) into BIN with a Go at least as new as its go.mod's `go` line (tw_go_at_least), under
+#   an flock on BIN's folder so that concurrent callers build once. CHECK (optional) is a
+#   command run with the fresh binary's path before it replaces BIN.
+tw_go_build_cached() {
+  local module="$1" package="$2" bin="$3" check="${4:-true}"
+  tw_go_at_least "$(sed -n 's/^go //p' "$module/go.mod")" || return 1
+  mkdir -p "$(dirname "$bin")"
+  (
+    flock 9
+    [[ -x "$bin" ]] && exit 0
+    echo "building $(basename "$bin") with $(go version) (a minute or two, once)" >&2
+    (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly nice -n 10 \
+      go build -trimpath -ldflags "-s -w" -o "$bin.tmp" "$package")
+    "$check" "$bin.tmp" || {
+      echo "the $(basename "$bin") just built fails its check" >&2
+      exit 1
+    }
+    mv "$bin.tmp" "$bin"
+  ) 9> "$(dirname "$bin")/.lock"
+}
