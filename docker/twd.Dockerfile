@@ -32,9 +32,11 @@ RUN cmake --preset release -DTW_BUILD_TESTS=OFF -DTW_BUILD_BENCH=OFF \
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 COPY --from=build /out/runtime-packages.txt /tmp/runtime-packages.txt
+# ibverbs-providers: the RDMA NICs' user-space drivers, which libibverbs loads at run time (ldd
+# cannot see them); without them twd finds no RDMA device and the mesh uses TCP.
 RUN apt-get update -qq \
  && xargs -a /tmp/runtime-packages.txt apt-get install -y -qq --no-install-recommends \
-      ca-certificates \
+      ca-certificates ibverbs-providers \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && groupadd --system --gid 65532 tokenwarehouse \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
