@@ -9,8 +9,8 @@
 //     Health names this node.
 // The holder reads the whole value into a pooled buffer and writes it out as raw messages
 // whose slices reference that buffer (no copy; the buffer returns to the pool when gRPC
-// releases the last slice). Locate answers a packed request packed (peer.proto). Requests with malformed
-// keys are refused with INVALID_ARGUMENT; Fetch honours the caller's deadline (the source
+// releases the last slice). Locate answers a packed request packed (peer.proto). Requests with
+// malformed keys are refused with INVALID_ARGUMENT; Fetch honours the caller's deadline (the source
 // stops reading when it passes).
 //
 // With PeerTls enabled the server requires a client certificate signed by the CA (mutual TLS);
