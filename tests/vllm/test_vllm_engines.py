@@ -50,10 +50,14 @@ def run_engine(py, workdir, name, job, timeout=240):
     with open(path, "w") as f:
         json.dump(job, f)
     log = os.path.join(workdir, f"{name}.log")
+    # vLLM names its ZeroMQ IPC sockets after uuids in the temporary directory and leaves
+    # them behind; the test's own directory takes them away with it.
+    tmp = os.path.join(workdir, f"{name}.tmp")
+    os.makedirs(tmp, exist_ok=True)
+    env = dict(common.child_env(), TMPDIR=tmp)
     with open(log, "wb") as lf:
         r = subprocess.run([py, os.path.join(common.HERE, "engine_run.py"), path, out],
-                           stdout=lf, stderr=subprocess.STDOUT, env=common.child_env(),
-                           timeout=timeout)
+                           stdout=lf, stderr=subprocess.STDOUT, env=env, timeout=timeout)
     if r.returncode != 0:
         with open(log, "rb") as lf:
             tail = lf.read().decode("utf-8", "replace")[-6000:]
