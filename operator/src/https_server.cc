@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -299,6 +300,9 @@ StatusOr<std::unique_ptr<HttpsServer>> HttpsServer::Start(const HttpsServerConfi
                                                           const std::string& cert_pem,
                                                           const std::string& key_pem) {
   TW_RETURN_IF_ERROR(config.Validate());
+  // OpenSSL writes to the socket with write(2): a peer that has gone would kill the process
+  // with SIGPIPE instead of failing the write.
+  ::signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->handler = std::move(handler);

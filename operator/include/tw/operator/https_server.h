@@ -11,6 +11,9 @@
 // The certificate can be replaced while serving (SetCertificate): connections accepted
 // afterwards present the new one, connections in progress keep theirs.
 //
+// Start() sets SIGPIPE to be ignored in the process (a peer that went away must fail a write,
+// not kill the process).
+//
 // Threading: the handler is called from connection threads concurrently and must be
 // thread-safe. SetCertificate and port may be called from any thread. Lifetime: the
 // destructor stops accepting, cuts every connection and joins every thread.
