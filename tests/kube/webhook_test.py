@@ -14,6 +14,8 @@ certificate's names. Then, in a namespace that enforces Pod Security "restricted
     mount at /run/tokenwarehouse in every container, TW_SOCKET and the group 65532, and passes
     the "restricted" admission that runs after the mutation;
   - a pod that already has all of it comes back exactly as sent (idempotent);
+  - the pod of examples/vllm-inject.yaml (the label, and the warehouse's namespace in the
+    annotation tokenwarehouse.io/inject-namespace) is mutated and admitted the same way;
   - a label naming an unknown warehouse or one without tw-csi: the pod is created unchanged,
     kubectl prints the webhook's warning, the operator logs it;
   - the operator stopped: a labelled pod is still created (failurePolicy Ignore), without the
@@ -42,6 +44,7 @@ from kubelib import wait_for  # noqa: E402
 from operator_test import find_operator, free_port  # noqa: E402
 
 RELEASE, RELEASE_NS, NS = "tw", "tw-system", "inference"
+EXAMPLE = os.path.join(kubelib.SOURCE_DIR, "examples", "vllm-inject.yaml")
 CP = None
 CTX = {}
 
@@ -173,6 +176,25 @@ class WebhookTest(unittest.TestCase):
         self.assertEqual(created["spec"]["containers"], spec["containers"])
         self.assertEqual(created["spec"]["securityContext"], spec["securityContext"])
 
+    def test_2_example_deployment(self):
+        objects = chartlib.load_yaml_file(CP.kubectl_path, EXAMPLE)
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
+        self.assertEqual(len(deployments), 1)
+        template = deployments[0]["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": dict(template["metadata"], name="llama-8b"),
+               "spec": copy.deepcopy(template["spec"])}
+        created, stderr = create(pod)
+        self.assertNotIn("Warning", stderr)
+        vols = {v["name"]: v for v in created["spec"]["volumes"]}
+        self.assertEqual(vols["tokenwarehouse"]["csi"]["volumeAttributes"],
+                         {"warehouse": "tokenwarehouse/cache"})
+        engine = created["spec"]["containers"][0]
+        self.assertIn({"name": "TW_SOCKET", "value": "/run/tokenwarehouse/twd.sock"},
+                      engine["env"])
+        self.assertIn("/run/tokenwarehouse", [m["mountPath"] for m in engine["volumeMounts"]])
+        self.assertEqual(created["spec"]["securityContext"]["supplementalGroups"], [65532])
+
     def test_3_unknown_or_csi_less_warehouse_warns(self):
         for name, warehouse, why in (("engine-unknown", "nowhere", "no TokenWarehouse"),
                                      ("engine-plain", "plain", "spec.csi.enabled")):
@@ -197,13 +219,13 @@ class WebhookTest(unittest.TestCase):
                             for e in events))
 
 
-def tokenwarehouse(name, csi, host_directory="/run/tokenwarehouse"):
+def tokenwarehouse(name, csi, host_directory="/run/tokenwarehouse", namespace=NS):
     spec = {"tiers": {"dram": {"capacity": "1GiB"}},
             "socket": {"hostDirectory": host_directory}}
     if csi:
         spec["csi"] = {"enabled": True}
     return {"apiVersion": "tokenwarehouse.io/v1alpha1", "kind": "TokenWarehouse",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def setup(control_plane, workdir):
@@ -212,7 +234,7 @@ def setup(control_plane, workdir):
     CTX["dir"] = workdir
     CTX["port"] = free_port()
     CP.apply_crd()
-    for ns in (RELEASE_NS, NS):
+    for ns in (RELEASE_NS, NS, "tokenwarehouse"):
         CP.kubectl("create", "namespace", ns)
     CP.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted",
                "pod-security.kubernetes.io/enforce-version=latest")
@@ -237,7 +259,8 @@ def setup(control_plane, workdir):
                      if a.startswith("--webhook-secret-name=")][0]
     CTX["sa_kubeconfig"] = CP.token_kubeconfig(os.path.join(workdir, "sa.kubeconfig"),
                                                RELEASE_NS, CTX["service_account"])
-    for tw in (tokenwarehouse("cache", True), tokenwarehouse("plain", False, "/run/tw-plain")):
+    for tw in (tokenwarehouse("cache", True), tokenwarehouse("plain", False, "/run/tw-plain"),
+               tokenwarehouse("cache", True, namespace="tokenwarehouse")):  # the example's
         CP.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(tw))
     op = CTX["op"] = Operator()
     wait_for("the operator to serve the webhook (/readyz)", op.ready, 30)
