@@ -20,6 +20,29 @@ StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return out.str();
 }
 
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/' || base_dir.empty()) return path;
+  return base_dir + "/" + path;
+}
+
+// Picks `data_key` (inline base64) or `file_key` (a path) of `node`.
+StatusOr<std::string> DataOrFile(const YAML::Node& node, const char* data_key, const char* file_key,
+                                 const std::string& base_dir) {
+  if (node[data_key]) return Base64Decode(node[data_key].as<std::string>(), data_key);
+  if (node[file_key]) return ReadWholeFile(Resolve(base_dir, node[file_key].as<std::string>()));
+  return std::string();
+}
+
+YAML::Node FindNamed(const YAML::Node& list, const std::string& name, const char* inner) {
+  if (!list || !list.IsSequence()) return YAML::Node();
+  for (const auto& item : list) {
+    if (item["name"] && item["name"].as<std::string>() == name) return item[inner];
+  }
+  return YAML::Node();
+}
+
+}  // namespace
+
 StatusOr<std::string> Base64Decode(std::string_view in, std::string_view field) {
   auto value = [](char c) -> int {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -46,28 +69,27 @@ StatusOr<std::string> Base64Decode(std::string_view in, std::string_view field) 
   return out;
 }
 
-std::string Resolve(const std::string& base_dir, const std::string& path) {
-  if (path.empty() || path[0] == '/' || base_dir.empty()) return path;
-  return base_dir + "/" + path;
-}
-
-// Picks `data_key` (inline base64) or `file_key` (a path) of `node`.
-StatusOr<std::string> DataOrFile(const YAML::Node& node, const char* data_key, const char* file_key,
-                                 const std::string& base_dir) {
-  if (node[data_key]) return Base64Decode(node[data_key].as<std::string>(), data_key);
-  if (node[file_key]) return ReadWholeFile(Resolve(base_dir, node[file_key].as<std::string>()));
-  return std::string();
-}
-
-YAML::Node FindNamed(const YAML::Node& list, const std::string& name, const char* inner) {
-  if (!list || !list.IsSequence()) return YAML::Node();
-  for (const auto& item : list) {
-    if (item["name"] && item["name"].as<std::string>() == name) return item[inner];
+std::string Base64Encode(std::string_view in) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v =
+        (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
+    for (int s : {18, 12, 6, 0}) out.push_back(kAlphabet[(v >> s) & 63]);
   }
-  return YAML::Node();
+  if (i < in.size()) {
+    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
+    if (i + 1 < in.size()) v |= uint32_t(uint8_t(in[i + 1])) << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
 }
-
-}  // namespace
 
 StatusOr<KubeConfig> ParseKubeconfig(const std::string& yaml, const std::string& base_dir,
                                      const std::string& context) {

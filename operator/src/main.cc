@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "tw/common/log.h"
@@ -36,6 +37,10 @@ int main(int argc, char** argv) {
   std::string watch_timeout = "300s";
   std::string resync = "10h";
   int workers = 2;
+  std::string webhook_address, webhook_cert_dir, webhook_secret_namespace;
+  std::string webhook_secret_name = "tw-operator-webhook-cert", webhook_config_name;
+  std::vector<std::string> webhook_hosts;
+  std::string webhook_validity = "8760h", webhook_check = "1m", webhook_request_timeout = "10s";
   app.add_option("--kubeconfig", kubeconfig,
                  "kubeconfig file (default: $KUBECONFIG, else in-cluster configuration)");
   app.add_option("--namespace", ns,
@@ -63,6 +68,29 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--resync-period", resync, "re-queue every TokenWarehouse this often")
       ->capture_default_str();
+  app.add_option("--webhook-address", webhook_address,
+                 "HOST:PORT of the pod webhook's HTTPS endpoint (\"\" = no webhook)");
+  app.add_option("--webhook-cert-dir", webhook_cert_dir,
+                 "folder with tls.crt and tls.key (cert-manager); without it tw-operator makes "
+                 "and rotates its own certificate in --webhook-secret-name");
+  app.add_option("--webhook-secret-name", webhook_secret_name,
+                 "Secret holding the webhook's certificate")
+      ->capture_default_str();
+  app.add_option("--webhook-secret-namespace", webhook_secret_namespace,
+                 "namespace of that Secret (default: the leader election namespace)");
+  app.add_option("--webhook-config-name", webhook_config_name,
+                 "MutatingWebhookConfiguration whose caBundle tw-operator keeps (\"\" = none)");
+  app.add_option("--webhook-host", webhook_hosts,
+                 "DNS name or IP address the certificate names (repeatable; the Service's names)");
+  app.add_option("--webhook-cert-validity", webhook_validity,
+                 "lifetime of each webhook CA and certificate; replaced after two thirds")
+      ->capture_default_str();
+  app.add_option("--webhook-cert-check-interval", webhook_check,
+                 "how often the certificate Secret or files are re-read")
+      ->capture_default_str();
+  app.add_option("--webhook-request-timeout", webhook_request_timeout,
+                 "a webhook request must arrive completely within this time")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -89,7 +117,10 @@ int main(int argc, char** argv) {
   auto rp = parse_ms(retry_period, "--retry-period");
   auto wt = parse_ms(watch_timeout, "--watch-timeout");
   auto rs = parse_ms(resync, "--resync-period");
-  for (const auto* d : {&ld, &rd, &rp, &wt, &rs}) {
+  auto wv = parse_ms(webhook_validity, "--webhook-cert-validity");
+  auto wc = parse_ms(webhook_check, "--webhook-cert-check-interval");
+  auto wr = parse_ms(webhook_request_timeout, "--webhook-request-timeout");
+  for (const auto* d : {&ld, &rd, &rp, &wt, &rs, &wv, &wc, &wr}) {
     if (!d->ok()) return Fail(d->status());
   }
   options.leader_election.lease_duration = *ld;
@@ -109,6 +140,18 @@ int main(int argc, char** argv) {
   options.min_watch_timeout = std::chrono::seconds(wt_s);
   options.max_watch_timeout = std::chrono::seconds(2 * wt_s);
   options.resync_period = *rs;
+  auto& wh = options.webhook;
+  wh.server.address = webhook_address;
+  wh.server.request_timeout = *wr;
+  wh.cert_dir = webhook_cert_dir;
+  wh.check_interval = *wc;
+  wh.certs.secret_name = webhook_secret_name;
+  wh.certs.secret_namespace = !webhook_secret_namespace.empty()
+                                  ? webhook_secret_namespace
+                                  : options.leader_election.lease_namespace;
+  wh.certs.webhook_config_name = webhook_config_name;
+  wh.certs.hosts = webhook_hosts;
+  wh.certs.validity = std::chrono::duration_cast<std::chrono::seconds>(*wv);
 
   auto op = tw::op::Operator::Create(options);
   if (!op.ok()) return Fail(op.status());
@@ -119,7 +162,7 @@ int main(int argc, char** argv) {
   // Ports are printed so scripts using ":0" can find them.
   std::cout << "tw-operator: identity=" << (*op)->identity()
             << " metrics_port=" << (*op)->metrics_port() << " health_port=" << (*op)->health_port()
-            << std::endl;
+            << " webhook=" << (webhook_address.empty() ? "off" : webhook_address) << std::endl;
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   TW_LOG(kInfo, "tw-operator stopping");
   (*op)->Stop();

@@ -59,6 +59,20 @@ std::string OwnerKey(const Json& obj) {
   return "";
 }
 
+// The webhook's view of TokenWarehouses: the informer cache.
+class InformerWarehouses : public WarehouseSource {
+ public:
+  explicit InformerWarehouses(const Informer* informer) : informer_(informer) {}
+  std::shared_ptr<const Json> Get(std::string_view ns, std::string_view name) const override {
+    return informer_->Get(ns, name);
+  }
+  std::vector<std::shared_ptr<const Json>> List() const override { return informer_->List(); }
+  bool Synced() const override { return informer_->HasSynced(); }
+
+ private:
+  const Informer* informer_;
+};
+
 }  // namespace
 
 Operator::Operator(OperatorOptions options) : options_(std::move(options)) {}
@@ -103,6 +117,12 @@ StatusOr<std::unique_ptr<Operator>> Operator::Create(OperatorOptions options) {
   Caches caches{op->tw_informer_.get(), op->cm_informer_.get(), op->ds_informer_.get(),
                 op->svc_informer_.get(), op->pod_informer_.get()};
   op->reconciler_ = std::make_unique<Reconciler>(op->client_.get(), caches, op->options_.render);
+  if (op->options_.webhook.enabled()) {
+    TW_RETURN_IF_ERROR(op->options_.webhook.Validate());
+    op->warehouse_source_ = std::make_unique<InformerWarehouses>(op->tw_informer_.get());
+    op->webhook_ = std::make_unique<Webhook>(op->client_.get(), op->warehouse_source_.get(),
+                                             op->options_.webhook);
+  }
   if (op->options_.leader_elect) {
     op->elector_ = std::make_unique<LeaderElector>(
         op->client_.get(), op->options_.leader_election, [self] { self->StartLeading(); },
@@ -117,6 +137,9 @@ Status Operator::Start() {
     return [this, ready]() -> std::pair<int, std::string> {
       if (stopping_) return {503, "stopping\n"};
       if (ready && !Synced()) return {503, "caches not synced\n"};
+      if (ready && webhook_ != nullptr && !webhook_->Serving()) {
+        return {503, "webhook has no certificate yet\n"};
+      }
       return {200, "ok\n"};
     };
   };
@@ -137,6 +160,7 @@ Status Operator::Start() {
                         svc_informer_.get(), pod_informer_.get()}) {
     inf->Start();
   }
+  if (webhook_ != nullptr) webhook_->Start();
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
   resync_thread_ = std::thread([this] { Resync(); });
   if (elector_ != nullptr) {
@@ -163,6 +187,7 @@ void Operator::Stop() {
   for (auto& w : workers_) w.join();
   workers_.clear();
   if (resync_thread_.joinable()) resync_thread_.join();
+  if (webhook_ != nullptr) webhook_->Stop();
   client_->Shutdown();
   for (Informer* inf : {tw_informer_.get(), cm_informer_.get(), ds_informer_.get(),
                         svc_informer_.get(), pod_informer_.get()}) {

@@ -34,12 +34,15 @@ VALUE_SETS = {
     "extreme": (["extreme-values.yaml"], ["--api-versions", SERVICE_MONITOR_API,
                                           "--api-versions", PROMETHEUS_RULE_API]),
     "namespace-scoped": (["namespace-values.yaml"], []),
+    "cert-manager": ([], ["--set", "webhook.certManager.enabled=true",
+                          "--api-versions", "cert-manager.io/v1"]),
 }
 # helm lint cannot declare API versions, and the chart refuses a ServiceMonitor or a
 # PrometheusRule on a cluster without their CRDs: lint leaves them off (the template test
 # renders them).
 LINT_EXTRA = {"extreme": ["--set", "metrics.serviceMonitor.enabled=false",
-                          "--set", "prometheusRule.enabled=false"]}
+                          "--set", "prometheusRule.enabled=false"],
+              "cert-manager": ["--set", "webhook.certManager.enabled=false"]}
 
 
 def helm_template(helm, value_files=(), extra=(), release=RELEASE, check=True):
@@ -97,12 +100,13 @@ def test_lint(helms, _kubectl):
 # template
 
 
-def read_requirements(unobserved=None):
+def read_requirements(unobserved=None, webhook=True):
     """operator/rbac-requirements.txt as a set of (verb, "group/resource") pairs.
 
     A pair whose line ends in "# unobserved: <why>" is one a single run against the fake API
     server may not show (a retry path, a permission checked without a request of its own);
-    such pairs are added to `unobserved` when given.
+    such pairs are added to `unobserved` when given. Pairs marked "# webhook" belong to the pod
+    webhook's own certificate and are left out when `webhook` is false.
     """
     pairs = set()
     with open(RBAC_REQUIREMENTS) as f:
@@ -118,26 +122,39 @@ def read_requirements(unobserved=None):
             verb, res = parts
             group, resource = res.split("/", 1)
             pair = (verb, "%s/%s" % ("core" if group in ("", "core") else group, resource))
+            tags = [t.strip() for t in comment.split(";")]
+            if "webhook" in tags and not webhook:
+                continue
             pairs.add(pair)
-            if unobserved is not None and comment.strip().startswith("unobserved:"):
+            if unobserved is not None and any(t.startswith("unobserved:") for t in tags):
                 unobserved.add(pair)
     if not pairs:
         raise Failure("%s lists no (verb, resource) pair" % RBAC_REQUIREMENTS)
     return pairs
 
 
-def rule_pairs(rules, where, lease_names=None):
-    """The (verb, "group/resource") pairs of RBAC rules. resourceNames are allowed on Lease
-    rules only (collected into lease_names when given)."""
+# Rules that may name their objects: the Lease, the webhook's Secret and configuration.
+NAMED_RULES = {("coordination.k8s.io", "leases"), ("", "secrets"),
+               ("admissionregistration.k8s.io", "mutatingwebhookconfigurations")}
+
+
+def rule_pairs(rules, where, lease_names=None, named=None):
+    """The (verb, "group/resource") pairs of RBAC rules. resourceNames are allowed on the rules
+    of NAMED_RULES only (Lease names collected into lease_names, all into `named` as
+    resource -> names, when given)."""
     pairs = set()
     for rule in rules:
         if rule.get("nonResourceURLs"):
             raise Failure("%s: unexpected nonResourceURLs rule %r" % (where, rule))
         if rule.get("resourceNames"):
-            if rule["apiGroups"] != ["coordination.k8s.io"] or rule["resources"] != ["leases"]:
-                raise Failure("%s: resourceNames on a rule other than leases: %r" % (where, rule))
-            if lease_names is not None:
+            if len(rule["apiGroups"]) != 1 or len(rule["resources"]) != 1 or \
+                    (rule["apiGroups"][0], rule["resources"][0]) not in NAMED_RULES:
+                raise Failure("%s: resourceNames on a rule other than %s: %r" %
+                              (where, sorted(NAMED_RULES), rule))
+            if lease_names is not None and rule["resources"] == ["leases"]:
                 lease_names.update(rule["resourceNames"])
+            if named is not None:
+                named.setdefault(rule["resources"][0], set()).update(rule["resourceNames"])
         for field in ("apiGroups", "resources", "verbs"):
             if "*" in rule.get(field, []):
                 raise Failure("%s: wildcard in %s: %r" % (where, field, rule))
@@ -260,6 +277,7 @@ def check_rbac(objects, name, dep, namespaced, watch_namespace, want):
              for o in objects if o["kind"] in ("Role", "ClusterRole")}
     granted = set()
     lease_names = set()
+    named = {}
     bound = 0
     for b in objects:
         if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
@@ -274,7 +292,7 @@ def check_rbac(objects, name, dep, namespaced, watch_namespace, want):
             raise Failure("%s: %s %s refers to %s %s, which is not rendered" %
                           (name, b["kind"], b["metadata"]["name"], ref["kind"], ref["name"]))
         where = "%s %s" % (role["kind"], role["metadata"]["name"])
-        pairs = rule_pairs(role.get("rules", []), where, lease_names)
+        pairs = rule_pairs(role.get("rules", []), where, lease_names, named)
         if any(r == "coordination.k8s.io/leases" for _, r in pairs):
             if role["kind"] != "Role" or role["metadata"].get("namespace") != NAMESPACE:
                 raise Failure("%s: Lease rules belong in a Role of the release namespace, "
@@ -295,6 +313,17 @@ def check_rbac(objects, name, dep, namespaced, watch_namespace, want):
     if lease_names != set(lease_id):
         raise Failure("%s: the Lease rules name %s, the operator uses --leader-election-id=%s" %
                       (name, sorted(lease_names), lease_id))
+    webhook_args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args
+                    if a.startswith(("--webhook-secret-name=", "--webhook-config-name="))}
+    want_named = {}
+    if "--webhook-secret-name" in webhook_args:
+        want_named["secrets"] = {webhook_args["--webhook-secret-name"]}
+    if "--webhook-config-name" in webhook_args:
+        want_named["mutatingwebhookconfigurations"] = {webhook_args["--webhook-config-name"]}
+    named.pop("leases", None)
+    if named != want_named:
+        raise Failure("%s: the RBAC rules name %r, the operator's webhook flags %r" %
+                      (name, named, want_named))
     missing, extra = want - granted, granted - want
     if missing or extra:
         raise Failure("%s: the chart's RBAC differs from %s\n  missing: %s\n  extra: %s" %
@@ -309,8 +338,10 @@ def check_services(objects, name, dep):
         if any(pod_labels.get(k) != v for k, v in sel.items()):
             raise Failure("%s: Service %s selects %r, not the operator pods" %
                           (name, svc["metadata"]["name"], sel))
-        if [p.get("targetPort") for p in svc["spec"]["ports"]] != ["metrics"]:
-            raise Failure("%s: metrics Service must target the metrics port" % name)
+        if [p.get("targetPort") for p in svc["spec"]["ports"]] not in (["metrics"],
+                                                                      ["webhook"]):
+            raise Failure("%s: Service %s must target the metrics or the webhook port" %
+                          (name, svc["metadata"]["name"]))
     for sm in by_kind(objects, "ServiceMonitor"):
         svcs = by_kind(objects, "Service")
         sel = sm["spec"]["selector"]["matchLabels"]
@@ -319,8 +350,64 @@ def check_services(objects, name, dep):
             raise Failure("%s: ServiceMonitor selects no rendered Service" % name)
 
 
+def check_webhook(objects, name, dep, cert_manager):
+    """The pod webhook: its configuration, its Service on the operator's webhook port, and the
+    operator flags (its own certificate, or cert-manager's files)."""
+    mwc = one(objects, "MutatingWebhookConfiguration")
+    hooks = mwc["webhooks"]
+    if len(hooks) != 1:
+        raise Failure("%s: want one webhook, got %d" % (name, len(hooks)))
+    hook = hooks[0]
+    want = {"failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"]}
+    got = {k: hook.get(k) for k in want}
+    if got != want:
+        raise Failure("%s: webhook has %r, wants %r" % (name, got, want))
+    if not 1 <= hook.get("timeoutSeconds", 10) <= 30:
+        raise Failure("%s: webhook timeoutSeconds %r: 1 to 30" % (name, hook["timeoutSeconds"]))
+    if hook.get("objectSelector") != {"matchExpressions": [
+            {"key": "tokenwarehouse.io/inject", "operator": "Exists"}]}:
+        raise Failure("%s: webhook objectSelector %r" % (name, hook.get("objectSelector")))
+    if hook["rules"] != [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                          "resources": ["pods"], "scope": "Namespaced"}]:
+        raise Failure("%s: webhook rules %r" % (name, hook["rules"]))
+    svc_ref = hook["clientConfig"]["service"]
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    svc = services.get(svc_ref["name"])
+    if svc is None or svc_ref["namespace"] != NAMESPACE or svc_ref["path"] != "/mutate-pods":
+        raise Failure("%s: webhook calls %r, which is not a rendered Service" % (name, svc_ref))
+    if svc["spec"]["ports"][0]["port"] != svc_ref["port"]:
+        raise Failure("%s: webhook port %r is not the Service's" % (name, svc_ref))
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in c["args"] if "=" in a}
+    if args.get("--webhook-address") != "0.0.0.0:%d" % ports.get("webhook", -1):
+        raise Failure("%s: --webhook-address %r does not match the webhook port" %
+                      (name, args.get("--webhook-address")))
+    hosts = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--webhook-host=")]
+    if cert_manager:
+        cert = one(objects, "Certificate")
+        ann = mwc["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+        if ann != "%s/%s" % (NAMESPACE, cert["metadata"]["name"]):
+            raise Failure("%s: inject-ca-from %r does not name the Certificate" % (name, ann))
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        vol = vols.get(mounts.get(args.get("--webhook-cert-dir")), {})
+        if vol.get("secret", {}).get("secretName") != cert["spec"]["secretName"]:
+            raise Failure("%s: --webhook-cert-dir is not cert-manager's Secret" % name)
+        if "--webhook-config-name" in args or hosts:
+            raise Failure("%s: with cert-manager the operator must not manage certificates"
+                          % name)
+    else:
+        if args.get("--webhook-config-name") != mwc["metadata"]["name"]:
+            raise Failure("%s: --webhook-config-name does not name the configuration" % name)
+        want_host = "%s.%s.svc" % (svc_ref["name"], NAMESPACE)
+        if want_host not in hosts:
+            raise Failure("%s: the certificate hosts %r lack %s" % (name, hosts, want_host))
+        if args.get("--webhook-secret-namespace") != NAMESPACE:
+            raise Failure("%s: the certificate Secret belongs in the release namespace" % name)
+
+
 def test_template(helms, kubectl):
-    want = read_requirements()
     for major, helm in sorted(helms.items()):
         for name, (files, extra) in VALUE_SETS.items():
             label = "helm %d, %s values" % (major, name)
@@ -334,7 +421,14 @@ def test_template(helms, kubectl):
             if namespaced:
                 args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
                 watch_ns = [a for a in args if a.startswith("--namespace=")][0].split("=")[1]
-            check_rbac(objects, label, dep, namespaced, watch_ns, want)
+            webhook = bool(by_kind(objects, "MutatingWebhookConfiguration"))
+            cert_manager = bool(by_kind(objects, "Certificate"))
+            if webhook:
+                check_webhook(objects, label, dep, cert_manager)
+            elif not namespaced:
+                raise Failure("%s: the pod webhook is on by default" % label)
+            check_rbac(objects, label, dep, namespaced, watch_ns,
+                       read_requirements(webhook=webhook and not cert_manager))
             check_services(objects, label, dep)
             if name == "extreme":
                 for kind in ("ServiceMonitor", "TokenWarehouse"):
@@ -406,6 +500,15 @@ BAD_VALUES = [
     ("empty twd job regex", ["--set", "prometheusRule.twdJob="], "twdJob"),
     ("unknown dashboards value", ["--set", "dashboards.folder=x"], "folder"),
     ("unknown csiDriver value", ["--set", "csiDriver.enable=true"], "enable"),
+    ("the webhook in a namespace-scoped install", ["--set", "scope.mode=namespace"],
+     "webhook.enabled needs scope.mode cluster"),
+    ("cert-manager without its CRDs", ["--set", "webhook.certManager.enabled=true"],
+     "cert-manager.io/v1"),
+    ("webhook timeout above 30 s", ["--set", "webhook.timeoutSeconds=31"], "timeoutSeconds"),
+    ("unknown webhook value", ["--set", "webhook.failurePolicy=Fail"], "failurePolicy"),
+    ("bad certificate validity", ["--set", "webhook.certificate.validity=1year"], "validity"),
+    ("issuerRef without a name", ["--set", "webhook.certManager.issuerRef.kind=Issuer",
+                                  "--set", "webhook.certManager.issuerRef.name="], "name"),
 ]
 
 

@@ -14,7 +14,9 @@
      TokenWarehouse must be reconciled (status.observedGeneration, an owned DaemonSet and
      ConfigMap), re-applying the release with a changed example spec must be followed,
      /healthz and /readyz must answer on the health address, and deleting the
-     TokenWarehouse must run the finalizer. Every request the fake recorded from the operator
+     TokenWarehouse must run the finalizer. In the cluster-wide install the pod webhook serves:
+     /readyz waits for its certificate, which the operator writes into its Secret and the
+     chart's MutatingWebhookConfiguration. Every request the fake recorded from the operator
      must be allowed by the chart's RBAC in the namespace it went to (nothing missing), and
      every granted pair must have been used or be marked "unobserved" in
      operator/rbac-requirements.txt (nothing extra).
@@ -265,6 +267,8 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
             a = "--health-address=127.0.0.1:%d" % health
         elif a.startswith("--metrics-address="):
             a = "--metrics-address=127.0.0.1:%d" % metrics
+        elif a.startswith("--webhook-address="):
+            a = "--webhook-address=127.0.0.1:%d" % free_port()
         elif a.startswith(("--lease-duration=", "--renew-deadline=", "--retry-period=")):
             continue  # short elections so the test does not wait 15 s
         args.append(a)
@@ -297,7 +301,13 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
         # An upgrade of the release that changes the example's spec: the operator must
         # follow (new generation observed, the twd config re-rendered).
         _, out2, _ = run(template + ["--set", "example.spec.tiers.dram.capacity=12GiB"])
-        kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=out2)
+        # Not the MutatingWebhookConfiguration: the fake owns lists as a whole, so the
+        # operator's caBundle makes all of .webhooks its own; the real API server keys webhooks
+        # by name and the chart, which sets no caBundle, co-owns them without a conflict.
+        upgraded = [o for o in chartlib.parse_manifests(ctx["kubectl"], out2)
+                    if o["kind"] != "MutatingWebhookConfiguration"]
+        kubectl(ctx, "apply", "--server-side", "-f", "-",
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": upgraded}))
 
         def updated():
             current = reconciled()
@@ -309,6 +319,17 @@ def operator_reconciles(ctx, mode, release, values, tw_ns, tw_name):
                       updated, timeout=90)
         log("ok: %s mode: a changed spec was reconciled (generation %d observed, twd config "
             "re-rendered)" % (mode, tw["metadata"]["generation"]))
+        if mode == "cluster":
+            mwc = fake.get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations")
+            bundles = [w["clientConfig"].get("caBundle") for i in mwc["items"]
+                       for w in i["webhooks"]]
+            secret = [a.split("=", 1)[1] for a in args
+                      if a.startswith("--webhook-secret-name=")][0]
+            cert = fake.get("/api/v1/namespaces/%s/secrets/%s" % (RELEASE_NS, secret))
+            if not bundles or bundles != [cert["data"]["ca.crt"]]:
+                raise Failure("the webhook's caBundle %r is not its Secret's ca.crt" % bundles)
+            log("ok: cluster mode: the webhook's certificate is in Secret %s and its CA in the "
+                "caBundle" % secret)
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen("http://127.0.0.1:%d%s" % (health, path),
                                         timeout=5) as r:

@@ -560,6 +560,8 @@ def builtin_types(with_service_monitor):
         ResourceType("rbac.authorization.k8s.io", ["v1"], "ClusterRoleBinding",
                      "clusterrolebindings", "clusterrolebinding", False),
         ResourceType("storage.k8s.io", ["v1"], "CSIDriver", "csidrivers", "csidriver", False),
+        ResourceType("admissionregistration.k8s.io", ["v1"], "MutatingWebhookConfiguration",
+                     "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", False),
         ResourceType("apiextensions.k8s.io", ["v1"], "CustomResourceDefinition",
                      "customresourcedefinitions", "customresourcedefinition", False,
                      ["crd", "crds"], status=True, generation=True),

@@ -3,9 +3,11 @@
 
 For each helm (tests/chart/chartlib.py finds them: PATH, else the npm layer packages), in a
 namespace of its own: `helm install` (the CRD from crds/, the operator's objects, the example
-TokenWarehouse), `helm upgrade` with a changed value (the operator's Deployment gets the new
-flag: a rollout), `helm rollback` to the first revision (the flag is back), `helm uninstall`
-(the release's objects and its release Secrets are gone; the CRD stays, as helm keeps CRDs).
+TokenWarehouse, the pod webhook's configuration and Service), `helm upgrade` with a changed
+value (the operator's Deployment gets the new flag: a rollout), `helm rollback` to the first
+revision (the flag is back), `helm uninstall` (the release's objects, its
+MutatingWebhookConfiguration and its release Secrets are gone; the CRD stays, as helm keeps
+CRDs).
 Then each CI values file of the chart (charts/tokenwarehouse/ci/) is rendered and applied with
 `kubectl apply --server-side --dry-run=server`, so the server validates every object.
 
@@ -52,6 +54,16 @@ class HelmTest(unittest.TestCase):
         self.assertIn("--log-level=info", operator_args(ns, release))
         self.assertIsNotNone(CP.get("-n", ns, "tokenwarehouse", "example"))
         self.assertIsNotNone(CP.get("crd", "tokenwarehouses.tokenwarehouse.io"))
+        # The pod webhook: the server accepted its configuration as the chart wrote it.
+        webhook = "%s-tokenwarehouse-pod-webhook" % release
+        mwc = CP.get("mutatingwebhookconfiguration", webhook)
+        self.assertIsNotNone(mwc)
+        hook = mwc["webhooks"][0]
+        self.assertEqual((hook["failurePolicy"], hook["sideEffects"], hook["timeoutSeconds"]),
+                         ("Ignore", "None", 5))
+        self.assertEqual(hook["clientConfig"]["service"],
+                         {"name": webhook, "namespace": ns, "path": "/mutate-pods", "port": 443})
+        self.assertIsNotNone(CP.get("-n", ns, "service", webhook))
 
         helm(major, "upgrade", release, kubelib.CHART_DIR, "-n", ns, "--reuse-values",
              "--set", "operator.logLevel=debug")
@@ -67,6 +79,7 @@ class HelmTest(unittest.TestCase):
         self.assertIsNone(CP.get("-n", ns, "serviceaccount", "%s-tokenwarehouse-operator" %
                                  release))
         self.assertIsNone(CP.get("-n", ns, "tokenwarehouse", "example"))
+        self.assertIsNone(CP.get("mutatingwebhookconfiguration", webhook))
         secrets = CP.get("-n", ns, "secrets", "-l", "owner=helm")
         self.assertEqual(secrets["items"], [], "helm left release Secrets behind")
         self.assertIsNotNone(CP.get("crd", "tokenwarehouses.tokenwarehouse.io"))

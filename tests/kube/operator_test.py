@@ -85,12 +85,13 @@ class Operator:
     def __init__(self, name, extra=()):
         self.log_path = os.path.join(CTX["dir"], "operator-%s.log" % name)
         replaced = {a.split("=")[0] for a in extra} | {
-            "--health-address", "--metrics-address", "--lease-duration", "--renew-deadline",
-            "--retry-period"}
+            "--health-address", "--metrics-address", "--webhook-address", "--lease-duration",
+            "--renew-deadline", "--retry-period"}
         args = [a for a in CTX["args"] if a.split("=")[0] not in replaced]
         args += ["--kubeconfig", CTX["sa_kubeconfig"],
                  "--health-address=127.0.0.1:%d" % free_port(),
                  "--metrics-address=127.0.0.1:%d" % free_port(),
+                 "--webhook-address=127.0.0.1:%d" % free_port(),
                  "--lease-duration=%ds" % LEASE_S, "--renew-deadline=%ds" % RENEW_S,
                  "--retry-period=%ds" % RETRY_S] + list(extra)
         with open(self.log_path, "w") as out:

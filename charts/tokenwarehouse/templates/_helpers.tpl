@@ -101,3 +101,26 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The pod webhook's Service and MutatingWebhookConfiguration. */}}
+{{- define "tokenwarehouse.webhookName" -}}
+{{- include "tokenwarehouse.suffixedName" (list . "pod-webhook") }}
+{{- end }}
+
+{{/* The Secret with the pod webhook's serving certificate (tw-operator's or cert-manager's). */}}
+{{- define "tokenwarehouse.webhookSecretName" -}}
+{{- include "tokenwarehouse.suffixedName" (list . "pod-webhook-cert") }}
+{{- end }}
+
+{{/* true when the pod webhook is on; fails for a namespace-scoped install. */}}
+{{- define "tokenwarehouse.webhookEnabled" -}}
+{{- if .Values.webhook.enabled }}
+{{- if ne .Values.scope.mode "cluster" }}
+{{- fail "webhook.enabled needs scope.mode cluster: a MutatingWebhookConfiguration is cluster-scoped (set webhook.enabled=false for a namespace-scoped install)" }}
+{{- end }}
+{{- if and .Values.webhook.certManager.enabled (not (.Capabilities.APIVersions.Has "cert-manager.io/v1")) }}
+{{- fail "webhook.certManager.enabled needs cert-manager (the cert-manager.io/v1 API) in the cluster" }}
+{{- end }}
+{{- "true" }}
+{{- end }}
+{{- end }}

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "tw/common/status.h"
 
@@ -39,6 +40,11 @@ StatusOr<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& 
 // Parses kubeconfig YAML text; `base_dir` resolves relative paths.
 StatusOr<KubeConfig> ParseKubeconfig(const std::string& yaml, const std::string& base_dir,
                                      const std::string& context = "");
+
+// Base64 (RFC 4648; the URL-safe alphabet and missing padding are accepted when decoding).
+// Decode errors name `field`.
+StatusOr<std::string> Base64Decode(std::string_view in, std::string_view field);
+std::string Base64Encode(std::string_view in);
 
 // The in-cluster configuration. `root` replaces "/" for tests.
 StatusOr<KubeConfig> InClusterConfig(const std::string& root = "");

@@ -7,7 +7,7 @@
 // after their current pass; winning it again re-queues every TokenWarehouse. Events on
 // children map to the owning TokenWarehouse through the controller ownerReference (pods
 // through the tokenwarehouse.io/name label). Every TokenWarehouse is also re-queued each
-// resync period.
+// resync period. With a webhook address, the pod webhook (webhook.h) is served as well.
 //
 // Threading: Start() and Stop() from one thread; the accessors from any. Lifetime: Stop()
 // (or the destructor) joins every thread it started.
@@ -25,6 +25,7 @@
 #include "tw/operator/kube_client.h"
 #include "tw/operator/leader_election.h"
 #include "tw/operator/reconciler.h"
+#include "tw/operator/webhook.h"
 #include "tw/operator/work_queue.h"
 
 namespace tw::op {
@@ -46,6 +47,9 @@ struct OperatorOptions {
   std::chrono::seconds max_watch_timeout{600};
   // Every TokenWarehouse is re-queued this often (jittered).
   std::chrono::nanoseconds resync_period = std::chrono::hours(10);
+  // The mutating admission webhook for inference pods (off when its address is empty). It
+  // runs on every replica, leader or not, and looks warehouses up in the informer cache.
+  WebhookOptions webhook;
 };
 
 class Operator {
@@ -70,6 +74,8 @@ class Operator {
   Reconciler& reconciler() { return *reconciler_; }
   Informer& tokenwarehouses() { return *tw_informer_; }
   Informer& pods() { return *pod_informer_; }
+  // The webhook, or null when off.
+  Webhook* webhook() { return webhook_.get(); }
 
  private:
   explicit Operator(OperatorOptions options);
@@ -93,6 +99,8 @@ class Operator {
   std::unique_ptr<Informer> pod_informer_;
   std::unique_ptr<Reconciler> reconciler_;
   std::unique_ptr<LeaderElector> elector_;
+  std::unique_ptr<WarehouseSource> warehouse_source_;
+  std::unique_ptr<Webhook> webhook_;
   std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::unique_ptr<metrics::MetricsServer> health_server_;
   std::vector<std::thread> workers_;
