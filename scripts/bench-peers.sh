@@ -4,8 +4,8 @@
 # peers" shows a run). Builds twd and libtwclient (release preset), installs the peers'
 # pinned environment once (scripts/peers-venv.sh, which builds on scripts/vllm-venv.sh's) and
 # runs every system; a peer that cannot be installed or run here is reported with its error.
-# The default data set (64 chunks of 32 MiB, 256 of 2 MiB, 1 and 8 client processes) takes
-# about 10 minutes on 2 CPUs.
+# The default data set (48 chunks of 32 MiB and 256 of 2 MiB: 2 GiB; 1 and 8 client
+# processes) takes about 10 minutes on 2 CPUs.
 #
 #   scripts/bench-peers.sh                        # writes bench/results/peers/{peers.md,png,json}
 #   scripts/bench-peers.sh --systems twd,redis    # any option of bench/peers/peers.py

@@ -333,7 +333,7 @@ def main():
     p.add_argument("--out", default="bench/results/peers")
     p.add_argument("--systems", default=",".join(ALL))
     p.add_argument("--big", default="32MiB")
-    p.add_argument("--big-chunks", type=int, default=64)
+    p.add_argument("--big-chunks", type=int, default=48)
     p.add_argument("--small", default="2MiB")
     p.add_argument("--small-chunks", type=int, default=256)
     p.add_argument("--procs", default="1,8")
