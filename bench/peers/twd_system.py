@@ -62,7 +62,9 @@ class TwdSystem(System):
         argv = [self.binary, "--socket", self.socket, "--admin-socket",
                 os.path.join(workdir, "twd-admin.sock"), "--data-dir", data,
                 "--dram-capacity", _size(capacity * 5 // 4, 64),
-                "--nvme-capacity", _size(capacity * 2, 256), "--metrics-address", "127.0.0.1:0",
+                # Room for the data several times over: a 2 MiB disk put wrote about twice its
+                # bytes here, and a full NVMe tier would reclaim (evict) the oldest chunks.
+                "--nvme-capacity", _size(capacity * 4 + (512 << 20), 256), "--metrics-address", "127.0.0.1:0",
                 "--log-level", "warn"]
         self.proc = Process(argv, os.path.join(workdir, "twd.log"))
         wait_for(lambda: os.path.exists(self.socket) or not self.proc.alive(), 60, "twd")
