@@ -345,6 +345,8 @@ def main():
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes (64 KiB and 16 KiB chunks, 1 and 2 processes): a check")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print the figures as tw-bench --json does (one object a line)")
     a = p.parse_args()
     if a.smoke:
         a.big, a.big_chunks, a.small, a.small_chunks = "64KiB", 8, "16KiB", 8
@@ -388,7 +390,7 @@ def main():
             rep.chart(report, os.path.join(a.out, "peers.png"))
         except ImportError as e:
             print(f"peers: no chart ({e})", file=sys.stderr)
-    print(md)
+    print(rep.json_lines(report) if a.json else md, end="")
     return 0
 
 

@@ -46,6 +46,49 @@ def add_ratios(report):
         report["bars"]["twd_restart_hits"] = r["restart"]["hits"] == 1.0
 
 
+def json_lines(report):
+    """The figures in tw-bench's --json form, one object a line: every system's own figures
+    (reference null), then twd's against each peer's (reference the peer's, ratio twd/peer)."""
+    import json
+    ds = report["dataset"]
+    lines = []
+
+    def emit(name, value, unit, reference=None):
+        if value is None:
+            return
+        ratio = value / reference if reference else None
+        lines.append(json.dumps({"name": name, "value": value, "unit": unit,
+                                 "reference": reference, "ratio": ratio}))
+
+    def figures(s):
+        out = {}
+        for r in s.get("runs", []):
+            tag = f"{r['chunk_bytes'] >> 10}KiB_x{r['procs']}"
+            out[f"put_{tag}"] = (r["put_gbps"], "GB/s")
+            out[f"get_{tag}"] = (r["get_gbps"], "GB/s")
+            out[f"written_per_byte_{tag}"] = (r["written_per_byte"], "ratio")
+            out[f"rss_per_chunk_{tag}"] = (r["rss_per_chunk"], "B")
+            if "restart" in r and "hits" in r["restart"]:
+                out[f"restart_hits_{tag}"] = (r["restart"]["hits"], "fraction")
+                out[f"restart_first_hit_{tag}"] = (r["restart"].get("first_hit_s"), "s")
+        if "lookup" in s:
+            out[f"lookup_{ds['lookup_chain']}_p50"] = (s["lookup"]["p50_us"], "us")
+            out[f"lookup_{ds['lookup_chain']}_p99"] = (s["lookup"]["p99_us"], "us")
+        return out
+
+    ran = {s["name"]: figures(s) for s in _ran(report)}
+    for name, figs in ran.items():
+        for k, (v, unit) in figs.items():
+            emit(f"{name}.{k}", v, unit)
+    for name, figs in ran.items():
+        if name == "twd":
+            continue
+        for k, (v, unit) in figs.items():
+            if k.startswith(("put_", "get_", "lookup_")) and k in ran.get("twd", {}):
+                emit(f"twd_vs_{name}.{k}", ran["twd"][k][0], unit, v)
+    return "\n".join(lines) + "\n"
+
+
 def _f(v, fmt="{:.2f}"):
     return "—" if v is None else fmt.format(v)
 
