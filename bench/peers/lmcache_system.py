@@ -45,7 +45,6 @@ class LMCacheSystem(System):
 
     def version(self):
         try:
-            import lmcache
             from importlib.metadata import version
             import torch
             return f"lmcache {version('lmcache')} (torch {torch.__version__})"

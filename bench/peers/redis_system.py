@@ -5,7 +5,6 @@ it. A put is a SET (in memory when acknowledged); a get is a GET whose value is 
 the worker's buffer; the lookup is one EXISTS of the 512 keys."""
 
 import os
-import shutil
 import subprocess
 import time
 
