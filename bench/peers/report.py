@@ -190,11 +190,16 @@ def chart(report, path):
     ax1.set_ylabel("GB/s")
     ax1.set_title(f"Put and get of {_mib(ds['big_chunk_bytes'])} chunks")
     ax1.legend(fontsize=8)
+    ax1.text(0.01, -0.2, "Durable puts: twd (durability disk) and the file per chunk (fsync); "
+             "LMCache disk writes without fsync; the others keep chunks in memory.",
+             transform=ax1.transAxes, fontsize=8)
     hits = []
     for s in systems:
         r = _run(s, ds["big_chunk_bytes"], ds["procs"][0]) or {}
         hits.append(100 * r.get("restart", {}).get("hits", 0))
     ax2.barh(range(len(systems)), hits, color="tab:green")
+    for i, h in enumerate(hits):
+        ax2.text(min(h, 80) + 2, i, f"{h:.0f} %", va="center", fontsize=9)
     ax2.set_yticks(range(len(systems)), labels)
     ax2.invert_yaxis()
     ax2.set_xlim(0, 105)
