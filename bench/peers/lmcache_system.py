@@ -52,6 +52,7 @@ class LMCacheSystem(System):
             return "?"
 
     def check(self):
+        os.environ.setdefault("LMCACHE_LOG_LEVEL", "WARNING")
         try:
             from lmcache.v1.storage_backend.storage_manager import StorageManager  # noqa
         except Exception as e:
