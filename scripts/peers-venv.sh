@@ -8,8 +8,8 @@
 # <digest> naming the requirements file and the vLLM environment it builds on. The packages
 # are installed with --no-deps; torch and matplotlib come from the vLLM environment
 # (scripts/vllm-venv.sh, installed first when missing), added behind this environment's own
-# site-packages by a .pth file, so the peers cost no second torch download (about 120 MiB of
-# wheels of their own; a minute). The named CUDA build of Mooncake
+# site-packages by a .pth file, so the peers cost no second torch download (about 180 MiB of
+# wheels of their own, 98 MiB of them Mooncake's CUDA build; under a minute). The named CUDA build of Mooncake
 # (mooncake-transfer-engine) goes into <venv>/mooncake-cuda, outside the import path: the
 # benchmark tries to load it there and reports why it cannot. A finished install holds a
 # marker file, so an interrupted one is redone.

@@ -42,7 +42,7 @@ scripts/csi-sanity.sh >/dev/null || {
 TW_VLLM_PYTHON="$(scripts/vllm-venv.sh)"
 export TW_VLLM_PYTHON
 # The peers of scripts/bench-peers.sh, for its smoke test (tests/bench/): installed once and
-# cached (scripts/peers-venv.sh: about 140 MiB of wheels, under a minute); without them that
+# cached (scripts/peers-venv.sh: about 180 MiB of wheels, under a minute); without them that
 # test runs only its missing-peer half.
 if TW_PEERS_PYTHON="$(scripts/peers-venv.sh)"; then
   export TW_PEERS_PYTHON
