@@ -41,6 +41,14 @@ scripts/csi-sanity.sh >/dev/null || {
 # The CPU build of vLLM the connector's end-to-end tests start (installed by the bootstrap).
 TW_VLLM_PYTHON="$(scripts/vllm-venv.sh)"
 export TW_VLLM_PYTHON
+# The peers of scripts/bench-peers.sh, for its smoke test (tests/bench/): installed once and
+# cached (scripts/peers-venv.sh: about 180 MiB of wheels, under a minute); without them that
+# test runs only its missing-peer half.
+if TW_PEERS_PYTHON="$(scripts/peers-venv.sh)"; then
+  export TW_PEERS_PYTHON
+else
+  echo "test: the peers' environment could not be installed (scripts/peers-venv.sh)" >&2
+fi
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$jobs"
 ctest --preset "$preset" -L "^${label}\$" -j "$jobs" --timeout 600

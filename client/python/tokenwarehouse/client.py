@@ -41,6 +41,21 @@ def _name(fn, code):
     return fn(code).decode()
 
 
+_TIER_NAMES = {}
+
+
+def _tier_names(lib, codes):
+    """Tier names of a sequence of tier codes; each code is asked of the library once per
+    process (a 512-chunk lookup otherwise spends most of its Python time in ctypes calls)."""
+    names = []
+    for code in codes:
+        name = _TIER_NAMES.get(code)
+        if name is None:
+            name = _TIER_NAMES[code] = _name(lib.tw_tier_name, code)
+        names.append(name)
+    return names
+
+
 class Client:
     """A connection with a shared-memory arena. See the module documentation."""
 
@@ -161,7 +176,7 @@ class Client:
         _native.check(self._lib.tw_client_lookup(
             self._h(), digests, keys, length, len(chains), 1 if lease else 0,
             self._ms(timeout), ctypes.byref(res)))
-        names = [_name(self._lib.tw_tier_name, tiers[i]) for i in range(length)]
+        names = _tier_names(self._lib, bytes(tiers)[:length])
         return LookupResult(res.prefix, names, _name(self._lib.tw_miss_name, res.miss),
                             res.lease)
 
@@ -270,7 +285,7 @@ class Client:
         _native.check(self._lib.tw_client_exists(
             self._h(), self._digest(namespace), self._keys_blob(keys), n, tiers, None,
             self._ms(timeout)))
-        return [_name(self._lib.tw_tier_name, tiers[i]) for i in range(n)]
+        return _tier_names(self._lib, bytes(tiers)[:n])
 
     def delete(self, keys, namespace=0, timeout=None):
         """Whether each key was stored (and is now gone)."""
