@@ -140,6 +140,9 @@ int tw_gpu_register_host(tw_gpu* gpu, void* ptr, uint64_t bytes, uint64_t slice_
   if (gpu == nullptr) return FailInvalid("register host: NULL gpu");
   if (ptr == nullptr || bytes == 0) return FailInvalid("register host: empty range");
   if (slice_bytes == 0) slice_bytes = tw::gpu::PinnedHostRange::kDefaultSlice;
+  if (auto s = tw::gpu::PinnedHostRange::CheckSlices(ptr, bytes, slice_bytes); !s.ok()) {
+    return Fail(s);
+  }
   return Fail(tw::gpu::RegisterHostInSlices(*gpu->backend, ptr, bytes, slice_bytes));
 }
 TW_C_CATCH("tw_gpu_register_host")

@@ -13,6 +13,7 @@
 //   4. cuFile (GPUDirect Storage) reads into device memory, with compatibility mode allowed
 //      (so it runs without nvidia-fs.ko), one plain read and one through the batch API;
 //   5. with --bench: `tw-bench gpu`'s figures through CUDA (bench/gpu_bench.cc).
+// `tw-gpu-check --bench-cpu [--json]` runs only the benchmark on the CPU backend (no GPU needed).
 // Without a usable GPU it prints why and exits 77 (skipped). Exit 1 when a check fails. fork()
 // is never called: the children are spawned (posix_spawn) before cuFile is opened.
 #include <cuda.h>
@@ -125,11 +126,12 @@ Status RoundTrip(std::shared_ptr<Backend> b, Shape shape, bool registered) {
   const std::uint64_t seg = ls.SegmentBytes(save_table.size());
   const std::uint64_t host_bytes = kLayers * seg;
   std::uint8_t* host = nullptr;
-  std::vector<std::uint8_t> plain;
+  std::unique_ptr<void, decltype(&std::free)> plain(nullptr, &std::free);
   std::unique_ptr<PinnedHostRange> pinned;
-  if (registered) {
-    plain.assign(host_bytes + 4096, 0xAB);
-    host = plain.data();
+  if (registered) {  // page-aligned, as slices must not share a page
+    plain.reset(std::aligned_alloc(4096, (host_bytes + 4095) / 4096 * 4096));
+    host = static_cast<std::uint8_t*>(plain.get());
+    std::memset(host, 0xAB, host_bytes);
     TW_ASSIGN_OR_RETURN(pinned, PinnedHostRange::Register(b, host, host_bytes, 1 << 20));
   } else {
     TW_ASSIGN_OR_RETURN(void* h, b->AllocateHost(host_bytes));
@@ -564,9 +566,15 @@ Status CuFile(Backend& b, void* cufile) {
 }
 
 int Main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--bench-cpu") {  // `tw-bench gpu --backend cpu` in an optimised build, anywhere
+    tw::bench::GpuBenchOptions o;
+    o.backend = "cpu";
+    o.json = argc > 2 && std::string(argv[2]) == "--json";
+    return tw::bench::RunGpuBench(o);
+  }
   static const CudaLibraries libs = CudaLibraries::Load();
   const GpuAvailability& a = libs.availability();
-  const std::string mode = argc > 1 ? argv[1] : "";
   if (mode != "--ipc-child" && mode != "--vmm-child") std::printf("%s\n", a.Describe().c_str());
   if (!a.cuda.ok()) {
     std::printf("SKIP: no usable GPU: %s\n", std::string(a.cuda.message()).c_str());

@@ -2,7 +2,7 @@
 // unregistered when it goes, and a slice the backend refuses undoing the slices before it.
 #include "tw/gpu/pinned_host_range.h"
 
-#include <vector>
+#include <span>
 
 #include "gtest/gtest.h"
 #include "tw/gpu/cpu_backend.h"
@@ -12,7 +12,8 @@ namespace {
 
 TEST(PinnedHostRangeTest, RegistersInSlicesAndUnregistersOnDestruction) {
   auto backend = std::make_shared<CpuBackend>();
-  std::vector<char> arena(10 * 4096 + 7);
+  alignas(4096) static char arena_storage[10 * 4096 + 7];
+  std::span<char> arena(arena_storage, sizeof(arena_storage));
   {
     auto pinned = PinnedHostRange::Register(backend, arena.data(), arena.size(), 4096);
     ASSERT_TRUE(pinned.ok()) << pinned.status().ToString();
@@ -32,7 +33,8 @@ TEST(PinnedHostRangeTest, RegistersInSlicesAndUnregistersOnDestruction) {
 TEST(PinnedHostRangeTest, AFailedSliceUndoesTheOthersAndIsNamed) {
   // The backend refuses ranges over 8 KiB in one call, as CUDA refuses very large ones.
   auto backend = std::make_shared<CpuBackend>(CpuBackend::Options{.max_register_bytes = 8192});
-  std::vector<char> arena(5 * 4096);
+  alignas(4096) static char arena_storage[5 * 4096];
+  std::span<char> arena(arena_storage, sizeof(arena_storage));
   auto ok = PinnedHostRange::Register(backend, arena.data(), arena.size(), 8192);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(backend->registered_ranges(), 3u);
@@ -55,6 +57,13 @@ TEST(PinnedHostRangeTest, AFailedSliceUndoesTheOthersAndIsNamed) {
   EXPECT_EQ(backend->registered_ranges(), 1u);
   EXPECT_EQ(PinnedHostRange::Register(backend, nullptr, 10).status().code(),
             StatusCode::kInvalidArgument);
+  // Slices that would share a page are refused before anything is registered.
+  auto shared_page = PinnedHostRange::Register(backend, arena.data() + 1, 3 * 4096, 4096);
+  EXPECT_EQ(shared_page.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(shared_page.status().message().find("4 KiB aligned"), std::string_view::npos);
+  EXPECT_EQ(PinnedHostRange::Register(backend, arena.data(), 3 * 4096, 5000).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(backend->registered_ranges(), 1u);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@ arena pinned in slices through a real twd. Nothing here imports torch: the tenso
 that expose what torch tensors expose (data_ptr, stride, shape, element_size)."""
 
 import ctypes
+import mmap
 import os
 import random
 import sys
@@ -209,7 +210,10 @@ class GpuApiTest(unittest.TestCase):
         src.free()
 
     def test_register_host_in_slices(self):
-        buf = bytearray(3 * 4096 + 100)
+        buf = mmap.mmap(-1, 3 * 4096 + 100)  # page-aligned: slices must not share a page
+        with self.assertRaises(tw.TokenWarehouseError) as e:
+            self.gpu.register_host(buf, slice_bytes=4000)
+        self.assertIn("4 KiB aligned", str(e.exception))
         self.gpu.register_host(buf, slice_bytes=4096)
         with self.assertRaises(tw.TokenWarehouseError) as e:
             self.gpu.register_host(buf, slice_bytes=4096)

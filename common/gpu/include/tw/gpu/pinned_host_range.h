@@ -19,11 +19,16 @@ class PinnedHostRange {
   // The slice size when the caller gives none: 1 GiB keeps each cudaHostRegister call short
   // (about 0.1 s per GiB) and far below the sizes that fail in one call.
   static constexpr std::size_t kDefaultSlice = std::size_t{1} << 30;
+  static constexpr std::size_t kPage = 4096;
 
   // Registers [ptr, ptr + bytes); the error names the failing slice (the others are undone).
+  // REQUIRES (INVALID_ARGUMENT otherwise) when more than one slice: ptr and slice_bytes are
+  // multiples of kPage.
   static StatusOr<std::unique_ptr<PinnedHostRange>> Register(std::shared_ptr<Backend> backend,
                                                              void* ptr, std::size_t bytes,
                                                              std::size_t slice_bytes = 0);
+  // OK unless several slices would share a page (see Register). REQUIRES: slice_bytes > 0.
+  static Status CheckSlices(const void* ptr, std::size_t bytes, std::size_t slice_bytes);
   ~PinnedHostRange();
   PinnedHostRange(const PinnedHostRange&) = delete;
   PinnedHostRange& operator=(const PinnedHostRange&) = delete;
