@@ -21,5 +21,7 @@ Command AddServiceCommand(CLI::App& parent);
 Command AddPlacementCommand(CLI::App& parent);
 // `tw-bench mesh`: two twd in two network namespaces against TCP between them (mesh_bench.cc).
 Command AddMeshCommand(CLI::App& parent);
+// `tw-bench gpu`: paged KV transfers against plain copies of the same bytes (gpu_bench.cc).
+Command AddGpuCommand(CLI::App& parent);
 
 }  // namespace tw::bench

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   commands.push_back(tw::bench::AddServiceCommand(app));
   commands.push_back(tw::bench::AddPlacementCommand(app));
   commands.push_back(tw::bench::AddMeshCommand(app));
+  commands.push_back(tw::bench::AddGpuCommand(app));
   CLI11_PARSE(app, argc, argv);
   for (auto& c : commands) {
     if (c.app->parsed()) return c.run();

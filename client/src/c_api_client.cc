@@ -11,10 +11,6 @@
 #include "tw/client/client.h"
 #include "tw/common/strings.h"
 
-struct tw_client {
-  std::unique_ptr<tw::client::Client> impl;
-};
-
 // A pending asynchronous call: waits on the C++ future, then copies the answer out.
 struct tw_future {
   virtual ~tw_future() = default;
@@ -254,7 +250,7 @@ int tw_client_connect(const tw_client_options* o, tw_client** out) try {
   if (o->client_name != nullptr) opts.client_name = o->client_name;
   auto c = Client::Connect(std::move(opts));
   if (!c.ok()) return Fail(c.status());
-  *out = new tw_client{std::move(*c)};
+  *out = new tw_client{std::move(*c), nullptr};
   return TW_OK;
 }
 TW_C_CATCH("tw_client_connect")

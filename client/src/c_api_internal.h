@@ -1,4 +1,5 @@
-// Helpers shared by the C ABI's translation units: the thread-local last-error message and
+// Helpers shared by the C ABI's translation units: the tw_client struct, the thread-local
+// last-error message and
 // the conversion of tw::Status into a C error code, tw_namespace ↔ tw::Namespace, and the
 // guard that keeps C++ exceptions from crossing the C ABI.
 //
@@ -10,9 +11,20 @@
 // Threading: the last-error message is thread-local; everything else is pure.
 #pragma once
 
+#include <memory>
+
+#include "tw/client/client.h"
 #include "tw/common/keys.h"
 #include "tw/common/status.h"
+#include "tw/gpu/pinned_host_range.h"
 #include "tw_client.h"
+
+// A connection of the C ABI. `pinned` (tw_client_pin_arena) is declared after `impl` so that it
+// is destroyed first: the arena is unregistered before the client unmaps it.
+struct tw_client {
+  std::unique_ptr<tw::client::Client> impl;
+  std::unique_ptr<tw::gpu::PinnedHostRange> pinned;
+};
 
 namespace tw::client::capi {
 

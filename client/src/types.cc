@@ -8,6 +8,7 @@ std::string StatsToJson(const Stats& s, int indent) {
   nlohmann::ordered_json j;
   j["version"] = s.version;
   j["server_version"] = s.server_version;
+  j["gpu"] = s.gpu;
   j["tenant"] = s.tenant;
   j["connected_clients"] = s.connected_clients;
   j["live_leases"] = s.live_leases;

@@ -53,6 +53,7 @@ Stats FromProto(const pb::StatsResponse& s) {
   out.tenant = s.tenant();
   out.version = s.version();
   out.server_version = s.server_version();
+  out.gpu = s.gpu();
   return out;
 }
 

@@ -194,6 +194,7 @@ int RunStat(const SocketOptions& o) {
             << (s->tenant.empty() ? "" : ", tenant " + s->tenant) << "\n"
             << "connected clients: " << s->connected_clients << ", live leases: " << s->live_leases
             << "\n";
+  if (!s->gpu.empty()) std::cout << s->gpu << "\n";
   for (const auto& t : s->tiers) {
     uint64_t misses = 0;
     for (const auto& [reason, n] : t.misses) misses += n;

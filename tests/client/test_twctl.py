@@ -188,9 +188,11 @@ class TwctlMixin:
         stats = json.loads(r.stdout)
         self.assertIn("tiers", stats)
         self.assertIn("puts", stats)
+        self.assertEqual(stats["gpu"], "gpu disabled (gpu.enabled is false)")
         r = self.twctl("stat")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("puts:", r.stdout)
+        self.assertIn("gpu disabled (gpu.enabled is false)\n", r.stdout)
         # One version line: twd's version with the protocol range it speaks, then this
         # connection's version.
         lines = r.stdout.splitlines()

@@ -29,6 +29,11 @@ int cudaStreamSynchronize(void* s) { (void)s; return 0; }
 int cudaMemcpyAsync(void* d, const void* s, size_t n, int k, void* st) {
   (void)d; (void)s; (void)n; (void)k; (void)st; return 0;
 }
+int cudaMemcpy2DAsync(void* d, size_t dp, const void* s, size_t sp, size_t w, size_t h, int k,
+                      void* st) {
+  (void)d; (void)dp; (void)s; (void)sp; (void)w; (void)h; (void)k; (void)st; return 0;
+}
+int cudaStreamWaitEvent(void* s, void* e, unsigned f) { (void)s; (void)e; (void)f; return 0; }
 /* Runs the function at once: the fake has no device to wait for. */
 int cudaLaunchHostFunc(void* s, void (*fn)(void*), void* u) { (void)s; fn(u); return 0; }
 int cudaEventCreateWithFlags(void** e, unsigned f) { (void)f; *e = &fake_event; return 0; }

@@ -161,6 +161,34 @@ TEST_F(DaemonTest, HealthReloadAndShutdownInProcess) {
   EXPECT_FALSE(FileExists(dir_ + "/twd.sock"));
 }
 
+TEST_F(DaemonTest, TheGpuPathIsReportedInReadyzAndStats) {
+  DaemonOptions o;
+  o.config_path = dir_ + "/twd.yaml";
+  o.metrics_address = "127.0.0.1:0";
+  StoreHooks hooks;
+  hooks.open = [](const config::Config&) -> StatusOr<std::unique_ptr<store::Store>> {
+    return std::unique_ptr<store::Store>(std::make_unique<FakeStore>());
+  };
+  for (bool enabled : {false, true}) {
+    WriteConfig(enabled ? "gpu:\n  enabled: true\n" : "log_level: info\n");
+    auto d = Daemon::Start(o, hooks);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    const std::string& line = (*d)->gpu_status();
+    if (enabled) {
+      // This machine's answer, whatever it is: on, or off with a reason.
+      EXPECT_TRUE(line.starts_with("gpu on: ") || line.starts_with("gpu off: ")) << line;
+      EXPECT_NE(line.find("; gds "), std::string::npos) << line;
+    } else {
+      EXPECT_EQ(line, "gpu disabled (gpu.enabled is false)");
+    }
+    auto ready = HttpGet((*d)->metrics_port(), "/readyz");
+    EXPECT_EQ(ready.first, 200);
+    EXPECT_TRUE(ready.second.ends_with("\r\n\r\nready\n" + line + "\n")) << ready.second;
+    EXPECT_EQ((*d)->core()->Stats(nullptr).gpu, line);
+    ASSERT_TRUE((*d)->Shutdown().ok());
+  }
+}
+
 TEST_F(DaemonTest, DeclaredNamespacesAreKeptBesideTheData) {
   std::filesystem::create_directory(dir_ + "/nvme0");
   DaemonOptions o;

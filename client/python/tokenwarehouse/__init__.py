@@ -13,11 +13,12 @@ put it next to this package, or build it in the source tree (target `twclient`).
 from ._native import KEY_SIZE, LibraryNotFound, TokenWarehouseError
 from .keys import chunk_key, chunk_keys, namespace_digest, normalize_namespace
 from .client import Client, GetResult, LookupResult, Scatter
+from .gpu import LAYOUTS, Gpu, KvLayout, PagedKvCache, Transfer, gpu_availability
 
 __all__ = [
     "KEY_SIZE", "LibraryNotFound", "TokenWarehouseError", "chunk_key", "chunk_keys",
     "namespace_digest", "normalize_namespace", "Client", "GetResult", "LookupResult",
-    "Scatter",
+    "Scatter", "LAYOUTS", "Gpu", "KvLayout", "PagedKvCache", "Transfer", "gpu_availability",
 ]
 
 __version__ = "0.1.0"

@@ -112,6 +112,21 @@ class PutItem(ctypes.Structure):
     ]
 
 
+class KvPlane(ctypes.Structure):
+    _fields_ = [("device_ptr", ctypes.c_uint64), ("block_stride", ctypes.c_uint64)]
+
+
+class KvLayoutC(ctypes.Structure):
+    _fields_ = [
+        ("n_layers", ctypes.c_uint32),
+        ("planes_per_layer", ctypes.c_uint32),
+        ("plane_block_bytes", ctypes.c_uint64),
+        ("block_size", ctypes.c_uint32),
+        ("num_blocks", ctypes.c_uint64),
+        ("planes", ctypes.POINTER(KvPlane)),
+    ]
+
+
 def _candidates():
     env = os.environ.get("TW_CLIENT_LIB")
     if env:
@@ -176,6 +191,44 @@ _PROTOTYPES = {
     "tw_client_stats": (ctypes.c_int, [
         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
         ctypes.c_uint32]),
+    # tw_gpu.h
+    "tw_gpu_availability": (ctypes.c_int, [
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
+    "tw_gpu_open": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]),
+    "tw_gpu_close": (None, [ctypes.c_void_p]),
+    "tw_gpu_backend_name": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "tw_gpu_alloc_device": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]),
+    "tw_gpu_free_device": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint64]),
+    "tw_gpu_stream_create": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]),
+    "tw_gpu_stream_destroy": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint64]),
+    "tw_gpu_stream_synchronize": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint64]),
+    "tw_gpu_copy": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int,
+        ctypes.c_uint64]),
+    "tw_gpu_register_host": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]),
+    "tw_gpu_unregister_host": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]),
+    "tw_client_pin_arena": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]),
+    "tw_kv_cache_create": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.POINTER(KvLayoutC), ctypes.POINTER(ctypes.c_void_p)]),
+    "tw_kv_cache_free": (None, [ctypes.c_void_p]),
+    "tw_kv_cache_segment_bytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
+    "tw_kv_transfer_start": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
+        ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_uint32,
+        ctypes.c_uint32, ctypes.c_uint64, ctypes.POINTER(ctypes.c_void_p)]),
+    "tw_kv_transfer_wait_layer": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]),
+    "tw_kv_transfer_query_layer": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int)]),
+    "tw_kv_transfer_stream_wait_layer": (ctypes.c_int, [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64]),
+    "tw_kv_transfer_event": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_uint32]),
+    "tw_kv_transfer_wait": (ctypes.c_int, [ctypes.c_void_p]),
+    "tw_kv_transfer_copies": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "tw_kv_transfer_bytes": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "tw_kv_transfer_free": (None, [ctypes.c_void_p]),
 }
 
 

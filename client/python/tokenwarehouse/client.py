@@ -129,6 +129,17 @@ class Client:
         return self.arena[offset:offset + length]
 
     @property
+    def arena_address(self):
+        """The arena's base address (for GPU transfers: tokenwarehouse.gpu)."""
+        self._h()
+        return ctypes.addressof(self._arena_buf)
+
+    def pin_arena(self, gpu, slice_bytes=0):
+        """Pins the whole arena for DMA with `gpu` (a tokenwarehouse.Gpu), in slices of
+        slice_bytes (0: 1 GiB); close() unpins it before unmapping."""
+        _native.check(self._lib.tw_client_pin_arena(self._h(), gpu.handle(), int(slice_bytes)))
+
+    @property
     def namespace_digests(self):
         """The digests of the declared namespaces, in order (32 bytes each)."""
         return list(self._digests)

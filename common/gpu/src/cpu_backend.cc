@@ -258,6 +258,10 @@ Status CpuBackend::CopyAsync(void* dst, const void* src, std::size_t bytes, Copy
   if (bytes == 0) return OkStatus();
   if (dst == nullptr || src == nullptr) return InvalidArgumentError("CopyAsync: null pointer");
   TW_ASSIGN_OR_RETURN(auto state, FindStream(stream));
+  {
+    std::lock_guard lock(mu_);
+    ++copies_queued_;
+  }
   const bool dst_device = kind != CopyKind::kDeviceToHost;
   const bool src_device = kind != CopyKind::kHostToDevice;
   state->Enqueue({.work = [this, dst, src, bytes, kind, dst_device, src_device]() -> Status {
@@ -273,6 +277,66 @@ Status CpuBackend::CopyAsync(void* dst, const void* src, std::size_t bytes, Copy
     return OkStatus();
   }});
   return OkStatus();
+}
+
+Status CpuBackend::Copy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                               std::size_t width, std::size_t height, CopyKind kind,
+                               Stream stream) {
+  if (width == 0 || height == 0) return OkStatus();
+  if (dst == nullptr || src == nullptr) return InvalidArgumentError("Copy2DAsync: null pointer");
+  if (width > dpitch || width > spitch) {
+    return InvalidArgumentError(fmt::format(
+        "Copy2DAsync: width {} is larger than a pitch (dst {}, src {})", width, dpitch, spitch));
+  }
+  TW_ASSIGN_OR_RETURN(auto state, FindStream(stream));
+  {
+    std::lock_guard lock(mu_);
+    ++copies_queued_;
+  }
+  const bool dst_device = kind != CopyKind::kDeviceToHost;
+  const bool src_device = kind != CopyKind::kHostToDevice;
+  state->Enqueue({.work = [=, this]() -> Status {
+    const std::size_t dst_span = dpitch * (height - 1) + width;
+    const std::size_t src_span = spitch * (height - 1) + width;
+    if (dst_device) {
+      TW_RETURN_IF_ERROR(
+          CheckDeviceRange(dst, dst_span)
+              .WithPrefix(fmt::format("Copy2DAsync {} destination", ToString(kind))));
+    }
+    if (src_device) {
+      TW_RETURN_IF_ERROR(CheckDeviceRange(src, src_span)
+                             .WithPrefix(fmt::format("Copy2DAsync {} source", ToString(kind))));
+    }
+    for (std::size_t row = 0; row < height; ++row) {
+      std::memmove(static_cast<char*>(dst) + row * dpitch,
+                   static_cast<const char*>(src) + row * spitch, width);
+    }
+    return OkStatus();
+  }});
+  return OkStatus();
+}
+
+Status CpuBackend::StreamWaitEvent(Stream stream, Event event) {
+  TW_ASSIGN_OR_RETURN(auto ev, FindEvent(event));
+  TW_ASSIGN_OR_RETURN(auto state, FindStream(stream));
+  std::uint64_t target;
+  {
+    std::lock_guard lock(ev->mu);
+    target = ev->record_gen;
+  }
+  // The stream's worker blocks until the event's stream reached the record; the other stream's
+  // error becomes this stream's, as a wait on a failed event does in CUDA.
+  state->Enqueue({.work = [ev, target]() -> Status {
+    std::unique_lock lock(ev->mu);
+    ev->cv.wait(lock, [&] { return ev->completed_gen >= target; });
+    return target == 0 ? OkStatus() : ev->error;
+  }});
+  return OkStatus();
+}
+
+std::uint64_t CpuBackend::copies_queued() const {
+  std::lock_guard lock(mu_);
+  return copies_queued_;
 }
 
 Status CpuBackend::LaunchHostFunc(Stream stream, std::function<void()> fn) {

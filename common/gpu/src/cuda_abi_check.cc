@@ -63,6 +63,8 @@ TW_CHECK_ABI(StreamCreateWithFlags, cudaStreamCreateWithFlags);
 TW_CHECK_ABI(StreamDestroy, cudaStreamDestroy);
 TW_CHECK_ABI(StreamSynchronize, cudaStreamSynchronize);
 TW_CHECK_ABI(MemcpyAsync, cudaMemcpyAsync);
+TW_CHECK_ABI(Memcpy2DAsync, cudaMemcpy2DAsync);
+TW_CHECK_ABI(StreamWaitEvent, cudaStreamWaitEvent);
 TW_CHECK_ABI(LaunchHostFunc, cudaLaunchHostFunc);
 TW_CHECK_ABI(EventCreateWithFlags, cudaEventCreateWithFlags);
 TW_CHECK_ABI(EventDestroy, cudaEventDestroy);

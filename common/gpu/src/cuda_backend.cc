@@ -120,6 +120,20 @@ Status CudaBackend::CopyAsync(void* dst, const void* src, std::size_t bytes, Cop
                "cudaMemcpyAsync");
 }
 
+Status CudaBackend::Copy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                                std::size_t width, std::size_t height, CopyKind kind,
+                                Stream stream) {
+  if (width == 0 || height == 0) return OkStatus();
+  TW_RETURN_IF_ERROR(Bind());
+  return Check(
+      api_->Memcpy2DAsync(dst, dpitch, src, spitch, width, height, MemcpyKind(kind), AsPtr(stream)),
+      "cudaMemcpy2DAsync");
+}
+
+Status CudaBackend::StreamWaitEvent(Stream stream, Event event) {
+  return Check(api_->StreamWaitEvent(AsPtr(stream), AsPtr(event), 0), "cudaStreamWaitEvent");
+}
+
 Status CudaBackend::LaunchHostFunc(Stream stream, std::function<void()> fn) {
   if (!fn) return InvalidArgumentError("LaunchHostFunc: empty function");
   TW_RETURN_IF_ERROR(Bind());

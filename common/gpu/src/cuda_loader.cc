@@ -127,6 +127,8 @@ CudaLibraries CudaLibraries::Load(const LoaderOptions& options) {
     Resolve(cudart, "cudaStreamDestroy", &r.StreamDestroy, &missing);
     Resolve(cudart, "cudaStreamSynchronize", &r.StreamSynchronize, &missing);
     Resolve(cudart, "cudaMemcpyAsync", &r.MemcpyAsync, &missing);
+    Resolve(cudart, "cudaMemcpy2DAsync", &r.Memcpy2DAsync, &missing);
+    Resolve(cudart, "cudaStreamWaitEvent", &r.StreamWaitEvent, &missing);
     Resolve(cudart, "cudaLaunchHostFunc", &r.LaunchHostFunc, &missing);
     Resolve(cudart, "cudaEventCreateWithFlags", &r.EventCreateWithFlags, &missing);
     Resolve(cudart, "cudaEventDestroy", &r.EventDestroy, &missing);

@@ -164,6 +164,7 @@ struct ServiceStats {
   uint32_t version = 0;  // the session's protocol version (the newest without a session)
   uint64_t arena_size = 0;
   std::string tenant;
+  std::string gpu;  // the GPU path's status line (Daemon; docs/gpu.md)
 };
 
 // ---- admin ------------------------------------------------------------------------------

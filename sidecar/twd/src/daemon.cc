@@ -12,6 +12,7 @@
 #include "service_core.h"
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
+#include "tw/gpu/cuda_loader.h"
 
 namespace tw::twd {
 namespace {
@@ -63,6 +64,15 @@ store::Options StoreOptionsFromConfig(const config::Config& c) {
   return o;
 }
 
+// The GPU path's status line. With gpu.enabled the CUDA runtime and cuFile are dlopen'ed (never
+// initialised for I/O here: twd does not open cuFile, so forking stays safe) to say why the path
+// is off, or what it found.
+std::string GpuStatusLine(const config::Config& c) {
+  if (!c.gpu.enabled) return "gpu disabled (gpu.enabled is false)";
+  static const gpu::CudaLibraries libs = gpu::CudaLibraries::Load();
+  return libs.availability().Describe();
+}
+
 std::string NamespaceRegistryPath(const config::Config& c) {
   if (c.nvme.paths.empty()) return "";  // DRAM only: no chunk outlives twd either
   const std::string& first = c.nvme.paths.front().path;
@@ -91,13 +101,20 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
   d->shut_down_ = false;
   TW_ASSIGN_OR_RETURN(auto level, log::ParseLevel(d->config_.log_level));
   log::SetLevel(level);
+  d->gpu_status_ = GpuStatusLine(d->config_);
+  if (d->config_.gpu.enabled && d->gpu_status_.starts_with("gpu on")) {
+    TW_LOG(kInfo, "gpu.enabled: the GPU path", {{"status", d->gpu_status_}});
+  } else if (d->config_.gpu.enabled) {
+    TW_LOG(kWarn, "gpu.enabled, but the GPU path is off", {{"status", d->gpu_status_}});
+  }
   if (!d->config_.metrics.address.empty()) {
     Daemon* raw = d.get();
     std::map<std::string, metrics::MetricsServer::Handler> handlers;
     handlers["/healthz"] = [] { return std::pair<int, std::string>(200, "ok\n"); };
-    handlers["/readyz"] = [raw] {
-      return raw->ready() ? std::pair<int, std::string>(200, "ready\n")
-                          : std::pair<int, std::string>(503, "not ready\n");
+    handlers["/readyz"] = [raw] {  // the status, then details (the GPU path)
+      const std::string details = raw->gpu_status() + "\n";
+      return raw->ready() ? std::pair<int, std::string>(200, "ready\n" + details)
+                          : std::pair<int, std::string>(503, "not ready\n" + details);
     };
     TW_ASSIGN_OR_RETURN(d->metrics_,
                         metrics::MetricsServer::Start(d->config_.metrics.address, handlers));
@@ -119,6 +136,7 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options, St
            {{"file", registry_path}, {"namespaces", (*registry)->load_stats().loaded}});
   }
   d->core_ = std::make_unique<ServiceCore>(d->config_, d->store_.get(), std::move(*registry));
+  d->core_->SetGpuStatus(d->gpu_status_);
   if (d->config_.mesh.enabled) {
     auto mesh = MeshFront::Start(d->config_, d->store_.get(), ServerVersion(), d->hooks_.open_rdma);
     if (!mesh.ok()) {

@@ -492,6 +492,7 @@ ServiceStats ServiceCore::Stats(const Session* s) {
   st.connected_clients = connected_clients_.load();
   st.live_leases = leases_.size();
   st.server_version = ServerVersion();
+  st.gpu = gpu_status_;
   st.version = s != nullptr && s->version != 0 ? s->version : protocol::kMaxProtocolVersion;
   if (s != nullptr) {
     st.arena_size = s->arena.size();

@@ -120,6 +120,8 @@ class ServiceCore {
   // Attaches the mesh (nullptr detaches). REQUIRES: no request in flight (the daemon attaches
   // before serving and detaches after the server stopped).
   void SetRemote(RemoteChunks* remote) { remote_ = remote; }
+  // The GPU path's one-line status, reported by Stats. REQUIRES: called before serving.
+  void SetGpuStatus(std::string line) { gpu_status_ = std::move(line); }
   // True when a lookup may wait on the network (the mesh is attached): the reactor must hand
   // lookups to a worker.
   bool LookupMayWait() const { return remote_ != nullptr; }
@@ -154,6 +156,7 @@ class ServiceCore {
 
   store::Store* const store_;
   RemoteChunks* remote_ = nullptr;  // set before serving (SetRemote)
+  std::string gpu_status_;          // set before serving (SetGpuStatus)
   LeaseTable leases_;
   std::atomic<uint64_t> connected_clients_{0};
   // Put results and get outcomes answered: STATS reports these, /metrics counts the same.

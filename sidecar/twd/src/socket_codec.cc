@@ -93,6 +93,7 @@ pb::StatsResponse StatsToProto(const ServiceStats& st) {
   resp.set_version(st.version);
   resp.set_arena_size(st.arena_size);
   resp.set_tenant(st.tenant);
+  resp.set_gpu(st.gpu);
   return resp;
 }
 

@@ -119,6 +119,7 @@ struct Stats {
   std::string tenant;
   uint32_t version = 0;
   std::string server_version;
+  std::string gpu;  // twd's GPU path in one line ("gpu off: <why>", ...)
 };
 // Stats as a JSON object (stable field names, the proto's).
 std::string StatsToJson(const Stats& s, int indent = -1);

@@ -207,7 +207,8 @@ struct MeshConfig {
 };
 
 struct GpuConfig {
-  // Run GPU transfer queues in twd (second wave; off for now).
+  // Check the GPU path at start (dlopen of the CUDA runtime and cuFile) and report it in the
+  // log, `twctl stat` and /readyz (docs/gpu.md). twd's transfer queues are not served yet.
   bool enabled = false;
   // CUDA devices twd may use: "all" or a comma list of ordinals.
   std::string devices = "all";

@@ -85,6 +85,15 @@ class Backend {
   // Queues a copy of `bytes` bytes; the device side(s) must lie in device memory.
   virtual Status CopyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind,
                            Stream stream) = 0;
+  // Queues a 2-D copy (cudaMemcpy2DAsync): `height` rows of `width` bytes, row i from
+  // src + i × spitch to dst + i × dpitch. Paged KV blocks of one plane are rows of equal width
+  // at a fixed stride, so a run of blocks is one call. REQUIRES: width <= dpitch, width <= spitch.
+  virtual Status Copy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                             std::size_t width, std::size_t height, CopyKind kind,
+                             Stream stream) = 0;
+  // Makes work queued on `stream` after this call wait until `event` has completed (its latest
+  // record at the time of this call), as cudaStreamWaitEvent.
+  virtual Status StreamWaitEvent(Stream stream, Event event) = 0;
   // Queues `fn` to run on a backend thread in stream order (cudaLaunchHostFunc).
   virtual Status LaunchHostFunc(Stream stream, std::function<void()> fn) = 0;
   // Waits until everything queued on `stream` has completed; returns its sticky error if any.

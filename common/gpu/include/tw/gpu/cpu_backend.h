@@ -49,6 +49,9 @@ class CpuBackend final : public Backend {
   Status DestroyStream(Stream stream) override;
   Status CopyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind,
                    Stream stream) override;
+  Status Copy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                     std::size_t width, std::size_t height, CopyKind kind, Stream stream) override;
+  Status StreamWaitEvent(Stream stream, Event event) override;
   Status LaunchHostFunc(Stream stream, std::function<void()> fn) override;
   Status SynchronizeStream(Stream stream) override;
   StatusOr<Event> CreateEvent() override;
@@ -64,6 +67,9 @@ class CpuBackend final : public Backend {
 
   // Number of host ranges registered now (for tests of RegisterHostInSlices).
   std::size_t registered_ranges() const;
+  // Copy calls queued so far (CopyAsync and Copy2DAsync each count one), for tests that check
+  // how many copies a transfer issued.
+  std::uint64_t copies_queued() const;
 
  private:
   struct StreamState;
@@ -77,6 +83,7 @@ class CpuBackend final : public Backend {
   const Options options_;
   mutable std::mutex mu_;
   std::uintptr_t next_handle_ = 1;                                  // guarded by mu_
+  std::uint64_t copies_queued_ = 0;                                 // guarded by mu_
   std::map<std::uintptr_t, std::shared_ptr<StreamState>> streams_;  // guarded by mu_
   std::vector<std::shared_ptr<StreamState>> retired_streams_;       // guarded by mu_
   std::map<std::uintptr_t, std::shared_ptr<EventState>> events_;    // guarded by mu_

@@ -36,6 +36,9 @@ class CudaBackend final : public Backend {
   Status DestroyStream(Stream stream) override;
   Status CopyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind,
                    Stream stream) override;
+  Status Copy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                     std::size_t width, std::size_t height, CopyKind kind, Stream stream) override;
+  Status StreamWaitEvent(Stream stream, Event event) override;
   Status LaunchHostFunc(Stream stream, std::function<void()> fn) override;
   Status SynchronizeStream(Stream stream) override;
   StatusOr<Event> CreateEvent() override;

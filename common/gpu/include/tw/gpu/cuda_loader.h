@@ -55,6 +55,9 @@ struct CudaRuntimeApi {
   int (*StreamDestroy)(void* stream);
   int (*StreamSynchronize)(void* stream);
   int (*MemcpyAsync)(void* dst, const void* src, std::size_t bytes, int kind, void* stream);
+  int (*Memcpy2DAsync)(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                       std::size_t width, std::size_t height, int kind, void* stream);
+  int (*StreamWaitEvent)(void* stream, void* event, unsigned flags);
   int (*LaunchHostFunc)(void* stream, void (*fn)(void*), void* user_data);
   int (*EventCreateWithFlags)(void** event, unsigned flags);
   int (*EventDestroy)(void* event);

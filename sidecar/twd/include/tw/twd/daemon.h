@@ -64,6 +64,8 @@ class Daemon {
   Status Shutdown();
 
   bool ready() const { return ready_.load(); }
+  // The GPU path in one line (docs/gpu.md): in the log at start, `twctl stat`, /readyz.
+  const std::string& gpu_status() const { return gpu_status_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   const config::Config& config() const { return config_; }
   ServiceCore* core() { return core_.get(); }
@@ -82,6 +84,7 @@ class Daemon {
   std::unique_ptr<Server> server_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::atomic<bool> ready_{false};
+  std::string gpu_status_;  // set in Start before anything reads it
   bool shut_down_ = false;
 };
 
