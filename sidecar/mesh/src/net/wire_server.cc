@@ -130,7 +130,16 @@ void WireServer::AcceptLoop() {
     }
     if (p[1].revents != 0) return;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;  // the peer gave up, or out of descriptors (logged below if lasting)
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // The pending connection stays queued and the socket readable: wait a little (or for
+        // Stop) instead of spinning on it.
+        TW_LOG(kWarn, "mesh wire server: cannot accept a connection", {{"error", strerror(errno)}});
+        pollfd w{wake_fd_, POLLIN, 0};
+        if (poll(&w, 1, 100) > 0) return;
+      }
+      continue;  // otherwise the peer gave up before it was accepted
+    }
     std::lock_guard lock(mu_);
     if (stopping_) {
       close(fd);
