@@ -26,8 +26,9 @@ using testing::TestKey;
 using namespace std::chrono_literals;
 
 struct Harness {
-  explicit Harness(PeerTls tls = {}) : directory(Directory::Options{}) {
+  explicit Harness(PeerTls tls = {}, bool raw_wire = true) : directory(Directory::Options{}) {
     PeerServer::Options o;
+    o.raw_wire = raw_wire;
     o.node = "holder";
     o.version = "test";
     o.listen_address = "127.0.0.1";
@@ -53,8 +54,14 @@ PeerClient::Options ClientOptions(std::chrono::nanoseconds timeout = 2s) {
   return o;
 }
 
-TEST(PeerServiceTest, UpdateThenLocateAnswersHoldersPerKey) {
-  Harness h;
+// Every PeerServiceTest runs twice: Locate and Fetch on the raw wire (the default), and on
+// gRPC (a server without the wire: the requester finds none in Health).
+class PeerServiceTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Paths, PeerServiceTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "RawWire" : "Grpc"; });
+
+TEST_P(PeerServiceTest, UpdateThenLocateAnswersHoldersPerKey) {
+  Harness h({}, GetParam());
   PeerClient client(ClientOptions());
   UpdateBatch b{"n1", {{TestKey(1), UpdateKind::kAnnounce}, {TestKey(2), UpdateKind::kAnnounce}}};
   ASSERT_TRUE(client.Update(h.peer, b, Clock::now() + 5s).ok());
@@ -77,8 +84,8 @@ TEST(PeerServiceTest, UpdateThenLocateAnswersHoldersPerKey) {
   EXPECT_EQ(*name, "holder");
 }
 
-TEST(PeerServiceTest, LocateOfManyKeysAndHoldersIsAnsweredInOrder) {
-  Harness h;
+TEST_P(PeerServiceTest, LocateOfManyKeysAndHoldersIsAnsweredInOrder) {
+  Harness h({}, GetParam());
   PeerClient client(ClientOptions());
   std::vector<Key> keys;
   for (uint32_t i = 0; i < 600; ++i) keys.push_back(TestKey(1000 + i));
@@ -106,11 +113,11 @@ TEST(PeerServiceTest, LocateOfManyKeysAndHoldersIsAnsweredInOrder) {
     want.push_back("n" + std::to_string(i % 3));
     EXPECT_EQ(holders[i], want) << i;
   }
-  EXPECT_TRUE(holders.back().empty());
+  EXPECT_TRUE(holders[holders.size() - 1].empty());
 }
 
-TEST(PeerServiceTest, FetchIsByteExactAcrossManyMessages) {
-  Harness h;
+TEST_P(PeerServiceTest, FetchIsByteExactAcrossManyMessages) {
+  Harness h({}, GetParam());
   const FetchSpec spec{TestKey(100), TestKey(7)};
   FakeChunkSource::Chunk c;
   c.segments = {Pattern(300 << 10, 1), Pattern(5, 2), Pattern(0, 3), Pattern(200 << 10, 4)};
@@ -146,8 +153,8 @@ TEST(PeerServiceTest, FetchIsByteExactAcrossManyMessages) {
   EXPECT_EQ(served[0].bytes, r.bytes);
 }
 
-TEST(PeerServiceTest, HolderServesOnlyUnderTheNamespaceStored) {
-  Harness h;
+TEST_P(PeerServiceTest, HolderServesOnlyUnderTheNamespaceStored) {
+  Harness h({}, GetParam());
   h.source.Add({TestKey(100), TestKey(7)}, {{Pattern(10, 1)}, {}});
   PeerClient client(ClientOptions());
   std::vector<std::byte> dest(64);
@@ -158,8 +165,8 @@ TEST(PeerServiceTest, HolderServesOnlyUnderTheNamespaceStored) {
   EXPECT_TRUE(client.Links()[0].up);  // a miss is an answer, not a failure
 }
 
-TEST(PeerServiceTest, ValueLargerThanDestinationIsInvalidArgumentWithSizes) {
-  Harness h;
+TEST_P(PeerServiceTest, ValueLargerThanDestinationIsInvalidArgumentWithSizes) {
+  Harness h({}, GetParam());
   const FetchSpec spec{TestKey(100), TestKey(7)};
   h.source.Add(spec, {{Pattern(100, 1), Pattern(50, 2)}, {}});
   PeerClient client(ClientOptions());
@@ -171,8 +178,8 @@ TEST(PeerServiceTest, ValueLargerThanDestinationIsInvalidArgumentWithSizes) {
   for (std::byte b : dest) ASSERT_EQ(b, std::byte{0x11});
 }
 
-TEST(PeerServiceTest, StallingHolderIsAbandonedAtTheDeadlineAndWritesNothingLater) {
-  Harness h;
+TEST_P(PeerServiceTest, StallingHolderIsAbandonedAtTheDeadlineAndWritesNothingLater) {
+  Harness h({}, GetParam());
   const FetchSpec spec{TestKey(100), TestKey(7)};
   h.source.Add(spec, {{Pattern(4096, 1)}, {}});
   h.source.Stall();
@@ -267,6 +274,66 @@ TEST(PeerClientTest, PeerThatComesBackIsUpAfterOneProbe) {
   EXPECT_TRUE(client.Health(h.peer, Clock::now() + 5s).ok());
 }
 
+// ---- the raw wire -------------------------------------------------------------------------
+
+// A holder restarted on the same ports: the requester's idle connections to it are dead; the
+// next fetch and locate go out again on new ones, and the peer is not marked down.
+TEST(PeerClientTest, IdleWireConnectionsOfARestartedPeerAreReplacedNotFailed) {
+  auto h = std::make_unique<Harness>();
+  ASSERT_NE(h->server->wire_port(), 0u);
+  const FetchSpec spec{TestKey(100), TestKey(7)};
+  h->source.Add(spec, {{Pattern(100 << 10, 1)}, {}});
+  PeerClient client(ClientOptions());
+  std::vector<std::byte> dest(200 << 10);
+  ASSERT_EQ(client.Fetch(h->peer, spec, dest, Clock::now() + 5s).miss, MissReason::kNone);
+  const uint32_t port = h->server->port();
+  const uint32_t wire_port = h->server->wire_port();
+  h.reset();
+  // Same ports again (the kernel hands them back: nothing else binds them meanwhile).
+  Directory directory(Directory::Options{});
+  FakeChunkSource source;
+  source.Add(spec, {{Pattern(100 << 10, 2)}, {}});
+  PeerServer::Options o;
+  o.node = "holder";
+  o.listen_address = "127.0.0.1";
+  o.port = port;
+  o.wire_port = wire_port;
+  auto server = PeerServer::Start(o, {&directory, &source, {}});
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  FetchResult r =
+      client.Fetch(Peer{"holder", "127.0.0.1", port, 1.0}, spec, dest, Clock::now() + 5s);
+  ASSERT_EQ(r.miss, MissReason::kNone) << r.error.ToString();
+  EXPECT_EQ(std::memcmp(dest.data(), Pattern(100 << 10, 2).data(), 100 << 10), 0);
+  EXPECT_TRUE(client.Links()[0].up);
+  EXPECT_EQ(client.Links()[0].failures, 0u);
+  source.Release();
+  (*server)->Stop();
+}
+
+// A connection that is not the wire's protocol is refused and closed; the server goes on.
+TEST(PeerServiceTest2, WireRefusesGarbageAndKeepsServing) {
+  Harness h;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(h.server->wire_port()));
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const char junk[] = "GET / HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(::write(fd, junk, sizeof junk), static_cast<ssize_t>(sizeof junk));
+  char buf[64];
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }  // closed by the server
+  ::close(fd);
+  h.directory.Apply({"n1", {{TestKey(1), UpdateKind::kAnnounce}}});
+  PeerClient client(ClientOptions());
+  const std::vector<Key> keys = {TestKey(1)};
+  const PeerClient::LocateCall call{&h.peer, keys};
+  auto r = client.LocateMany(std::span(&call, 1), Clock::now() + 5s);
+  ASSERT_TRUE(r[0].ok()) << r[0].status().ToString();
+  EXPECT_EQ((*r[0])[0], (std::vector<std::string>{"n1"}));
+}
+
 // ---- mutual TLS ---------------------------------------------------------------------------
 
 class TlsTest : public ::testing::Test {
@@ -318,6 +385,8 @@ TEST_F(TlsTest, PeersWithCertificatesOfTheMeshCaTalk) {
   auto name = client.Health(h.peer, Clock::now() + 5s);
   ASSERT_TRUE(name.ok()) << name.status().ToString();
   EXPECT_EQ(*name, "holder");
+  // The raw wire carries no TLS: it is not opened, and Locate and Fetch stay on gRPC.
+  EXPECT_EQ(h.server->wire_port(), 0u);
 }
 
 TEST_F(TlsTest, ServerNameOverrideChecksTheCertificateName) {

@@ -70,6 +70,9 @@ StatusOr<std::unique_ptr<MeshFront>> MeshFront::Start(const config::Config& conf
   o.peers_file = m.peers_file;
   o.listen_address = m.listen_address;
   o.port = m.port;
+  // The raw wire (Locate and Fetch on persistent connections) listens next to the peer
+  // service; without TLS only (docs/mesh.md "The raw wire").
+  o.wire_port = m.port == 0 || m.port >= 65535 ? 0 : m.port + 1;
   o.peer_timeout = m.peer_timeout;
   TW_ASSIGN_OR_RETURN(o.tls, mesh::LoadPeerTls(m.tls));
   o.version = version;

@@ -22,6 +22,7 @@ void ServiceCore::ExtendWithPeers(const LookupItem& item, size_t local_prefix,
   // Position (j, c) is local when chain c is stored here that deep; the others are asked.
   auto local = [&](size_t j, size_t c) { return j < deeper[c].size(); };
   std::vector<ChunkRef> refs;
+  refs.reserve(rest * n);
   std::vector<size_t> ref_of(rest * n, SIZE_MAX);  // (j, c) → index into refs
   for (size_t j = 0; j < rest; ++j) {
     for (size_t c = 0; c < n; ++c) {

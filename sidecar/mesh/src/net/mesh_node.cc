@@ -13,6 +13,7 @@ namespace {
 
 constexpr size_t kMaxHints = size_t{1} << 16;
 constexpr size_t kMaxDirKeys = size_t{1} << 16;  // about 6 MiB
+constexpr size_t kMaxHolderNames = 4096;
 
 }  // namespace
 
@@ -72,6 +73,8 @@ StatusOr<std::unique_ptr<MeshNode>> MeshNode::Start(Options options, ChunkSource
   so.port = n->opts_.port;
   so.tls = n->opts_.tls;
   so.max_value_size = n->opts_.max_value_size;
+  so.raw_wire = n->opts_.raw_wire;
+  so.wire_port = n->opts_.wire_port;
   PeerServer::Handlers h;
   h.directory = &n->directory_;
   h.source = source;
@@ -200,6 +203,7 @@ void MeshNode::MaintenanceLoop() {
         old_placement = placement_;
         membership_ = snapshot;
         placement_ = placement;
+        ++placement_generation_;
         stats_.membership_version = snapshot->version();
         stats_.peers = snapshot->size();
       }
@@ -248,76 +252,106 @@ std::vector<MeshNode::Located> MeshNode::LocateRemote(std::span<const FetchSpec>
   std::vector<Located> out(chunks.size());
   std::shared_ptr<const Membership> m;
   std::shared_ptr<const Placement> placement;
+  uint64_t generation = 0;
   {
     std::lock_guard lock(mu_);
     m = membership_;
     placement = placement_;
+    generation = placement_generation_;
   }
   if (placement->size() == 0 || chunks.empty()) return out;
-  // Group the keys by home.
-  std::map<size_t, std::pair<std::vector<Key>, std::vector<size_t>>> by_home;
-  const std::vector<Key> dir_keys = DirectoryKeys(chunks);
+  // Directory keys and homes (cached per chunk key), then the keys grouped by home: a chain's
+  // keys spread over few homes, so a short list beats a map.
+  std::vector<Key> dir_keys(chunks.size());
+  std::vector<uint32_t> homes(chunks.size());
+  DirectoryKeys(chunks, *placement, generation, dir_keys, homes);
+  struct Group {
+    uint32_t home = 0;
+    std::vector<Key> keys;
+    std::vector<uint32_t> items;
+  };
+  std::vector<Group> groups;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    const Key& dk = dir_keys[i];
-    auto& g = by_home[placement->HomeIndex(dk)];
-    g.first.push_back(dk);
-    g.second.push_back(i);
+    Group* g = nullptr;
+    for (Group& x : groups) {
+      if (x.home == homes[i]) g = &x;
+    }
+    if (g == nullptr) {
+      g = &groups.emplace_back();
+      g->home = homes[i];
+      g->keys.reserve(chunks.size());
+      g->items.reserve(chunks.size());
+    }
+    g->keys.push_back(dir_keys[i]);
+    g->items.push_back(static_cast<uint32_t>(i));
   }
   std::vector<PeerClient::LocateCall> calls;
-  std::vector<const std::vector<size_t>*> call_items;
-  std::vector<std::pair<const std::vector<Key>*, const std::vector<size_t>*>> local;
-  for (const auto& [home, g] : by_home) {
-    const std::string& name = placement->nodes()[home];
+  std::vector<const Group*> call_groups;
+  std::vector<const Group*> local;
+  for (const Group& g : groups) {
+    const std::string& name = placement->nodes()[g.home];
     if (name == opts_.self) {
-      local.push_back({&g.first, &g.second});
+      local.push_back(&g);
       continue;
     }
-    calls.push_back({m->Find(name), g.first});
-    call_items.push_back(&g.second);
+    calls.push_back({m->Find(name), g.keys});
+    call_groups.push_back(&g);
   }
   // The most recent holder that is another member and not cooling off after a failure; when
-  // the only holders are cooling off, the chunk is unreachable rather than promised. A batch
-  // names few holders: each one's standing is asked once, and the hints are kept under one
-  // lock at the end.
-  std::vector<std::pair<std::string, bool>> cooling;  // holder → cooling off
-  auto cooling_off = [&](const std::string& h) {
-    for (const auto& [name, c] : cooling) {
-      if (name == h) return c;
-    }
-    const bool c = client_->CoolingOff(h);
-    cooling.emplace_back(h, c);
-    return c;
-  };
-  std::vector<std::pair<Key, std::string>> hints;
-  auto pick = [&](size_t item, const std::vector<std::string>& holders) {
-    for (const std::string& h : holders) {
-      if (h == opts_.self || !m->Contains(h)) continue;
-      if (cooling_off(h)) {
-        out[item].miss = MissReason::kPeerUnreachable;
-        continue;
+  // the only holders are cooling off, the chunk is unreachable rather than promised. An answer
+  // names few holders: each one's standing is settled once per answer, not per key.
+  enum Standing : uint8_t { kUnknown, kSkip, kCooling, kUsable };
+  std::vector<std::pair<Key, uint32_t>> hints;  // chunk key → holder id
+  hints.reserve(chunks.size());
+  std::vector<Standing> standing;
+  std::vector<uint32_t> ids;  // holder id of each name of the answer
+  auto pick_all = [&](const Group& g, const PeerClient::Holders& h) {
+    standing.assign(h.names.size(), kUnknown);
+    ids.assign(h.names.size(), 0);
+    for (size_t k = 0; k < g.items.size(); ++k) {
+      const uint32_t item = g.items[k];
+      for (uint32_t j = h.offsets[k]; j < h.offsets[k + 1]; ++j) {
+        const uint32_t n = h.index[j];
+        if (standing[n] == kUnknown) {
+          const std::string& name = h.names[n];
+          standing[n] = name == opts_.self || !m->Contains(name) ? kSkip
+                        : client_->CoolingOff(name)              ? kCooling
+                                                                 : kUsable;
+          if (standing[n] == kUsable) ids[n] = HolderId(name);
+        }
+        if (standing[n] == kSkip) continue;
+        if (standing[n] == kCooling) {
+          out[item].miss = MissReason::kPeerUnreachable;
+          continue;
+        }
+        out[item].holder = h.names[n];
+        out[item].miss = MissReason::kNone;
+        hints.emplace_back(chunks[item].key, ids[n]);
+        break;
       }
-      out[item].holder = h;
-      out[item].miss = MissReason::kNone;
-      hints.emplace_back(chunks[item].key, h);
-      return;
     }
   };
   // The remote homes at once; the local home's directory meanwhile costs nothing to wait for.
   std::vector<StatusOr<PeerClient::Holders>> answers;
   if (!calls.empty()) answers = client_->LocateMany(calls, deadline);
-  for (const auto& [keys, items] : local) {
-    auto holders = directory_.Lookup(*keys);
-    for (size_t k = 0; k < items->size(); ++k) pick((*items)[k], holders[k]);
+  for (const Group* g : local) {
+    Directory::Packed p;
+    directory_.LookupPacked(g->keys, &p);
+    PeerClient::Holders h;
+    h.names = std::move(p.nodes);
+    h.offsets = std::move(p.offsets);
+    h.index = std::move(p.holders);
+    pick_all(*g, h);
   }
   uint64_t unreachable = 0, found = 0;
   for (size_t c = 0; c < calls.size(); ++c) {
-    const std::vector<size_t>& items = *call_items[c];
+    const Group& g = *call_groups[c];
     if (!answers[c].ok()) {
-      for (size_t i : items) out[i].miss = MissReason::kPeerUnreachable;
-      unreachable += items.size();
+      for (uint32_t i : g.items) out[i].miss = MissReason::kPeerUnreachable;
+      unreachable += g.items.size();
       continue;
     }
-    for (size_t k = 0; k < items.size(); ++k) pick(items[k], (*answers[c])[k]);
+    pick_all(g, *answers[c]);
   }
   for (const Located& l : out) found += l.miss == MissReason::kNone ? 1 : 0;
   RememberHolders(hints);
@@ -349,7 +383,7 @@ FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest,
   {
     std::lock_guard lock(hints_mu_);
     auto it = hints_.find(spec.key);
-    if (it != hints_.end()) h = it->second;
+    if (it != hints_.end() && it->second < holder_names_.size()) h = holder_names_[it->second];
   }
   if (h.empty()) {
     const Located l = LocateRemote(std::span<const FetchSpec>(&spec, 1), deadline)[0];
@@ -365,34 +399,58 @@ FetchResult MeshNode::FetchAny(const FetchSpec& spec, std::span<std::byte> dest,
   return Fetch(h, spec, dest, deadline);
 }
 
-std::vector<Key> MeshNode::DirectoryKeys(std::span<const FetchSpec> chunks) {
-  std::vector<Key> out(chunks.size());
-  std::vector<size_t> missing;
+void MeshNode::DirectoryKeys(std::span<const FetchSpec> chunks, const Placement& placement,
+                             uint64_t generation, std::span<Key> dir_keys,
+                             std::span<uint32_t> homes) {
+  std::vector<uint32_t> missing;
   {
     std::lock_guard lock(dir_keys_mu_);
     for (size_t i = 0; i < chunks.size(); ++i) {
       auto it = dir_keys_.find(chunks[i].key);
-      if (it != dir_keys_.end() && it->second.namespace_digest == chunks[i].namespace_digest) {
-        out[i] = it->second.dir_key;
-      } else {
-        missing.push_back(i);
+      if (it == dir_keys_.end() || it->second.namespace_digest != chunks[i].namespace_digest) {
+        missing.push_back(static_cast<uint32_t>(i));
+        continue;
       }
+      CachedDirKey& c = it->second;
+      dir_keys[i] = c.dir_key;
+      if (c.generation != generation) {
+        c.home = static_cast<uint32_t>(placement.HomeIndex(c.dir_key));
+        c.generation = generation;
+      }
+      homes[i] = c.home;
     }
   }
-  if (missing.empty()) return out;
-  for (size_t i : missing) out[i] = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
-  std::lock_guard lock(dir_keys_mu_);
-  for (size_t i : missing) {
-    if (dir_keys_.size() >= kMaxDirKeys) dir_keys_.clear();
-    dir_keys_[chunks[i].key] = {chunks[i].namespace_digest, out[i]};
+  if (missing.empty()) return;
+  for (uint32_t i : missing) {
+    dir_keys[i] = DirectoryKey(chunks[i].namespace_digest, chunks[i].key);
+    homes[i] = static_cast<uint32_t>(placement.HomeIndex(dir_keys[i]));
   }
-  return out;
+  std::lock_guard lock(dir_keys_mu_);
+  for (uint32_t i : missing) {
+    if (dir_keys_.size() >= kMaxDirKeys) dir_keys_.clear();
+    dir_keys_[chunks[i].key] = {chunks[i].namespace_digest, dir_keys[i], homes[i], generation};
+  }
 }
 
-void MeshNode::RememberHolders(std::span<const std::pair<Key, std::string>> hints) {
+uint32_t MeshNode::HolderId(const std::string& node) {
+  std::lock_guard lock(hints_mu_);
+  for (uint32_t i = 0; i < holder_names_.size(); ++i) {
+    if (holder_names_[i] == node) return i;
+  }
+  if (holder_names_.size() >= kMaxHolderNames) {
+    // Names of nodes long gone: start over (the hints naming them go too).
+    holder_names_.clear();
+    hints_.clear();
+  }
+  holder_names_.push_back(node);
+  return static_cast<uint32_t>(holder_names_.size() - 1);
+}
+
+void MeshNode::RememberHolders(std::span<const std::pair<Key, uint32_t>> hints) {
   if (hints.empty()) return;
   std::lock_guard lock(hints_mu_);
   for (const auto& [key, holder] : hints) {
+    if (holder >= holder_names_.size()) continue;  // the names started over meanwhile
     if (hints_.size() >= kMaxHints) hints_.clear();
     hints_[key] = holder;
   }

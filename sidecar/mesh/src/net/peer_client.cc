@@ -1,5 +1,7 @@
 #include "tw/mesh/peer_client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <mutex>
@@ -9,6 +11,7 @@
 #include "grpc_util.h"
 #include "tokenwarehouse/v1/peer.grpc.pb.h"
 #include "tw/common/strings.h"
+#include "wire_client.h"
 
 namespace tw::mesh {
 
@@ -39,6 +42,8 @@ struct PeerState {
   uint32_t consecutive_failures = 0;
   Clock::time_point cool_until{};
   bool probing = false;  // the one call allowed out after a cool-off is in flight
+  // The peer's raw-wire port as its Health named it: -1 not asked yet, 0 none (gRPC only).
+  int64_t wire_port = -1;
   LinkStats link;
 };
 
@@ -49,6 +54,7 @@ struct Ticket {
   bool probe = false;
   bool full_timeout = false;  // the call runs under the whole call_timeout
   Deadline deadline;
+  int64_t wire_port = 0;  // -1: ask the peer's Health; 0: gRPC
 };
 
 }  // namespace
@@ -91,6 +97,8 @@ class PeerClient::Impl {
       s.channel = grpc::CreateCustomChannel(target, creds_, args);
       s.stub = std::make_shared<pb::Peer::Stub>(s.channel);
       s.target = target;
+      s.wire_port = -1;
+      wire_.Drop(peer.node);
     }
     if (s.consecutive_failures > 0) {
       if (o_.now() < s.cool_until || s.probing) {
@@ -104,8 +112,28 @@ class PeerClient::Impl {
     stats_.calls++;
     t.stub = s.stub;
     t.channel = s.channel;
+    // The raw wire carries no TLS: under mutual TLS every call stays on gRPC.
+    t.wire_port = o_.tls.enabled() ? 0 : s.wire_port;
     return t;
   }
+
+  // The peer's raw-wire port (0: use gRPC), asking its Health the first time (and after a
+  // failure, as a restarted peer may have changed).
+  uint32_t WirePort(const Peer& peer, Ticket& t) {
+    if (t.wire_port >= 0) return static_cast<uint32_t>(t.wire_port);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(ToSystem(t.deadline));
+    pb::HealthRequest req;
+    pb::HealthResponse resp;
+    if (!t.stub->Health(&ctx, req, &resp).ok()) return 0;  // the gRPC call will say why
+    std::lock_guard lock(mu_);
+    PeerState& s = peers_[peer.node];
+    if (s.stub == t.stub) s.wire_port = resp.wire_port();
+    t.wire_port = resp.wire_port();
+    return resp.wire_port();
+  }
+
+  net::WirePool& wire() { return wire_; }
 
   // Records a call's outcome. Returns `status` for chaining.
   Status Done(const std::string& node, const Ticket& t, Status status) {
@@ -126,6 +154,8 @@ class PeerClient::Impl {
     s.link.last_error = std::string(status.message());
     stats_.failures++;
     if (unreachable) {
+      s.wire_port = -1;
+      wire_.Drop(node);
       s.consecutive_failures++;
       const uint32_t shift = std::min<uint32_t>(s.consecutive_failures - 1, 20);
       const auto backoff =
@@ -169,6 +199,7 @@ class PeerClient::Impl {
  private:
   const Options o_;
   const std::shared_ptr<grpc::ChannelCredentials> creds_;
+  net::WirePool wire_;
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, PeerState> peers_;  // GUARDED_BY(mu_)
   Stats stats_;                                        // GUARDED_BY(mu_)
@@ -185,38 +216,40 @@ Status Expired(const char* what) {
 
 // A Locate answer, packed (peer.proto) or one message per key, as n keys' holders.
 Status DecodeLocate(const pb::LocateResponse& resp, size_t n, PeerClient::Holders* out) {
-  out->assign(n, {});
+  *out = PeerClient::Holders{};
   if (resp.keys_size() > 0 || (n > 0 && resp.packed_holders().empty())) {
     if (resp.keys_size() != static_cast<int>(n)) {
       return InternalError(StrCat(resp.keys_size(), " answers for ", n, " keys"));
     }
     for (size_t k = 0; k < n; ++k) {
-      const auto& nodes = resp.keys(static_cast<int>(k)).nodes();
-      (*out)[k].assign(nodes.begin(), nodes.end());
+      for (const std::string& node : resp.keys(static_cast<int>(k)).nodes()) {
+        out->index.push_back(static_cast<uint32_t>(out->names.size()));
+        out->names.push_back(node);
+      }
+      out->offsets.push_back(static_cast<uint32_t>(out->index.size()));
     }
     return OkStatus();
   }
-  std::string_view in = resp.packed_holders();
-  const uint64_t names = static_cast<uint64_t>(resp.node_names_size());
-  for (size_t k = 0; k < n; ++k) {
-    uint64_t count = 0;
-    if (!net::ReadVarint(&in, &count) || count > in.size()) {
-      return InternalError(StrCat("packed answer ends before key ", k, " of ", n));
-    }
-    (*out)[k].reserve(count);
-    for (uint64_t j = 0; j < count; ++j) {
-      uint64_t idx = 0;
-      if (!net::ReadVarint(&in, &idx) || idx >= names) {
-        return InternalError(StrCat("packed answer: bad holder index at key ", k));
-      }
-      (*out)[k].push_back(resp.node_names(static_cast<int>(idx)));
-    }
-  }
-  if (!in.empty()) return InternalError(StrCat("packed answer: more than ", n, " keys"));
+  out->names.assign(resp.node_names().begin(), resp.node_names().end());
+  Status st = net::DecodePackedHolders(resp.packed_holders(), n, out->names.size(), &out->offsets,
+                                       &out->index);
+  if (!st.ok()) return InternalError(std::string(st.message()));
   return OkStatus();
 }
 
 }  // namespace
+
+static PeerClient::Holders Packed(net::LocateAnswer&& a) {
+  PeerClient::Holders h;
+  h.names = std::move(a.names);
+  h.offsets = std::move(a.offsets);
+  h.index = std::move(a.index);
+  return h;
+}
+static StatusOr<PeerClient::Holders> Packed(StatusOr<net::LocateAnswer>&& a) {
+  if (!a.ok()) return a.status();
+  return Packed(std::move(*a));
+}
 
 Status PeerClient::Update(const Peer& home, const UpdateBatch& batch, Deadline deadline) {
   if (Clock::now() >= deadline) return Expired("update");
@@ -246,7 +279,16 @@ std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<cons
     Ticket ticket;
     size_t index = 0;
   };
+  // A home on the raw wire: its request is sent with the others, its answer read after.
+  struct OnWire {
+    Ticket ticket;
+    size_t index = 0;
+    uint32_t port = 0;
+    net::WirePool::Taken conn;
+    Status sent;
+  };
   std::vector<std::unique_ptr<Pending>> pending;
+  std::vector<OnWire> on_wire;
   grpc::CompletionQueue cq;
   for (size_t i = 0; i < calls.size(); ++i) {
     if (Clock::now() >= deadline) {
@@ -256,6 +298,21 @@ std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<cons
     auto ticket = impl_->Admit(*calls[i].peer, deadline);
     if (!ticket.ok()) {
       out[i] = ticket.status();
+      continue;
+    }
+    const Peer& peer = *calls[i].peer;
+    if (const uint32_t port = impl_->WirePort(peer, *ticket); port != 0) {
+      OnWire w;
+      w.ticket = std::move(*ticket);
+      w.index = i;
+      w.port = port;
+      auto conn = impl_->wire().Take(peer.node, peer.address, port, w.ticket.deadline);
+      w.sent = conn.status();
+      if (conn.ok()) {
+        w.conn = *conn;
+        w.sent = net::WireLocateSend(w.conn.fd, calls[i].dir_keys, w.ticket.deadline);
+      }
+      on_wire.push_back(std::move(w));
       continue;
     }
     pb::LocateRequest req;
@@ -271,6 +328,41 @@ std::vector<StatusOr<PeerClient::Holders>> PeerClient::LocateMany(std::span<cons
     p->rpc = p->ticket.stub->AsyncLocate(&p->ctx, req, &cq);
     p->rpc->Finish(&p->resp, &p->status, p.get());
     pending.push_back(std::move(p));
+  }
+  // Every request is out: the answers are read in turn, the wait bounded by the slowest home.
+  for (OnWire& w : on_wire) {
+    const LocateCall& call = calls[w.index];
+    const std::string& node = call.peer->node;
+    StatusOr<Holders> h = w.sent;
+    size_t got = 0;
+    if (w.sent.ok())
+      h = Packed(net::WireLocateRecv(w.conn.fd, call.dir_keys.size(), w.ticket.deadline, &got));
+    // An idle connection the peer closed meanwhile (e.g. it restarted): once more on a new one.
+    if (!h.ok() && w.conn.reused && got == 0 && h.status().code() == StatusCode::kUnavailable) {
+      close(w.conn.fd);
+      w.conn = {};
+      auto conn = impl_->wire().Take(node, call.peer->address, w.port, w.ticket.deadline, true);
+      h = conn.status();
+      if (conn.ok()) {
+        w.conn = *conn;
+        Status st = net::WireLocateSend(w.conn.fd, call.dir_keys, w.ticket.deadline);
+        h = st.ok() ? Packed(net::WireLocateRecv(w.conn.fd, call.dir_keys.size(), w.ticket.deadline,
+                                                 &got))
+                    : StatusOr<Holders>(st);
+      }
+    }
+    if (h.ok()) {
+      impl_->wire().Give(node, w.conn.fd);
+    } else if (w.conn.fd >= 0) {
+      close(w.conn.fd);
+    }
+    Status st = h.ok() ? OkStatus() : h.status().WithPrefix("locate at " + node);
+    st = impl_->Done(node, w.ticket, std::move(st));
+    if (!st.ok()) {
+      out[w.index] = std::move(st);
+      continue;
+    }
+    out[w.index] = std::move(h);
   }
   // Every call carries a deadline, so each completes by it.
   for (size_t done = 0; done < pending.size(); ++done) {
@@ -314,6 +406,46 @@ FetchResult PeerClient::Fetch(const Peer& holder, const FetchSpec& spec, std::sp
   if (!ticket.ok()) return unreachable(ticket.status());
   const Ticket& t = *ticket;
   const std::string what = "fetch from " + holder.node;
+  if (const uint32_t port = impl_->WirePort(holder, *ticket); port != 0) {
+    // The raw wire: the value straight from the socket into `dest`.
+    auto conn = impl_->wire().Take(holder.node, holder.address, port, t.deadline);
+    StatusOr<FetchResult> r = conn.status();
+    bool reusable = false;
+    size_t got = 0;
+    if (conn.ok()) {
+      r = net::WireFetch(conn->fd, spec, impl_->options().self, dest, t.deadline, &reusable, &got);
+      // An idle connection the peer closed meanwhile: once more on a new one.
+      if (!r.ok() && conn->reused && got == 0 && r.status().code() == StatusCode::kUnavailable) {
+        close(conn->fd);
+        conn = impl_->wire().Take(holder.node, holder.address, port, t.deadline, true);
+        r = conn.status();
+        if (conn.ok()) {
+          r = net::WireFetch(conn->fd, spec, impl_->options().self, dest, t.deadline, &reusable,
+                             &got);
+        }
+      }
+      if (conn.ok()) {
+        if (reusable) {
+          impl_->wire().Give(holder.node, conn->fd);
+        } else {
+          close(conn->fd);  // nothing more is read from it: `dest` is no longer written
+        }
+      }
+    }
+    if (!r.ok()) {
+      FetchResult u;
+      u.miss = MissReason::kPeerUnreachable;
+      u.error = impl_->Done(holder.node, t, r.status().WithPrefix(what));
+      return u;
+    }
+    impl_->Done(holder.node, t, OkStatus()).IgnoreError();  // the peer answered
+    if (r->miss == MissReason::kNone) {
+      impl_->CountFetch(holder.node, r->bytes);
+    } else if (r->miss != MissReason::kIoError) {
+      r->error = NotFoundError(StrCat(what, ": ", r->error.message()));
+    }
+    return std::move(*r);
+  }
 
   pb::FetchRequest req;
   req.set_namespace_digest(std::string(spec.namespace_digest.View()));

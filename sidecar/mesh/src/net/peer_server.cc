@@ -1,19 +1,23 @@
 #include "tw/mesh/peer_server.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "buffer_pool.h"
 #include "fetch_wire.h"
 #include "grpc_util.h"
 #include "tokenwarehouse/v1/peer.grpc.pb.h"
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
+#include "wire_server.h"
 
 namespace tw::mesh {
 
 namespace pb = ::tokenwarehouse::v1;
+using net::BufferPool;
 
 namespace {
 
@@ -22,55 +26,6 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
                       std::string(s.message()));
 }
-
-// Value buffers of Fetch streams, reused: a buffer goes back to the pool when its last
-// reference is gone (the stream's and those of the slices gRPC still holds), so the pages
-// stay mapped and a stream does not fault in fresh memory. Holds at most kMaxPooled buffers.
-class BufferPool : public std::enable_shared_from_this<BufferPool> {
- public:
-  static constexpr size_t kMaxPooled = 4;
-  static constexpr uint64_t kMaxPooledSize = uint64_t{64} << 20;
-
-  // A buffer of at least `size` bytes (uninitialised).
-  std::shared_ptr<std::byte[]> Get(uint64_t size) {
-    size = std::max<uint64_t>(size, 1);
-    std::unique_ptr<Block> b;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = free_.begin(); it != free_.end(); ++it) {
-        if ((*it)->size >= size) {
-          b = std::move(*it);
-          free_.erase(it);
-          break;
-        }
-      }
-    }
-    if (!b) {
-      b = std::make_unique<Block>();
-      b->size = size;
-      b->bytes.reset(new std::byte[size]);
-    }
-    std::byte* p = b->bytes.get();
-    std::weak_ptr<BufferPool> pool = weak_from_this();
-    return std::shared_ptr<std::byte[]>(p, [pool, blk = b.release()](std::byte*) {
-      std::unique_ptr<Block> owned(blk);
-      if (auto self = pool.lock()) self->Put(std::move(owned));
-    });
-  }
-
- private:
-  struct Block {
-    uint64_t size = 0;
-    std::unique_ptr<std::byte[]> bytes;
-  };
-  void Put(std::unique_ptr<Block> b) {
-    if (b->size > kMaxPooledSize) return;
-    std::lock_guard lock(mu_);
-    if (free_.size() < kMaxPooled) free_.push_back(std::move(b));
-  }
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Block>> free_;  // GUARDED_BY(mu_)
-};
 
 class Service final : public pb::Peer::Service {
  public:
@@ -233,6 +188,7 @@ class Service final : public pb::Peer::Service {
                       pb::HealthResponse* resp) override {
     resp->set_node(o_.node);
     resp->set_version(o_.version);
+    resp->set_wire_port(wire_port_.load());
     return grpc::Status::OK;
   }
 
@@ -244,7 +200,8 @@ class Service final : public pb::Peer::Service {
     return out;
   }
 
- private:
+  void set_wire_port(uint32_t port) { wire_port_.store(port); }
+
   void CountServed(const std::string& node, uint64_t bytes) {
     std::lock_guard lock(mu_);
     if (served_.size() >= 4096 && !served_.contains(node)) return;  // bounded by the peers
@@ -257,6 +214,7 @@ class Service final : public pb::Peer::Service {
   const PeerServer::Options& o_;
   const PeerServer::Handlers h_;
   const std::shared_ptr<BufferPool> pool_;
+  std::atomic<uint32_t> wire_port_{0};
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, PeerServer::Served> served_;  // GUARDED_BY(mu_)
 };
@@ -269,6 +227,7 @@ class PeerServer::Impl {
   Options o_;
   Service service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<net::WireServer> wire_;
   int port_ = 0;
   std::once_flag stopped_;
 };
@@ -278,6 +237,8 @@ StatusOr<std::unique_ptr<PeerServer>> PeerServer::Start(Options options, Handler
     return InvalidArgumentError("peer server: a directory and a chunk source are required");
   }
   if (options.fetch_slice == 0) return InvalidArgumentError("peer server: fetch_slice: 0");
+  Directory* const handlers_directory = handlers.directory;
+  ChunkSource* const handlers_source = handlers.source;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(handlers));
   grpc::ServerBuilder b;
   const std::string addr = net::Target(impl->o_.listen_address, impl->o_.port);
@@ -292,6 +253,32 @@ StatusOr<std::unique_ptr<PeerServer>> PeerServer::Start(Options options, Handler
   if (!impl->server_ || impl->port_ == 0) {
     return UnavailableError(StrCat("peer server: cannot listen on ", addr));
   }
+  if (impl->o_.raw_wire && !impl->o_.tls.enabled()) {
+    net::WireServer::Options wo;
+    wo.listen_address = impl->o_.listen_address;
+    wo.port = impl->o_.wire_port;
+    wo.max_connections = impl->o_.wire_max_connections;
+    wo.max_value_size = impl->o_.max_value_size;
+    Service* service = &impl->service_;
+    wo.on_served = [service](const std::string& node, uint64_t bytes) {
+      service->CountServed(node, bytes);
+    };
+    auto wire = net::WireServer::Start(wo, handlers_directory, handlers_source);
+    if (!wire.ok() && wo.port != 0) {
+      // Its usual port is taken: any port will do, as requesters learn it from Health.
+      TW_LOG(kWarn, "mesh: the raw wire's port is taken; listening on a free one",
+             {{"port", wo.port}, {"error", wire.status().ToString()}});
+      wo.port = 0;
+      wire = net::WireServer::Start(wo, handlers_directory, handlers_source);
+    }
+    if (!wire.ok()) {
+      impl->server_->Shutdown();
+      impl->server_->Wait();
+      return wire.status();
+    }
+    impl->wire_ = std::move(*wire);
+    impl->service_.set_wire_port(impl->wire_->port());
+  }
   return std::unique_ptr<PeerServer>(new PeerServer(std::move(impl)));
 }
 
@@ -299,9 +286,11 @@ PeerServer::PeerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PeerServer::~PeerServer() { Stop(); }
 
 uint32_t PeerServer::port() const { return static_cast<uint32_t>(impl_->port_); }
+uint32_t PeerServer::wire_port() const { return impl_->wire_ ? impl_->wire_->port() : 0; }
 
 void PeerServer::Stop(std::chrono::nanoseconds grace) {
   std::call_once(impl_->stopped_, [&] {
+    if (impl_->wire_) impl_->wire_->Stop();
     impl_->server_->Shutdown(net::ToSystem(Clock::now() + grace));
     impl_->server_->Wait();
   });

@@ -89,6 +89,10 @@ class MeshNode {
     std::chrono::nanoseconds cooloff_initial = std::chrono::milliseconds(250);
     std::chrono::nanoseconds cooloff_max = std::chrono::seconds(10);
     PeerTls tls;
+    // The raw wire for Locate and Fetch (peer_server.h; not opened under TLS) and its port
+    // (0: a free one).
+    bool raw_wire = true;
+    uint32_t wire_port = 0;
     // twd's version (Health).
     std::string version;
     // Largest value this node serves to peers.
@@ -163,9 +167,14 @@ class MeshNode {
   // them when `old` is empty).
   void Reannounce(const Placement& old_placement, const Placement& new_placement);
   std::shared_ptr<const Membership> membership() const;
-  void RememberHolders(std::span<const std::pair<Key, std::string>> hints);
-  // The chunks' directory keys, from dir_keys_ where known.
-  std::vector<Key> DirectoryKeys(std::span<const FetchSpec> chunks);
+  // Records the holder (HolderId) found for each chunk key.
+  void RememberHolders(std::span<const std::pair<Key, uint32_t>> hints);
+  // A small number naming `node` in hints_.
+  uint32_t HolderId(const std::string& node);
+  // The chunks' directory keys and their homes' indices in `placement` (of generation
+  // `generation`), from dir_keys_ where known.
+  void DirectoryKeys(std::span<const FetchSpec> chunks, const Placement& placement,
+                     uint64_t generation, std::span<Key> dir_keys, std::span<uint32_t> homes);
   void ForgetHolder(const Key& key);
 
   const Options opts_;
@@ -182,6 +191,7 @@ class MeshNode {
   mutable std::mutex mu_;
   std::shared_ptr<const Membership> membership_;  // GUARDED_BY(mu_)
   std::shared_ptr<const Placement> placement_;    // GUARDED_BY(mu_)
+  uint64_t placement_generation_ = 1;             // GUARDED_BY(mu_): bumped with placement_
   Stats stats_;                                   // GUARDED_BY(mu_): the counters
   // Membership changes waiting for the maintenance thread, and its progress.
   uint64_t wanted_version_ = 0;   // GUARDED_BY(mu_)
@@ -190,14 +200,18 @@ class MeshNode {
   std::condition_variable cv_;
   std::thread maintenance_;
 
-  // Holder found by the last locate of a chunk key (bounded; cleared when full).
+  // Holder found by the last locate of a chunk key (bounded; cleared when full), as an index
+  // into holder_names_ (a few names, bounded).
   std::mutex hints_mu_;
-  absl::flat_hash_map<Key, std::string> hints_;  // GUARDED_BY(hints_mu_)
+  absl::flat_hash_map<Key, uint32_t> hints_;  // GUARDED_BY(hints_mu_)
+  std::vector<std::string> holder_names_;     // GUARDED_BY(hints_mu_)
   // Directory keys of recent lookups (chunk key → namespace digest, directory key): a chain
   // looked up again skips its SHA-256s. Bounded; cleared when full.
   struct CachedDirKey {
     Key namespace_digest;
     Key dir_key;
+    uint32_t home = 0;        // index into the placement of `generation`
+    uint64_t generation = 0;  // placement_generation_ when `home` was computed
   };
   std::mutex dir_keys_mu_;
   absl::flat_hash_map<Key, CachedDirKey> dir_keys_;  // GUARDED_BY(dir_keys_mu_)

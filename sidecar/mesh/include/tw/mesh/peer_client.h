@@ -12,6 +12,10 @@
 // with (a bad request, a refused certificate) do not mark it down. gRPC's own reconnect
 // backoff runs under this, capped at cooloff_max.
 //
+// Transport: a peer whose Health names a raw-wire port (docs/mesh.md "The raw wire") is asked
+// Locate and Fetch on persistent TCP connections (wire_client.h) unless TLS is configured;
+// otherwise, and for the other calls, gRPC. The cool-off rules are the same on both.
+//
 // Threading: every method may be called from any number of threads. One mutex guards the
 // per-peer table; no call holds it across the network. Lifetime: channels live until the
 // client is destroyed; calls in flight must return first.
@@ -56,8 +60,21 @@ class PeerClient {
     const Peer* peer = nullptr;
     std::span<const Key> dir_keys;
   };
-  // Per directory key, its holders (most recent first).
-  using Holders = std::vector<std::vector<std::string>>;
+  // Per directory key, its holders (most recent first), packed: each holder's name once, and
+  // per key indices into them (no container per key: a 512-key answer costs a few
+  // allocations, not 512).
+  struct Holders {
+    std::vector<std::string> names;
+    std::vector<uint32_t> offsets{0};  // keys + 1 entries: key k's indices are
+    std::vector<uint32_t> index;       // index[offsets[k] .. offsets[k + 1])
+    size_t size() const { return offsets.size() - 1; }
+    // Key k's holders' names (tests, logs).
+    std::vector<std::string> operator[](size_t k) const {
+      std::vector<std::string> out;
+      for (uint32_t j = offsets[k]; j < offsets[k + 1]; ++j) out.push_back(names[index[j]]);
+      return out;
+    }
+  };
 
   struct ConnectReply {
     std::string node;

@@ -14,7 +14,8 @@
 // stops reading when it passes).
 //
 // With PeerTls enabled the server requires a client certificate signed by the CA (mutual TLS);
-// otherwise it serves plain text.
+// otherwise it serves plain text, and also opens the raw wire (wire_server.h): Locate and
+// Fetch on persistent TCP connections, whose port Health names.
 //
 // Threading: gRPC's synchronous server runs each call on a thread of its pool, at most
 // `max_threads` at once (more calls are refused with RESOURCE_EXHAUSTED, which a client counts
@@ -53,6 +54,13 @@ class PeerServer {
     uint64_t max_value_size = uint64_t{256} << 20;
     // Calls served at once.
     int max_threads = 64;
+    // The raw wire (docs/mesh.md "The raw wire"): Locate and Fetch on persistent TCP
+    // connections, on `wire_port` (0: a free port), named in Health. Not opened with TLS (the
+    // wire is plain text: requesters then stay on gRPC) nor when false.
+    bool raw_wire = true;
+    uint32_t wire_port = 0;
+    // Raw-wire connections open at once (one thread each).
+    size_t wire_max_connections = 512;
   };
 
   // Connection data the caller offered → this node's answer (transports, opaque data).
@@ -89,6 +97,8 @@ class PeerServer {
 
   // The bound port.
   uint32_t port() const;
+  // The raw wire's port; 0 when it is not open.
+  uint32_t wire_port() const;
   // Stops accepting calls and cancels those in flight after `grace`. Idempotent.
   void Stop(std::chrono::nanoseconds grace = std::chrono::milliseconds(100));
 
