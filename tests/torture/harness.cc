@@ -231,6 +231,8 @@ void Harness::SpawnWorker(uint32_t index, uint32_t epoch, bool flood) {
   c.epoch = epoch;
   c.seed = o_.seed * 7919 + 1000 * w.spawns++;  // a respawn takes other random choices
   c.flood = flood;
+  c.chains = o_.chains;
+  c.short_deadline_pct = o_.short_deadline_pct;
   if (access(c.stats_path.c_str(), F_OK) != 0) {
     int fd = open(c.stats_path.c_str(), O_RDWR | O_CREAT, 0644);
     if (fd >= 0) {
@@ -279,16 +281,35 @@ void Harness::EndWorkers() {
   }
 }
 
-uint64_t Harness::WorkerOps() const {
-  uint64_t ops = 0;
+uint64_t Harness::WorkerOps() const { return SumWorkerStats().ops; }
+
+WorkerStats Harness::SumWorkerStats() const {
+  WorkerStats sum;
   for (const WorkerProc& w : workers_) {
     WorkerStats s;
     int fd = open(w.config.stats_path.c_str(), O_RDONLY);
     if (fd < 0) continue;
-    if (pread(fd, &s, sizeof s, 0) == ssize_t(sizeof s)) ops += s.ops;
+    if (pread(fd, &s, sizeof s, 0) == ssize_t(sizeof s)) {
+      sum.ops += s.ops;
+      sum.chunks_verified += s.chunks_verified;
+      sum.bytes_verified += s.bytes_verified;
+      sum.wrong_bytes += s.wrong_bytes;
+      sum.late_writes += s.late_writes;
+      sum.reconnects += s.reconnects;
+      sum.call_errors += s.call_errors;
+      sum.leases_taken += s.leases_taken;
+      for (int i = 0; i < 8; ++i) {
+        sum.misses[i] += s.misses[i];
+        sum.puts[i] += s.puts[i];
+      }
+      for (int i = 0; i < kLatencyBuckets; ++i) {
+        sum.lookup_us[i] += s.lookup_us[i];
+        sum.get_us[i] += s.get_us[i];
+      }
+    }
     close(fd);
   }
-  return ops;
+  return sum;
 }
 
 void Harness::CollectWorkerStats(Tally& t) {
@@ -435,6 +456,7 @@ ProcUse Harness::TwdUse() const {
   std::string line;
   while (std::getline(st, line)) {
     if (line.rfind("VmRSS:", 0) == 0) u.rss_kib = std::strtoull(line.c_str() + 6, nullptr, 10);
+    if (line.rfind("RssAnon:", 0) == 0) u.anon_kib = std::strtoull(line.c_str() + 8, nullptr, 10);
   }
   DIR* d = opendir((p + "/fd").c_str());
   while (d != nullptr) {

@@ -32,6 +32,8 @@ struct HarnessOptions {
   uint64_t seed = 1;
   uint32_t clients = 16;
   uint32_t recovery_bound_ms = 30000;
+  uint32_t chains = 6;               // chains per client and rank (the working set)
+  uint32_t short_deadline_pct = 15;  // gets with a deadline of a few ms
 };
 
 // What a scenario adds to the table.
@@ -51,6 +53,7 @@ struct Tally {
 // twd's resource use, from /proc.
 struct ProcUse {
   uint64_t rss_kib = 0;
+  uint64_t anon_kib = 0;  // RssAnon: twd's own memory (RSS also counts client arenas it maps)
   uint64_t fds = 0;      // open descriptors but io_uring rings
   uint64_t rings = 0;    // io_uring rings: a pool that grows to the peak of concurrent I/O
   uint64_t threads = 0;  // threads but io_uring's kernel workers
@@ -83,6 +86,8 @@ class Harness {
   void EndWorkers();   // SIGTERM, wait (SIGKILL after a guard), collect stats
   uint32_t epoch() const { return epoch_; }
   uint64_t WorkerOps() const;
+  // Every worker's counters added up.
+  WorkerStats SumWorkerStats() const;
 
   // Reads every worker's acknowledgement log and reads back every chunk acknowledged `disk`
   // and not deleted since. `rot`: misses are injected rot (counted, then forgiven), not loss.

@@ -24,6 +24,7 @@
 
 #include "harness.h"
 #include "hook_device.h"
+#include "soak.h"
 #include "tw/common/strings.h"
 #include "workload.h"
 
@@ -40,6 +41,10 @@ struct Flags {
   uint32_t rss_slack_mib = 512;
   uint64_t nvme_mib = 2048;
   bool keep = false;
+  double soak_minutes = 0;
+  double sample_seconds = 60;
+  uint64_t dram_mib = 256;
+  std::string out;
 };
 
 const std::vector<std::string> kScenarios = {"kill9", "powercut", "bitrot", "fullfs",
@@ -390,6 +395,11 @@ int Main(int argc, char** argv) {
                  "twd must serve this soon after a (re)start");
   app.add_option("--nvme-mib", f.nvme_mib, "NVMe tier of each scenario's twd, MiB");
   app.add_flag("--keep", f.keep, "keep the work directory");
+  app.add_option("--soak-minutes", f.soak_minutes,
+                 "soak instead of torture: run this long without faults, sampling");
+  app.add_option("--sample-seconds", f.sample_seconds, "soak: seconds between samples");
+  app.add_option("--dram-mib", f.dram_mib, "soak: DRAM tier, MiB");
+  app.add_option("--out", f.out, "soak: write the samples here (JSON lines)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::string> chosen;
@@ -413,6 +423,22 @@ int Main(int argc, char** argv) {
     f.dir = tmpl;
   }
   const std::string self = std::filesystem::read_symlink("/proc/self/exe");
+  if (f.soak_minutes > 0) {
+    SoakOptions so;
+    so.self = self;
+    so.twd = f.twd;
+    so.dir = f.dir + "/soak";
+    so.minutes = f.soak_minutes;
+    so.sample_seconds = f.sample_seconds;
+    so.clients = f.clients;
+    so.dram_mib = f.dram_mib;
+    so.nvme_mib = f.nvme_mib;
+    so.seed = f.seed;
+    so.out = f.out;
+    const int rc = RunSoak(so);
+    if (!f.keep && rc == 0) std::filesystem::remove_all(f.dir);
+    return rc;
+  }
   std::printf("tw-torture: seed %llu, %u clients, %u cycles per scenario, in %s\n",
               (unsigned long long)f.seed, f.clients, f.cycles, f.dir.c_str());
   std::fflush(stdout);

@@ -6,7 +6,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -121,6 +123,13 @@ bool CheckValue(const KeyBytes& key, const uint8_t* data, uint64_t length) {
   return false;
 }
 
+int LatencyBucket(double us) {
+  if (us < 1) return 0;
+  return std::min(kLatencyBuckets - 1, int(4 * std::log2(us)));
+}
+
+double BucketMicros(int bucket) { return std::exp2(bucket / 4.0); }
+
 std::string Hex(const KeyBytes& k) {
   static const char* d = "0123456789abcdef";
   std::string s;
@@ -189,6 +198,11 @@ void OnTerm(int) { g_stop = 1; }
 constexpr uint64_t kArena = 8ull << 20;
 constexpr uint64_t kGetArea = 4ull << 20;
 constexpr uint8_t kCanary = 0xC3;
+
+double Micros(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+      .count();
+}
 
 class Worker {
  public:
@@ -366,6 +380,7 @@ class Worker {
     const uint32_t flags = Rand(2) == 0 ? TW_LOOKUP_LEASE : 0;
     tw_lookup_result res{};
     int rc;
+    const auto start = std::chrono::steady_clock::now();
     if (tp) {
       std::vector<uint8_t> digests, keys;
       for (int r = 0; r < kRanks; ++r) {
@@ -381,6 +396,7 @@ class Worker {
     LookupOut out;
     out.ok = Done(rc);
     if (!out.ok) return out;
+    ++st_->lookup_us[LatencyBucket(Micros(start))];
     out.prefix = res.prefix;
     out.lease = res.lease;
     if (res.lease != 0) {
@@ -431,12 +447,14 @@ class Worker {
     const uint32_t timeout = short_deadline ? 1 + uint32_t(Rand(3)) : 3000;
     const uint64_t lease = Rand(2) == 0 ? lk.lease : 0;
     tw_future* f = nullptr;
+    const auto start = std::chrono::steady_clock::now();
     int rc = tw_client_get_async(client_, items.data(), n, lease, timeout, &f);
     // Wait past the deadline: twd answers a deadline miss itself, and only an answered
     // request's ranges are ours again.
     if (rc == TW_OK) rc = tw_future_wait(f, 10000);
     tw_future_free(f);
     if (!Done(rc)) return false;
+    ++st_->get_us[LatencyBucket(Micros(start))];
     for (uint32_t j = 0; j < n; ++j) {
       const tw_get_item& it = items[j];
       const KeyBytes& key = ch.keys[rank][j];

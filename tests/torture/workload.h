@@ -25,6 +25,8 @@ inline constexpr uint64_t kVersions = 4;
 inline constexpr int kChunkTokens = 16;
 inline constexpr int kRanks = 2;  // tensor-parallel ranks: one namespace each
 
+inline constexpr int kLatencyBuckets = 128;
+
 using KeyBytes = std::array<uint8_t, TW_KEY_SIZE>;
 
 // The namespace of rank `rank` in epoch `epoch` (epochs give the full-disk scenario new
@@ -65,7 +67,15 @@ struct WorkerStats {
   uint64_t reconnects = 0;
   uint64_t call_errors = 0;  // calls that failed (twd gone, deadline, ...)
   uint64_t leases_taken = 0;
+  // Latency of lookups and gets as the client sees them: bucket b holds calls that took
+  // [2^(b/4), 2^((b+1)/4)) microseconds (LatencyBucket).
+  uint64_t lookup_us[kLatencyBuckets] = {};
+  uint64_t get_us[kLatencyBuckets] = {};
 };
+
+// The bucket of a latency in microseconds, and the lower bound of a bucket.
+int LatencyBucket(double us);
+double BucketMicros(int bucket);
 
 // What the harness tells a worker process.
 struct WorkerConfig {
