@@ -54,9 +54,9 @@ struct Tally {
 struct ProcUse {
   uint64_t rss_kib = 0;
   uint64_t anon_kib = 0;  // RssAnon: twd's own memory (RSS also counts client arenas it maps)
-  uint64_t fds = 0;      // open descriptors but io_uring rings
-  uint64_t rings = 0;    // io_uring rings: a pool that grows to the peak of concurrent I/O
-  uint64_t threads = 0;  // threads but io_uring's kernel workers
+  uint64_t fds = 0;       // open descriptors but io_uring rings
+  uint64_t rings = 0;     // io_uring rings: a pool that grows to the peak of concurrent I/O
+  uint64_t threads = 0;   // threads but io_uring's kernel workers
 };
 
 class Harness {

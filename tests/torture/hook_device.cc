@@ -71,6 +71,7 @@ class HookDevice : public Device {
   }
   Status SyncImpl() override {
     Wait();
+    if (o_.sync_delay.count() > 0) std::this_thread::sleep_for(o_.sync_delay);
     if (undo_fd_ < 0) return base_->Sync();
     // Writes completed before this point are made durable; none is in progress meanwhile.
     std::unique_lock<std::shared_mutex> l(sync_mu_);
@@ -142,6 +143,9 @@ HookOptions HookOptionsFromEnv() {
   o.undo_journal = v != nullptr && std::string(v) == "1";
   if ((v = std::getenv("TW_TORTURE_STALL_FILE")) != nullptr) o.stall_file = v;
   if ((v = std::getenv("TW_TORTURE_ENOSPC_FILE")) != nullptr) o.enospc_file = v;
+  if ((v = std::getenv("TW_TORTURE_SYNC_DELAY_US")) != nullptr) {
+    o.sync_delay = std::chrono::microseconds(std::strtoull(v, nullptr, 10));
+  }
   if ((v = std::getenv("TW_TORTURE_DELAY_US")) != nullptr) {
     o.delay = std::chrono::microseconds(std::strtoull(v, nullptr, 10));
   }

@@ -9,7 +9,8 @@
 //     or tears (512-byte sectors) each write still in the journal: what a power cut does to
 //     writes that were never fdatasync'ed.
 //   - stall: while the file `stall_file` exists every request waits (slow and stalled I/O).
-//   - delay: every request and sync takes at least `delay`.
+//   - delay: every request and sync takes at least `delay`; every sync at least `sync_delay`
+//     (writes then wait longer unsynced: more of them for a power cut to undo or tear).
 //   - out of space: while the file `enospc_file` exists every write fails with ENOSPC.
 //
 // Threading: the devices are thread-safe; writes and syncs are serialised against each
@@ -31,11 +32,12 @@ struct HookOptions {
   bool undo_journal = false;  // keep "<path>.undo" for ApplyPowerCut()
   std::string stall_file;     // "" = never stall
   std::chrono::microseconds delay{0};
+  std::chrono::microseconds sync_delay{0};
   std::string enospc_file;  // "" = never fail writes with ENOSPC
 };
 
 // Reads the options from the environment: TW_TORTURE_UNDO=1, TW_TORTURE_STALL_FILE,
-// TW_TORTURE_DELAY_US, TW_TORTURE_ENOSPC_FILE.
+// TW_TORTURE_DELAY_US, TW_TORTURE_SYNC_DELAY_US, TW_TORTURE_ENOSPC_FILE.
 HookOptions HookOptionsFromEnv();
 
 std::shared_ptr<store::DeviceFactory> MakeHookDeviceFactory(

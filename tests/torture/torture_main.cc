@@ -463,7 +463,10 @@ int Main(int argc, char** argv) {
       o.twd = f.torture_twd;
       o.twd_env = {"TW_TORTURE_STALL_FILE=" + stall, "TW_TORTURE_ENOSPC_FILE=" + enospc,
                    "TW_TORTURE_DELAY_US=" + std::string(name == "stall" ? "200" : "0")};
-      if (name == "powercut" || name == "mixed") o.twd_env.push_back("TW_TORTURE_UNDO=1");
+      if (name == "powercut" || name == "mixed") {
+        o.twd_env.push_back("TW_TORTURE_UNDO=1");
+        o.twd_env.push_back("TW_TORTURE_SYNC_DELAY_US=4000");
+      }
     }
     if (name == "fullfs") {
       std::filesystem::create_directories(f.dir + "/fullfs-fs");
