@@ -179,6 +179,13 @@ Status Harness::StartTwd(Tally& t) {
 int Harness::KillTwd(bool clean) {
   if (twd_ <= 0) return -1;
   CloseVerifier();
+  int early = 0;
+  if (waitpid(twd_, &early, WNOHANG) == twd_) {
+    problems_.push_back(
+        StrCat("twd died on its own (wait status ", early, "; see ", o_.dir, "/twd.log)"));
+    twd_ = -1;
+    return early;
+  }
   kill(twd_, clean ? SIGTERM : SIGKILL);
   const int status = Reap(twd_, std::chrono::seconds(60));
   twd_ = -1;
@@ -261,8 +268,20 @@ void Harness::KillWorker(uint32_t index, int64_t epoch) {
 
 void Harness::StopWorkers() {
   for (WorkerProc& w : workers_) {
+    int status = 0;
+    if (w.pid > 0 && waitpid(w.pid, &status, WNOHANG) == w.pid) {
+      problems_.push_back(StrCat("client ", w.config.id, " died on its own (wait status ", status,
+                                 "; see ", o_.dir, "/w", w.config.id, ".out)"));
+      w.pid = -1;
+      SpawnWorker(w.config.id, w.config.epoch, w.config.flood);
+    }
     if (w.pid > 0) kill(w.pid, SIGSTOP);
   }
+}
+
+void Harness::DrainProblems(Tally& t) {
+  for (std::string& p : problems_) t.failures.push_back(std::move(p));
+  problems_.clear();
 }
 
 void Harness::ContWorkers() {
@@ -282,7 +301,12 @@ void Harness::EndWorkers() {
     }
   }
   for (WorkerProc& w : workers_) {
-    if (w.pid > 0) Reap(w.pid, std::chrono::seconds(30));
+    if (w.pid <= 0) continue;
+    const int status = Reap(w.pid, std::chrono::seconds(30));
+    if (!w.config.flood && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+      problems_.push_back(StrCat("client ", w.config.id, " ended with wait status ", status,
+                                 " (see ", o_.dir, "/w", w.config.id, ".out)"));
+    }
     w.pid = -1;
   }
 }

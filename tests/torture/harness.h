@@ -101,6 +101,9 @@ class Harness {
   // Adds the workers' counters to `t` (ops, chunks verified, wrong bytes).
   void CollectWorkerStats(Tally& t);
 
+  // Processes that died on their own (a crash, a sanitizer report) since the last call.
+  void DrainProblems(Tally& t);
+
   // Sleeps `ms` while the workload runs (the harness's pacing; nothing is decided by time).
   static void Run(uint32_t ms);
 
@@ -123,6 +126,7 @@ class Harness {
   uint32_t verifier_epochs_ = 0;
   // Keys forgiven after injected rot: key → the acknowledgement sequence then.
   std::map<std::string, uint64_t> forgiven_;
+  std::vector<std::string> problems_;
 };
 
 // Runs `argv` (no shell), returns its exit status; output appended to `log`.

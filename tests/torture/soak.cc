@@ -114,6 +114,7 @@ int RunSoak(const SoakOptions& so) {
   h.EndWorkers();
   h.CheckBaseline(base, uint64_t(1) << 20, t);
   h.CollectWorkerStats(t);
+  h.DrainProblems(t);
   nlohmann::ordered_json s;
   s["ops"] = t.ops;
   s["chunks_verified"] = t.chunks_verified;

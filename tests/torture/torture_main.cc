@@ -492,6 +492,7 @@ int Main(int argc, char** argv) {
       if (name == "stall") Stall(h, t, rng, f.cycles, stall);
       if (name == "clients") Clients(h, t, rng, f.cycles);
       if (name == "mixed") Mixed(h, t, rng, f.cycles, stall, enospc);
+      h.DrainProblems(t);
     }
     fs.reset();
     const double secs =
