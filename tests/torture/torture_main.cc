@@ -366,7 +366,7 @@ void Mixed(Harness& h, Tally& t, Rng& rng, uint32_t cycles, const std::string& s
   }
   if (flips > 0)
     t.notes.push_back(StrCat(flips, " bytes flipped; ", t.rot_misses,
-                             " acknowledged chunks then missed (corrupt)"));
+                             " acknowledged chunks then missed (", Reasons(t), ")"));
   Finish(h, t, rotted);
 }
 
