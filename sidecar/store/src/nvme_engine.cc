@@ -550,7 +550,7 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
   for (uint64_t length : then_allocate) {
     allocations->push_back(length == 0 || length % kBlock != 0
                                ? StatusOr<Allocation>(InvalidArgumentError("bad record length"))
-                               : AllocateAllocLocked(length));
+                               : AllocateAllocLocked(length, /*reclaim=*/true));
   }
   return OkStatus();
 }

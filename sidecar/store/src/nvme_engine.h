@@ -143,8 +143,7 @@ class NvmeEngine {
   // so none of its records can come back after a restart. Then, before any other allocation
   // can take the freed space, allocates `then_allocate` (record lengths: the reclaimed
   // region's records to rewrite) into `allocations`, one result each (none when the release
-  // fails); like puts they never take the last free region (kReclaimReserve). Does I/O; call
-  // without Store locks.
+  // fails). Does I/O; call without Store locks.
   Status ReleaseRegion(uint32_t region, std::span<const SummaryEntry> entries,
                        std::span<const uint64_t> then_allocate = {},
                        std::vector<StatusOr<Allocation>>* allocations = nullptr);
@@ -198,11 +197,10 @@ class NvmeEngine {
   };
 
   NvmeEngine() = default;
-  // Free regions that only a release's tombstone carry may open: releasing a region first
-  // carries its live tombstones into the open region, which takes a slot, and so a fresh
-  // region when the open one is full. Were puts, tombstones of deletes or reclaim's rewrites
-  // to take the last free region, no region could be released again and the tier would
-  // answer `busy` for good. (A rewrite that finds no room is dropped: an eviction.)
+  // Free regions that only reclaim may open: releasing a region first carries its live
+  // tombstones into the open region, which takes a slot, and so a fresh region when the open
+  // one is full. Were puts to take the last free region, no region could be released again
+  // and the tier would answer `busy` for good.
   static constexpr uint32_t kReclaimReserve = 1;
   // length 0: a tombstone's slot. `reclaim`: the allocation may open the reserve.
   StatusOr<Allocation> AllocateImpl(uint64_t length, bool reclaim = false);
