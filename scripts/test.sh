@@ -3,7 +3,7 @@
 #
 #   scripts/test.sh                 # asan preset (ASan + UBSan), tests labelled `ci`
 #   TW_PRESET=release scripts/test.sh
-#   TW_TEST_LABEL=long scripts/test.sh   # the long torture and soak runs
+#   TW_TEST_LABEL=long scripts/test.sh   # the long runs (torture_long, store_crash_torture)
 #
 # Exit status: 0 when every test passed.
 set -euo pipefail

@@ -75,12 +75,18 @@ uint64_t NvmeEngine::OldestLiveEpochLocked(uint32_t except) const {
   return oldest;
 }
 
-StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateImpl(uint64_t length) {
+StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateImpl(uint64_t length, bool reclaim) {
   std::lock_guard<std::mutex> al(alloc_mu_);
-  return AllocateAllocLocked(length);
+  return AllocateAllocLocked(length, reclaim);
 }
 
-StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateAllocLocked(uint64_t length) {
+uint32_t NvmeEngine::UsableLocked() const {
+  uint32_t n = 0;
+  for (const Region& r : regions_) n += Usable(r.state);
+  return n;
+}
+
+StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateAllocLocked(uint64_t length, bool reclaim) {
   const uint64_t rs = sb_.region_size;
   std::unique_lock<std::mutex> l(mu_);
   if (stop_) return CancelledError("store closing");
@@ -111,6 +117,8 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateAllocLocked(uint64_t length
       bool extend = tail >= rs / 8 && R.reserved < sb_.max_entries &&
                     R.span + extra <= kMaxRunRegions && next + extra <= sb_.region_count;
       bool prepared = true;
+      // Growing the run takes free regions too: never the reserve, unless for reclaim.
+      extend = extend && (reclaim || UsableLocked() >= extra + kReclaimReserve);
       for (uint32_t i = 0; extend && i < extra; ++i) {
         extend = Usable(regions_[next + i].state);
         prepared = prepared && regions_[next + i].state == RState::kPrepared;
@@ -138,6 +146,9 @@ StatusOr<NvmeEngine::Allocation> NvmeEngine::AllocateAllocLocked(uint64_t length
     }
     // Where the run has the most room to grow, so that records of half a region or more do
     // not leave half of each region unused.
+    if (!reclaim && UsableLocked() < span + kReclaimReserve) {
+      return ResourceExhaustedError("nvme: no free region (the last is kept for reclaim)");
+    }
     int64_t first = PickRunStartLocked(span);
     if (first < 0) return ResourceExhaustedError("nvme: no free region");
     TW_RETURN_IF_ERROR(OpenRegionLocked(uint32_t(first), span, l));
@@ -504,7 +515,7 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
   // Tombstones that may still hide a record elsewhere move to the open region (keeping their
   // sequence numbers) and are durable before this region's copy goes.
   for (SummaryEntry t : carry) {
-    TW_ASSIGN_OR_RETURN(Allocation a, AllocateImpl(0));
+    TW_ASSIGN_OR_RETURN(Allocation a, AllocateImpl(0, /*reclaim=*/true));
     t.region = a.region;
     t.epoch = a.epoch;
     t.offset = uint64_t(a.region) * sb_.region_size;
@@ -539,7 +550,7 @@ Status NvmeEngine::ReleaseRegion(uint32_t region, std::span<const SummaryEntry> 
   for (uint64_t length : then_allocate) {
     allocations->push_back(length == 0 || length % kBlock != 0
                                ? StatusOr<Allocation>(InvalidArgumentError("bad record length"))
-                               : AllocateAllocLocked(length));
+                               : AllocateAllocLocked(length, /*reclaim=*/true));
   }
   return OkStatus();
 }

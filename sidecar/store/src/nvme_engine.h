@@ -82,7 +82,8 @@ class NvmeEngine {
   ~NvmeEngine();
 
   // Reserves `length` bytes (4 KiB multiple) of append-only space. ResourceExhausted when no
-  // free region is left (the Store then reclaims and retries).
+  // free region is left but the one kept for reclaim (kReclaimReserve; the Store then
+  // reclaims and retries).
   StatusOr<Allocation> Allocate(uint64_t length);
   // Reserves a summary slot without bytes in the open region, for a tombstone: its sequence
   // number is larger than that of every record allocated before and smaller than that of
@@ -196,8 +197,16 @@ class NvmeEngine {
   };
 
   NvmeEngine() = default;
-  StatusOr<Allocation> AllocateImpl(uint64_t length);         // length 0: a tombstone's slot
-  StatusOr<Allocation> AllocateAllocLocked(uint64_t length);  // REQUIRES: alloc_mu_ held
+  // Free regions that only reclaim may open: releasing a region first carries its live
+  // tombstones into the open region, which takes a slot, and so a fresh region when the open
+  // one is full. Were puts to take the last free region, no region could be released again
+  // and the tier would answer `busy` for good.
+  static constexpr uint32_t kReclaimReserve = 1;
+  // length 0: a tombstone's slot. `reclaim`: the allocation may open the reserve.
+  StatusOr<Allocation> AllocateImpl(uint64_t length, bool reclaim = false);
+  // REQUIRES: alloc_mu_ held.
+  StatusOr<Allocation> AllocateAllocLocked(uint64_t length, bool reclaim = false);
+  uint32_t UsableLocked() const;  // REQUIRES: mu_ held
   // The usable region where a new run of `span` regions should start: the one with the most
   // usable regions after it (so the run can grow), prepared ones first. -1 when none fits.
   int64_t PickRunStartLocked(uint32_t span) const;
