@@ -606,11 +606,11 @@ TEST_F(ServiceTest, AdminOperationsAreAudited) {
   EXPECT_NE(audit[1].find("op=admin_namespaces socket=admin"), std::string::npos) << audit[1];
   EXPECT_NE(audit[1].find("result=ok count=1"), std::string::npos) << audit[1];
   EXPECT_NE(audit[2].find(StrCat("op=admin_export socket=admin")), std::string::npos);
-  EXPECT_NE(audit[2].find(StrCat("target=namespace=", ns.Hex(), " result=ok count=3")),
+  EXPECT_NE(audit[2].find(StrCat("target=\"namespace=", ns.Hex(), "\" result=ok count=3")),
             std::string::npos)
       << audit[2];
   EXPECT_NE(audit[3].find(StrCat("op=admin_evict_namespace socket=admin")), std::string::npos);
-  EXPECT_NE(audit[3].find(StrCat("target=namespace=", ns.Hex(), " result=ok count=3")),
+  EXPECT_NE(audit[3].find(StrCat("target=\"namespace=", ns.Hex(), "\" result=ok count=3")),
             std::string::npos)
       << audit[3];
 }
