@@ -47,6 +47,7 @@ TEST_PACKAGES=(
   libgtest-dev libgmock-dev googletest
   redis-server libhiredis-dev util-linux iproute2 procps curl unzip nodejs
   etcd-server openssl
+  libseccomp-dev  # twd_seccomp_profile_test loads the chart's seccomp profile
 )
 $demo || $build_only || PACKAGES+=("${TEST_PACKAGES[@]}")
 

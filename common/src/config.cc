@@ -159,6 +159,9 @@ class Parser {
     try {
       if constexpr (std::is_same_v<T, std::string>) {
         if (!n.IsScalar()) return Fail(name, "must be a string");
+        // YAML text is Unicode; a byte that is not UTF-8 could not be rendered back (the
+        // config_yaml fuzz target found RenderYaml turning one into U+FFFD).
+        if (!IsValidUtf8(n.Scalar())) return Fail(name, "must be UTF-8 text");
         out = n.Scalar();
       } else if constexpr (std::is_same_v<T, std::vector<uint32_t>>) {
         if (!n.IsSequence()) return Fail(name, "must be a list of integers");

@@ -42,6 +42,7 @@ class LevelFlag : public spdlog::custom_flag_formatter {
     if (msg.level == spdlog::level::debug) name = "DEBUG";
     if (msg.level == spdlog::level::info) name = "INFO";
     if (msg.level == spdlog::level::warn) name = "WARN";
+    if (msg.level == spdlog::level::critical) name = "AUDIT";  // log::Audit, never filtered
     dest.append(name.data(), name.data() + name.size());
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
@@ -139,8 +140,10 @@ StatusOr<Level> ParseLevel(std::string_view text, std::string_view field) {
 void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }
 Level GetLevel() { return static_cast<Level>(g_level.load(std::memory_order_relaxed)); }
 
-void Write(Level level, std::string_view message, std::initializer_list<Field> fields) {
-  if (!Enabled(level)) return;
+namespace {
+
+// `msg="..." key=value ...`: the line after the time and level columns.
+std::string Body(std::string_view message, std::initializer_list<Field> fields) {
   std::string body = "msg=";
   AppendValue(body, message);
   for (const Field& f : fields) {
@@ -149,7 +152,20 @@ void Write(Level level, std::string_view message, std::initializer_list<Field> f
     body.push_back('=');
     AppendValue(body, f.value);
   }
+  return body;
+}
+
+}  // namespace
+
+void Write(Level level, std::string_view message, std::initializer_list<Field> fields) {
+  if (!Enabled(level)) return;
+  std::string body = Body(message, fields);
   Logger().log(ToSpdlog(level), spdlog::string_view_t(body.data(), body.size()));
+}
+
+void Audit(std::string_view message, std::initializer_list<Field> fields) {
+  std::string body = Body(message, fields);
+  Logger().log(spdlog::level::critical, spdlog::string_view_t(body.data(), body.size()));
 }
 
 void SetSinkForTest(std::string* sink) {

@@ -93,8 +93,13 @@ void AddCsiContainers(const TokenWarehouseSpec& spec, const json& twd_image, jso
                             StrCat("--socket-root=", spec.socket_host_directory),
                             StrCat("--log-level=", spec.log_level)})},
       {"env", json::array({FieldEnv("TW_NODE_NAME", "spec.nodeName")})},
-      // mount(2) needs CAP_SYS_ADMIN, and Bidirectional propagation a privileged container.
-      {"securityContext", {{"privileged", true}, {"runAsUser", 0}, {"runAsNonRoot", false}}},
+      // mount(2) needs CAP_SYS_ADMIN, and Bidirectional propagation a privileged container
+      // (the API server refuses it otherwise): privileged by necessity (docs/security.md).
+      {"securityContext",
+       {{"privileged", true},
+        {"runAsUser", 0},
+        {"runAsNonRoot", false},
+        {"readOnlyRootFilesystem", true}}},
       {"resources",
        {{"requests", {{"cpu", "10m"}, {"memory", "32Mi"}}}, {"limits", {{"memory", "128Mi"}}}}},
       {"volumeMounts", json::array({{{"name", "csi-plugin"}, {"mountPath", kCsiPluginDir}},
@@ -115,6 +120,7 @@ void AddCsiContainers(const TokenWarehouseSpec& spec, const json& twd_image, jso
       {"securityContext",
        {{"runAsUser", 0},
         {"runAsNonRoot", false},
+        {"readOnlyRootFilesystem", true},
         {"allowPrivilegeEscalation", false},
         {"capabilities", {{"drop", json::array({"ALL"})}}}}},
       {"resources",
@@ -255,6 +261,16 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
       mounts.push_back({{"name", vol}, {"mountPath", DevicePathInPod(d)}});
       block_device |= d.host_path_type == "BlockDevice";
       if (d.host_path_type != "BlockDevice") chown_paths.push_back(DevicePathInPod(d));
+      if (d.host_path_type != "BlockDevice" && &d == &spec.nvme_devices.front()) {
+        // twd keeps declared namespaces' fields in a file beside the first data path
+        // (NamespaceRegistryPath); the root filesystem is read-only, so it is a host file too.
+        const std::string registry = DevicePathInPod(d) + ".namespaces";
+        volumes.push_back(
+            {{"name", vol + "-namespaces"},
+             {"hostPath", {{"path", d.host_path + ".namespaces"}, {"type", "FileOrCreate"}}}});
+        mounts.push_back({{"name", vol + "-namespaces"}, {"mountPath", registry}});
+        chown_paths.push_back(registry);
+      }
     }
   }
 
@@ -275,8 +291,21 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
         {{"name", "mesh"}, {"containerPort", spec.federation_port}, {"protocol", "TCP"}});
   }
 
-  json security = {{"capabilities", {{"add", json::array({"IPC_LOCK"})}}}};
-  if (block_device) security["privileged"] = true;  // raw block devices need device access
+  // Non-root, nothing writable but the mounted volumes, every capability dropped but
+  // IPC_LOCK (pinning the DRAM arena); seccomp below (docs/security.md).
+  json security = {
+      {"runAsNonRoot", true},
+      {"runAsUser", kTwdUid},
+      {"runAsGroup", kTwdUid},
+      {"readOnlyRootFilesystem", true},
+      {"allowPrivilegeEscalation", false},
+      {"capabilities", {{"drop", json::array({"ALL"})}, {"add", json::array({"IPC_LOCK"})}}}};
+  if (block_device) {
+    // Raw block devices need device access; Kubernetes refuses a privileged container that
+    // also forbids privilege escalation.
+    security["privileged"] = true;
+    security.erase("allowPrivilegeEscalation");
+  }
 
   json container = {
       {"name", "twd"},
@@ -310,12 +339,19 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
       {"securityContext",
        {{"runAsUser", 0},
         {"runAsNonRoot", false},
+        {"readOnlyRootFilesystem", true},
         {"allowPrivilegeEscalation", false},
         {"capabilities", {{"drop", json::array({"ALL"})}, {"add", json::array({"CHOWN"})}}}}},
       {"volumeMounts", mounts},
   };
 
   double grace_s = std::chrono::duration<double>(spec.shutdown_grace).count();
+  json seccomp = {{"type", spec.seccomp_type}};
+  if (spec.seccomp_type == "Localhost") {
+    seccomp["localhostProfile"] = spec.seccomp_localhost_profile;
+  }
+  container["securityContext"]["seccompProfile"] = seccomp;
+  init["securityContext"]["seccompProfile"] = seccomp;
   json pod_spec = {
       {"initContainers", json::array({init})},
       {"containers", json::array({container})},
@@ -333,8 +369,11 @@ json RenderDaemonSet(const json& tw, const TokenWarehouseSpec& spec, const Rende
     for (const auto& s : spec.image_pull_secrets) secrets.push_back({{"name", s}});
     pod_spec["imagePullSecrets"] = secrets;
   }
+  // RuntimeDefault for the pod (the CSI registrar, a foreign binary, keeps it); twd and its
+  // init container get spec.seccompProfile, which may be the tighter Localhost profile.
+  pod_spec["securityContext"] = {{"seccompProfile", {{"type", "RuntimeDefault"}}}};
   if (spec.federation_enabled && !spec.federation_tls_secret.empty()) {
-    pod_spec["securityContext"] = {{"fsGroup", kTwdUid}};
+    pod_spec["securityContext"]["fsGroup"] = kTwdUid;
   }
   if (spec.host_network) {
     pod_spec["hostNetwork"] = true;

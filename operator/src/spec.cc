@@ -113,6 +113,16 @@ StatusOr<TokenWarehouseSpec> ParseSpec(const json& spec_json) {
     if (!out.tolerations.is_array()) return FieldError("spec.tolerations", "must be a list");
   }
   TW_ASSIGN_OR_RETURN(out.priority_class_name, s.String("priorityClassName", ""));
+  {
+    Obj sc = s.Child("seccompProfile");
+    TW_ASSIGN_OR_RETURN(out.seccomp_type,
+                        sc.Enum("type", "RuntimeDefault", {"RuntimeDefault", "Localhost"}));
+    TW_ASSIGN_OR_RETURN(out.seccomp_localhost_profile, sc.String("localhostProfile", ""));
+    if ((out.seccomp_type == "Localhost") == out.seccomp_localhost_profile.empty()) {
+      return FieldError("spec.seccompProfile.localhostProfile",
+                        "is required with type Localhost and allowed only with it");
+    }
+  }
   TW_ASSIGN_OR_RETURN(out.log_level,
                       s.Enum("logLevel", "info", {"debug", "info", "warn", "error"}));
   TW_ASSIGN_OR_RETURN(int64_t chunk, s.Int("chunkTokens", 256, 1, 65536));

@@ -13,6 +13,7 @@ Exits 0 when every check holds, 1 on the first failure (with what and why), 77 (
 helm can be had. chartlib.py says where helm and kubectl come from.
 """
 
+import json
 import os
 import re
 import sys
@@ -243,6 +244,10 @@ def check_deployment(objects, name, namespaced):
         raise Failure("%s: runAsNonRoot is not set" % name)
     if sc.get("runAsUser", psc.get("runAsUser")) == 0:
         raise Failure("%s: runs as uid 0" % name)
+    seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+    if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+        raise Failure("%s: seccompProfile is %r, want RuntimeDefault or Localhost" %
+                      (name, seccomp))
     if sc.get("readOnlyRootFilesystem") is not True:
         raise Failure("%s: readOnlyRootFilesystem is not true" % name)
     if sc.get("allowPrivilegeEscalation") is not False:
@@ -440,12 +445,29 @@ def test_template(helms, kubectl):
             if namespaced and by_kind(objects, "CSIDriver"):
                 raise Failure("%s: a namespace-scoped install renders a CSIDriver" % label)
             log("ok: %s: %d objects (%s)" % (label, len(objects), ", ".join(kinds)))
+        check_seccomp_profile(helm, kubectl, major)
         # The CRD ships in crds/ and is rendered only on request.
         _, out, _ = helm_template(helm, extra=["--include-crds"])
         crds = by_kind(chartlib.parse_manifests(kubectl, out), "CustomResourceDefinition")
         if [c["metadata"]["name"] for c in crds] != ["tokenwarehouses.tokenwarehouse.io"]:
             raise Failure("helm %d: --include-crds renders %r" % (major, crds))
         log("ok: helm %d: crds/ holds the TokenWarehouse CRD" % major)
+
+
+def check_seccomp_profile(helm, kubectl, major):
+    """seccompProfile.spo.enabled renders the SPO SeccompProfile from files/seccomp/twd.json,
+    rule for rule; off by default."""
+    _, out, _ = helm_template(helm)
+    if by_kind(chartlib.parse_manifests(kubectl, out), "SeccompProfile"):
+        raise Failure("helm %d: a SeccompProfile is rendered by default" % major)
+    _, out, _ = helm_template(helm, extra=["--set", "seccompProfile.spo.enabled=true"])
+    sp = one(chartlib.parse_manifests(kubectl, out), "SeccompProfile")
+    with open(os.path.join(CHART_DIR, "files", "seccomp", "twd.json")) as f:
+        profile = json.load(f)
+    if sp["metadata"]["name"] != "tokenwarehouse-twd" or any(
+            sp["spec"][k] != profile[k] for k in ("defaultAction", "architectures", "syscalls")):
+        raise Failure("helm %d: the SeccompProfile differs from files/seccomp/twd.json" % major)
+    log("ok: helm %d: seccompProfile.spo.enabled renders files/seccomp/twd.json" % major)
 
 
 # ------------------------------------------------------------------------------------------
@@ -509,6 +531,9 @@ BAD_VALUES = [
     ("bad certificate validity", ["--set", "webhook.certificate.validity=1year"], "validity"),
     ("issuerRef without a name", ["--set", "webhook.certManager.issuerRef.kind=Issuer",
                                   "--set", "webhook.certManager.issuerRef.name="], "name"),
+    ("unconfined seccomp",
+     ["--set", "operator.podSecurityContext.seccompProfile.type=Unconfined"], "seccompProfile"),
+    ("unknown seccompProfile value", ["--set", "seccompProfile.spo.enable=true"], "enable"),
 ]
 
 

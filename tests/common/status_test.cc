@@ -76,6 +76,19 @@ TEST(Crc32c, KnownValuesAndChaining) {
   EXPECT_EQ(Crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);  // RFC 3720 B.4
 }
 
+TEST(Log, AuditLinesIgnoreTheLevel) {
+  std::string sink;
+  log::SetSinkForTest(&sink);
+  log::SetLevel(log::Level::kError);
+  TW_LOG(kWarn, "hidden");
+  log::Audit("admin operation", {{"op", "admin_export"}, {"uid", 0}});
+  log::SetLevel(log::Level::kInfo);
+  log::SetSinkForTest(nullptr);
+  EXPECT_EQ(sink.find("hidden"), std::string::npos);
+  EXPECT_NE(sink.find("Z AUDIT msg=\"admin operation\" op=admin_export uid=0\n"), std::string::npos)
+      << sink;
+}
+
 TEST(Log, KeyValueLinesAndLevels) {
   std::string sink;
   log::SetSinkForTest(&sink);

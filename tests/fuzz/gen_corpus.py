@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""Writes the seed corpus of the protocol fuzz target (tests/fuzz/corpus/): valid frames of
+"""Writes the seed corpus of the protocol fuzz target (tests/fuzz/corpus/frame/): valid frames of
 every request type and hostile variants. Stdlib only; run from anywhere."""
 import os
 import struct
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "frame")
 MAGIC = 0x50435754
 
 

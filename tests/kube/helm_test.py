@@ -52,6 +52,7 @@ class HelmTest(unittest.TestCase):
                    "--set", "example.enabled=true")
         self.assertIn("STATUS: deployed", out)
         self.assertIn("--log-level=info", operator_args(ns, release))
+        self.check_operator_hardening(ns, release)
         self.assertIsNotNone(CP.get("-n", ns, "tokenwarehouse", "example"))
         self.assertIsNotNone(CP.get("crd", "tokenwarehouses.tokenwarehouse.io"))
         # The pod webhook: the server accepted its configuration as the chart wrote it.
@@ -83,6 +84,18 @@ class HelmTest(unittest.TestCase):
         secrets = CP.get("-n", ns, "secrets", "-l", "owner=helm")
         self.assertEqual(secrets["items"], [], "helm left release Secrets behind")
         self.assertIsNotNone(CP.get("crd", "tokenwarehouses.tokenwarehouse.io"))
+
+    def check_operator_hardening(self, ns, release):
+        """The operator's pod as the API server stored it (docs/security.md): seccomp
+        RuntimeDefault, non-root, read-only root filesystem, no escalation, no capability."""
+        dep = CP.get("-n", ns, "deployment", "%s-tokenwarehouse-operator" % release)
+        pod = dep["spec"]["template"]["spec"]
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        sc = pod["containers"][0]["securityContext"]
+        self.assertTrue(sc["readOnlyRootFilesystem"])
+        self.assertFalse(sc["allowPrivilegeEscalation"])
+        self.assertEqual(sc["capabilities"], {"drop": ["ALL"]})
 
     def test_helm3_install_upgrade_rollback_uninstall(self):
         if 3 not in HELMS:

@@ -150,9 +150,54 @@ TEST_F(RenderTest, DaemonSetCarriesWhatTwdNeeds) {
 // kubelet's plugin folders; without it the pod has twd alone.
 // spec.federation.tls: the Secret mounted read-only where the rendered config points, readable
 // by twd's group only; cacheRemoteHits reaches the config. Without it: no volume, no fsGroup.
+// docs/security.md: twd non-root on a read-only root filesystem with every capability dropped
+// but IPC_LOCK and no escalation; the pod RuntimeDefault; twd and its init container on
+// spec.seccompProfile (Localhost when asked); a privileged twd only for raw block devices.
+TEST_F(RenderTest, PodsAreHardened) {
+  json ds = RenderDaemonSet(tw_, spec_, RenderOptions{});
+  const json& pod = ds["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["securityContext"]["seccompProfile"], json({{"type", "RuntimeDefault"}}));
+  const json& twd = pod["containers"][0]["securityContext"];
+  EXPECT_EQ(twd["runAsNonRoot"], true);
+  EXPECT_EQ(twd["runAsUser"], kTwdUid);
+  EXPECT_EQ(twd["readOnlyRootFilesystem"], true);
+  EXPECT_EQ(twd["allowPrivilegeEscalation"], false);
+  EXPECT_EQ(twd["capabilities"], json::parse(R"({"drop":["ALL"],"add":["IPC_LOCK"]})"));
+  EXPECT_EQ(twd["seccompProfile"], json({{"type", "RuntimeDefault"}}));
+  EXPECT_FALSE(twd.contains("privileged"));
+  const json& init = pod["initContainers"][0]["securityContext"];
+  EXPECT_EQ(init["readOnlyRootFilesystem"], true);
+  EXPECT_EQ(init["capabilities"], json::parse(R"({"drop":["ALL"],"add":["CHOWN"]})"));
+  // The namespace registry beside the first hostPath data file is a host file too.
+  bool registry = false;
+  for (const json& m : pod["containers"][0]["volumeMounts"]) {
+    registry |= m["mountPath"] == DevicePathInPod(spec_.nvme_devices[0]) + ".namespaces";
+  }
+  EXPECT_TRUE(registry);
+
+  json spec = GoldenSpec();
+  spec["seccompProfile"] = {{"type", "Localhost"}, {"localhostProfile", "tokenwarehouse/twd.json"}};
+  spec["tiers"]["nvme"]["devices"][0]["hostPathType"] = "BlockDevice";
+  auto parsed = ParseSpec(spec);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ds = RenderDaemonSet(Owner(spec), *parsed, RenderOptions{});
+  const json& p2 = ds["spec"]["template"]["spec"];
+  const json local = {{"type", "Localhost"}, {"localhostProfile", "tokenwarehouse/twd.json"}};
+  EXPECT_EQ(p2["containers"][0]["securityContext"]["seccompProfile"], local);
+  EXPECT_EQ(p2["initContainers"][0]["securityContext"]["seccompProfile"], local);
+  EXPECT_EQ(p2["securityContext"]["seccompProfile"], json({{"type", "RuntimeDefault"}}));
+  EXPECT_EQ(p2["containers"][0]["securityContext"]["privileged"], true);
+  EXPECT_FALSE(p2["containers"][0]["securityContext"].contains("allowPrivilegeEscalation"));
+
+  spec["seccompProfile"] = {{"type", "Localhost"}};
+  EXPECT_FALSE(ParseSpec(spec).ok());  // Localhost needs its path
+  spec["seccompProfile"] = {{"type", "Unconfined"}};
+  EXPECT_FALSE(ParseSpec(spec).ok());
+}
+
 TEST_F(RenderTest, MeshTlsSecretMountedWhereTheConfigPoints) {
   json off = RenderDaemonSet(tw_, spec_, RenderOptions{});
-  EXPECT_FALSE(off["spec"]["template"]["spec"].contains("securityContext"));
+  EXPECT_FALSE(off["spec"]["template"]["spec"]["securityContext"].contains("fsGroup"));
   EXPECT_EQ(off.dump().find("mesh-tls"), std::string::npos);
 
   json with_tls = GoldenSpec();

@@ -83,5 +83,58 @@ TEST(NvmeEngineTest, CommitsHeldBehindAFailingSealFailInsteadOfWaiting) {
   state->Revive();
 }
 
+
+// A superblock whose checksum is valid but whose geometry is not (another program's bug,
+// tampering): Open refuses it as data loss instead of dividing by a zero region size or
+// reading past the device (found by the store_metadata fuzz target's geometry check).
+TEST(NvmeEngineTest, OpenRefusesAChecksummedSuperblockWithImpossibleGeometry) {
+  auto f = std::make_shared<FaultDeviceFactory>();
+  NvmeEngine::Options o;
+  o.config.paths.push_back({kPath, 64 * MiB});
+  o.config.region_size = 1 * MiB;
+  o.config.stripe_unit = 128 * KiB;
+  o.factory = f;
+  std::vector<SummaryEntry> recovered;
+  {
+    auto opened = NvmeEngine::Open(o, &recovered);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  }
+  // The device is opened only between engine runs: an open device holds the path's lock.
+  AlignedBuffer blocks(2 * kBlock);
+  Superblock good;
+  {
+    auto dev = f->Open(o.config.paths[0], 8);
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+    ASSERT_TRUE((*dev)->Read(0, blocks.data(), 2 * kBlock).ok());
+  }
+  ASSERT_EQ(DecodeSuperblock(blocks.data() + kBlock, &good), SuperblockCheck::kValid);
+  EXPECT_TRUE(ValidateSuperblock(good, 64 * MiB).ok());
+  EXPECT_FALSE(ValidateSuperblock(good, 8 * MiB).ok());  // the data area ends past the path
+
+  auto rewrite = [&](const Superblock& sb) {
+    for (uint64_t copy = 0; copy < 2; ++copy) {
+      EncodeSuperblock(sb, blocks.data() + copy * kBlock);
+    }
+    auto dev = f->Open(o.config.paths[0], 8);
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+    ASSERT_TRUE((*dev)->Write(0, blocks.data(), 2 * kBlock).ok());
+    ASSERT_TRUE((*dev)->Sync().ok());
+  };
+  for (int field = 0; field < 4; ++field) {
+    Superblock bad = good;
+    if (field == 0) bad.region_size = 0;
+    if (field == 1) bad.stripe_unit = 0;
+    if (field == 2) bad.region_count = UINT32_MAX;
+    if (field == 3) bad.per_device_data = UINT64_MAX - 4095;
+    rewrite(bad);
+    auto reopened = NvmeEngine::Open(o, &recovered);
+    ASSERT_FALSE(reopened.ok()) << field;
+    EXPECT_EQ(reopened.status().code(), StatusCode::kDataLoss) << reopened.status().ToString();
+  }
+  rewrite(good);
+  auto again = NvmeEngine::Open(o, &recovered);
+  EXPECT_TRUE(again.ok()) << again.status().ToString();
+}
+
 }  // namespace
 }  // namespace tw::store

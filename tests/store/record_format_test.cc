@@ -63,6 +63,30 @@ TEST(RecordFormatTest, LargeHeadersGrowIn4KiBSteps) {
   EXPECT_EQ(h->info.tokens.size(), 2000u);
 }
 
+// A header with a valid checksum whose segment sizes wrap the layout's sums (two segments of
+// 2^63 bytes "add up" to a value size of 0) is corrupt, not a record to read segments of
+// (found by the store_record fuzz target; tests/fuzz/corpus/store_record/regress_*).
+TEST(RecordFormatTest, SegmentSizesThatWrapTheLayoutAreRefused) {
+  auto c = testing::MakeChunk(6, {4096});
+  c.info.segment_sizes = {uint64_t{1} << 63, uint64_t{1} << 63};
+  RecordLayout l = ComputeLayout(c.info);
+  EXPECT_EQ(l.value_size, 0u);  // the wrap the decoder must not accept
+  AlignedBuffer rec(l.header_len);
+  EncodeHeader(c.info, l, 1, 1, {}, rec.data());
+  auto h = DecodeHeader(rec.data(), l.header_len);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kDataLoss) << h.status().ToString();
+  // One segment just over the limit is refused too; one at it is a record.
+  c.info.segment_sizes = {kMaxRecordValueBytes + 1};
+  l = ComputeLayout(c.info);
+  EncodeHeader(c.info, l, 1, 1, {}, rec.data());
+  EXPECT_EQ(DecodeHeader(rec.data(), l.header_len).status().code(), StatusCode::kDataLoss);
+  c.info.segment_sizes = {kMaxRecordValueBytes};
+  l = ComputeLayout(c.info);
+  EncodeHeader(c.info, l, 1, 1, {}, rec.data());
+  EXPECT_TRUE(DecodeHeader(rec.data(), l.header_len).ok());
+}
+
 TEST(MetadataFormatTest, SuperblockJournalAndRegionHeaders) {
   AlignedBuffer b(4096);
   Superblock sb;

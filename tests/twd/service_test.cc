@@ -15,6 +15,7 @@
 #include "service_fixture.h"
 #include "service_metrics.h"
 #include "socket_codec.h"
+#include "tw/common/log.h"
 #include "tw/common/metrics.h"
 #include "tw/common/strings.h"
 
@@ -560,6 +561,58 @@ TEST_F(ServiceTest, AdminSocketNamespacesExportEvict) {
   auto res = c.Call<pb::GetResponse>(Opcode::kGet, g);
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res->results(0).miss(), pb::MISS_REASON_EVICTED);
+}
+
+// Every admin operation leaves one audit line — who (uid, gid, pid), what, on what, with which
+// result — whatever the log level; so does an admin operation tried on the client socket.
+TEST_F(ServiceTest, AdminOperationsAreAudited) {
+  std::string sink;
+  log::SetSinkForTest(&sink);
+  log::SetLevel(log::Level::kError);  // audit lines are never filtered
+  StartServer();
+  Key ns;
+  TestClient c = Ready(TestNamespace(), &ns);
+  PutChain(c, ns, 3);
+  EXPECT_FALSE(
+      c.Call<pb::NamespacesResponse>(Opcode::kAdminNamespaces, pb::NamespacesRequest()).ok());
+  TestClient a = Connect(/*admin=*/true);
+  ASSERT_TRUE(
+      a.Call<pb::NamespacesResponse>(Opcode::kAdminNamespaces, pb::NamespacesRequest()).ok());
+  pb::ExportRequest xr;
+  xr.set_namespace_digest(std::string(ns.View()));
+  auto ex = a.Call<pb::ExportResponse>(Opcode::kAdminExport, xr);
+  ASSERT_TRUE(ex.ok());
+  EXPECT_EQ(ex->chunks_size(), 3);
+  pb::EvictNamespaceRequest ev;
+  ev.set_namespace_digest(std::string(ns.View()));
+  auto e = a.Call<pb::EvictNamespaceResponse>(Opcode::kAdminEvictNamespace, ev);
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(a.Call<pb::PingResponse>(Opcode::kPing, pb::PingRequest()).ok());
+  StopServer();  // no server thread writes to the sink from here on
+  log::SetLevel(log::Level::kInfo);
+  log::SetSinkForTest(nullptr);
+
+  std::vector<std::string> audit;
+  for (std::string_view line : Split(sink, '\n')) {
+    if (line.find(" AUDIT msg=\"admin operation\"") != std::string_view::npos) {
+      audit.emplace_back(line);
+    }
+  }
+  ASSERT_EQ(audit.size(), 4u) << sink;  // PING is not audited
+  const std::string who = StrCat(" uid=", ::getuid(), " gid=", ::getgid(), " pid=", ::getpid());
+  for (const std::string& line : audit) EXPECT_NE(line.find(who), std::string::npos) << line;
+  EXPECT_NE(audit[0].find("op=admin_namespaces socket=client"), std::string::npos) << audit[0];
+  EXPECT_NE(audit[0].find("result=\"PERMISSION_DENIED: "), std::string::npos) << audit[0];
+  EXPECT_NE(audit[1].find("op=admin_namespaces socket=admin"), std::string::npos) << audit[1];
+  EXPECT_NE(audit[1].find("result=ok count=1"), std::string::npos) << audit[1];
+  EXPECT_NE(audit[2].find(StrCat("op=admin_export socket=admin")), std::string::npos);
+  EXPECT_NE(audit[2].find(StrCat("target=\"namespace=", ns.Hex(), "\" result=ok count=3")),
+            std::string::npos)
+      << audit[2];
+  EXPECT_NE(audit[3].find(StrCat("op=admin_evict_namespace socket=admin")), std::string::npos);
+  EXPECT_NE(audit[3].find(StrCat("target=\"namespace=", ns.Hex(), "\" result=ok count=3")),
+            std::string::npos)
+      << audit[3];
 }
 
 TEST_F(ServiceTest, ExportStreamsInFramesWithMore) {

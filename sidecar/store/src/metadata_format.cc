@@ -1,8 +1,10 @@
 #include "metadata_format.h"
 
 #include <cstring>
+#include <string_view>
 
 #include "tw/common/crc32c.h"
+#include "tw/common/strings.h"
 
 namespace tw::store {
 namespace {
@@ -121,6 +123,41 @@ SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out) {
   sb.journal_base = r.journal_base;
   sb.seq_floor = r.seq_floor;
   return SuperblockCheck::kValid;
+}
+
+Status ValidateSuperblock(const Superblock& sb, uint64_t device_size) {
+  using u128 = unsigned __int128;  // no sum or product below can wrap
+  auto bad = [](std::string_view what) { return DataLossError(StrCat("superblock: ", what)); };
+  if (sb.device_count == 0 || sb.device_index >= sb.device_count) {
+    return bad(StrCat("device ", sb.device_index, " of ", sb.device_count));
+  }
+  if (sb.region_size < 4 * kBlock || sb.region_size % kBlock != 0) {
+    return bad(StrCat("region size ", sb.region_size));
+  }
+  if (sb.stripe_unit < kBlock || sb.stripe_unit % kBlock != 0) {
+    return bad(StrCat("stripe unit ", sb.stripe_unit));
+  }
+  if (sb.region_count == 0 || sb.max_entries == 0 || sb.journal_blocks == 0) {
+    return bad("zero regions, summary entries or journal blocks");
+  }
+  if (sb.header_off < kReservedHead || sb.header_off % kBlock != 0 || sb.dense_off % kBlock != 0 ||
+      sb.journal_off % kBlock != 0 || sb.data_offset % kBlock != 0) {
+    return bad("metadata areas not 4 KiB aligned or over the superblocks");
+  }
+  const u128 dense = (u128(sb.max_entries) * kEntryBytes + kBlock - 1) / kBlock * kBlock;
+  if (u128(sb.header_off) + u128(sb.region_count) * kBlock > sb.dense_off ||
+      u128(sb.dense_off) + u128(sb.region_count) * dense > sb.journal_off ||
+      u128(sb.journal_off) + u128(sb.journal_blocks) * kBlock > sb.data_offset) {
+    return bad("metadata areas overlap");
+  }
+  if (u128(sb.data_offset) + sb.per_device_data > device_size) {
+    return bad(StrCat("data area ends past the path's ", device_size, " bytes"));
+  }
+  if (sb.per_device_data % sb.stripe_unit != 0 ||
+      u128(sb.region_count) * sb.region_size > u128(sb.device_count) * sb.per_device_data) {
+    return bad("regions do not fit the data area");
+  }
+  return OkStatus();
 }
 
 void EncodeEntry(const SummaryEntry& e, uint8_t* out) {

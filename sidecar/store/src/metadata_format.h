@@ -59,6 +59,13 @@ enum class SuperblockCheck {
 
 void EncodeSuperblock(const Superblock& sb, uint8_t* block);
 SuperblockCheck DecodeSuperblock(const uint8_t* block, Superblock* out);
+// Checks that a decoded superblock describes a geometry this build can use on a path of
+// `device_size` bytes: block-aligned areas in order (superblocks, region headers, dense
+// summaries, journal, data) inside the path, non-zero region size, stripe unit, counts, and a
+// data area that holds its regions. A valid checksum over hostile fields (a bug of another
+// program, deliberate tampering) is DataLoss here, never a division by zero or a read outside
+// the device later.
+Status ValidateSuperblock(const Superblock& sb, uint64_t device_size);
 
 // What a summary entry stands for. A tombstone has no bytes on media (record_4k == 0; its kind
 // is stored where a record keeps its header length): records it covers, those with a smaller

@@ -114,6 +114,9 @@ StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const Options& o,
                                               "start over)"));
       }
       const Superblock& sb = probes[i].sb;
+      if (Status geometry = ValidateSuperblock(sb, devs[i]->size()); !geometry.ok()) {
+        return geometry.WithPrefix(path);
+      }
       if (sb.store_id != probes[0].sb.store_id || sb.device_index != i ||
           sb.device_count != probes.size()) {
         return FailedPreconditionError(StrCat(path,

@@ -157,11 +157,16 @@ StatusOr<RecordHeader> DecodeHeader(const uint8_t* buf, uint64_t len) {
   std::memcpy(h.info.namespace_digest.bytes.data(), f.ns, 32);
   std::memcpy(h.info.parent.bytes.data(), f.parent, 32);
   const uint8_t* p = buf + sizeof f;
-  uint64_t total = 0;
+  uint64_t total = 0, padded = 0;
   for (uint32_t i = 0; i < f.segment_count; ++i) {
     SegmentEntry e;
     std::memcpy(&e, p, sizeof e);
     p += sizeof e;
+    // A checksum only proves the bytes are the ones written: sizes that would wrap the layout
+    // (found by the store_record fuzz target) are refused like any other corruption.
+    if (e.size > kMaxRecordValueBytes || (padded += AlignUp(e.size, 4096)) > kMaxRecordValueBytes) {
+      return DataLossError("record segment sizes out of range");
+    }
     h.info.segment_sizes.push_back(e.size);
     h.segment_crcs.push_back(e.crc);
     total += e.size;

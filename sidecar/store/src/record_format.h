@@ -23,6 +23,9 @@ namespace tw::store {
 
 inline constexpr uint32_t kRecordMagic = 0x43525754;  // "TWRC"
 inline constexpr uint16_t kRecordVersion = 1;
+// Largest value (sum of its segments, each padded to 4 KiB) a record header may describe: far
+// above any limits.max_value_size in use, and small enough that no layout sum can wrap.
+inline constexpr uint64_t kMaxRecordValueBytes = uint64_t{1} << 40;
 
 inline uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -61,7 +64,9 @@ void FinalizeHeader(const RecordLayout& layout, const uint8_t* record, uint8_t* 
 // Rewrites the sequence number (and header CRC) of an encoded header.
 void SetHeaderSeq(uint8_t* header, uint64_t seq);
 // Parses and verifies a header of `len` bytes (at least the header_len it names). DataLoss on
-// a checksum or magic mismatch, FailedPrecondition on an unknown format version.
+// a checksum or magic mismatch, or on sizes no record can have (segments whose padded sum
+// exceeds kMaxRecordValueBytes), FailedPrecondition on an unknown format version. The layout
+// of a decoded header (ComputeLayout) never wraps.
 StatusOr<RecordHeader> DecodeHeader(const uint8_t* buf, uint64_t len);
 // The header length a record names in its first bytes (0 when not a record).
 uint64_t PeekHeaderLength(const uint8_t* buf, uint64_t len);

@@ -358,7 +358,7 @@ void SocketCodec::OnPutQueued(const pb::PutRequest& request) {
 void SocketCodec::OnPutDone(const pb::PutRequest& request) { core_->OnPutDone(PutRefs(request)); }
 
 std::vector<std::string> SocketCodec::Export(uint64_t request_id, const pb::ExportRequest& r,
-                                             const Emit& emit) {
+                                             const Emit& emit, uint64_t* exported) {
   constexpr int kPerFrame = 1024;
   ExportRequest req;
   req.filter_namespace = !r.namespace_digest().empty();
@@ -394,6 +394,7 @@ std::vector<std::string> SocketCodec::Export(uint64_t request_id, const pb::Expo
     c->set_value_size(m.value_size);
     c->set_tier(ToProto(m.tier));
     c->set_created_unix_ms(m.created_unix_ms);
+    ++*exported;
     return true;
   });
   if (!finished) return {};  // the connection is gone
@@ -419,13 +420,30 @@ std::vector<std::string> SocketCodec::Handle(Session& session, const protocol::F
     return {protocol::EncodeReply(op, id, *status_or)};
   };
   const bool admin_op = protocol::IsAdminOpcode(op);
+  // Every operation on the admin socket (but PING) and every admin operation tried on the
+  // client socket leaves an audit line: who, what, on what, with which result.
+  std::string audit_target;
+  uint64_t audit_count = 0;
+  Status audit_result;
+  auto audit = [&] {
+    if (!(admin_op || session.admin) || op == Opcode::kPing) return;
+    log::Audit("admin operation",
+               {{"op", protocol::ToString(op)},
+                {"socket", session.admin ? "admin" : "client"},
+                {"uid", static_cast<uint64_t>(session.peer.uid)},
+                {"gid", static_cast<uint64_t>(session.peer.gid)},
+                {"pid", static_cast<int64_t>(session.peer.pid)},
+                {"session", session.id},
+                {"target", audit_target},
+                {"result", audit_result.ok() ? std::string("ok") : audit_result.ToString()},
+                {"count", audit_count}});
+  };
   if (admin_op != session.admin && op != Opcode::kStats && op != Opcode::kPing) {
     ServiceMetrics::Get().ProtocolError("wrong_socket");
-    return {protocol::EncodeError(
-        op, id,
-        PermissionDeniedError(StrCat(protocol::ToString(op), " is not served on the ",
-                                     session.admin ? "admin" : "client", " socket")),
-        false)};
+    audit_result = PermissionDeniedError(StrCat(protocol::ToString(op), " is not served on the ",
+                                                session.admin ? "admin" : "client", " socket"));
+    audit();
+    return {protocol::EncodeError(op, id, audit_result, false)};
   }
   std::vector<std::string> out;
   switch (op) {
@@ -471,19 +489,38 @@ std::vector<std::string> SocketCodec::Handle(Session& session, const protocol::F
     case Opcode::kPing:
       out = {protocol::EncodeReply(op, id, pb::PingResponse())};
       break;
-    case Opcode::kAdminNamespaces:
-      out = {protocol::EncodeReply(op, id, Namespaces(core))};
-      break;
-    case Opcode::kAdminEvictNamespace: {
-      pb::EvictNamespaceResponse resp;
-      resp.set_evicted(core.EvictNamespace(
-          KeyFromBytes(static_cast<const pb::EvictNamespaceRequest&>(request).namespace_digest())));
+    case Opcode::kAdminNamespaces: {
+      pb::NamespacesResponse resp = Namespaces(core);
+      audit_count = static_cast<uint64_t>(resp.namespaces_size());
       out = {protocol::EncodeReply(op, id, resp)};
       break;
     }
-    case Opcode::kAdminExport:
-      out = Export(id, static_cast<const pb::ExportRequest&>(request), emit);
+    case Opcode::kAdminEvictNamespace: {
+      const Key ns =
+          KeyFromBytes(static_cast<const pb::EvictNamespaceRequest&>(request).namespace_digest());
+      audit_target = StrCat("namespace=", ns.Hex());
+      pb::EvictNamespaceResponse resp;
+      resp.set_evicted(core.EvictNamespace(ns));
+      audit_count = resp.evicted();
+      out = {protocol::EncodeReply(op, id, resp)};
       break;
+    }
+    case Opcode::kAdminExport: {
+      const auto& r = static_cast<const pb::ExportRequest&>(request);
+      if (!r.namespace_digest().empty()) {
+        audit_target = StrCat("namespace=", KeyFromBytes(r.namespace_digest()).Hex());
+      }
+      if (!r.key().empty()) {
+        StrAppend(&audit_target, audit_target.empty() ? "" : ",",
+                  "key=", KeyFromBytes(r.key()).Hex());
+      }
+      if (r.max_chunks() != 0) {
+        StrAppend(&audit_target, audit_target.empty() ? "" : ",", "max_chunks=", r.max_chunks());
+      }
+      out = Export(id, r, emit, &audit_count);
+      if (out.empty()) audit_result = CancelledError("the connection closed during the export");
+      break;
+    }
     case Opcode::kAdminStats: {
       pb::AdminStatsResponse resp;
       *resp.mutable_stats() = StatsToProto(core.Stats(nullptr));
@@ -500,6 +537,7 @@ std::vector<std::string> SocketCodec::Handle(Session& session, const protocol::F
       break;
   }
   ServiceMetrics::Get().Latency(op, std::chrono::duration<double>(Clock::now() - received).count());
+  audit();
   return out;
 }
 

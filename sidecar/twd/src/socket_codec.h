@@ -44,7 +44,8 @@ class SocketCodec {
 
   // Runs one request (not HELLO) and returns the reply frames. A streamed reply (export)
   // hands all frames but the last to `emit` as they fill, when given; without it they are
-  // all returned. A request that fails as a whole becomes an error frame.
+  // all returned. A request that fails as a whole becomes an error frame. Every admin
+  // operation (and every one tried on the client socket) writes an audit line (log::Audit).
   std::vector<std::string> Handle(Session& session, const protocol::FrameHeader& header,
                                   const google::protobuf::MessageLite& request,
                                   Clock::time_point received, const Emit& emit = nullptr);
@@ -63,8 +64,9 @@ class SocketCodec {
   void OnPutDone(const pb::PutRequest& request);
 
  private:
-  std::vector<std::string> Export(uint64_t request_id, const pb::ExportRequest& r,
-                                  const Emit& emit);
+  // Counts the chunks it exported into `*exported`.
+  std::vector<std::string> Export(uint64_t request_id, const pb::ExportRequest& r, const Emit& emit,
+                                  uint64_t* exported);
 
   ServiceCore* const core_;
 };

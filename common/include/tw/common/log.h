@@ -49,6 +49,10 @@ struct Field {
 
 // Writes one line if `level` is enabled.
 void Write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
+// Writes one audit line, `TIME AUDIT msg="..." key=value ...`, whatever the level: log_level
+// never hides it, and `grep ' AUDIT '` finds every one (twd writes one per admin operation,
+// docs/security.md).
+void Audit(std::string_view message, std::initializer_list<Field> fields = {});
 
 // Redirects output (tests). nullptr restores stderr. Not thread-safe with concurrent Write.
 void SetSinkForTest(std::string* sink);

@@ -51,5 +51,8 @@ std::string_view StripWhitespace(std::string_view s);
 std::string ToLower(std::string_view s);
 // Joins with `sep`.
 std::string Join(const std::vector<std::string>& parts, std::string_view sep);
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF).
+bool IsValidUtf8(std::string_view s);
 
 }  // namespace tw

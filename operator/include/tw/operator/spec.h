@@ -43,6 +43,10 @@ struct TokenWarehouseSpec {
   nlohmann::json affinity;     // null when absent
   nlohmann::json tolerations;  // null when absent
   std::string priority_class_name;
+  // The twd pod's seccomp profile (spec.seccompProfile): RuntimeDefault, or Localhost with
+  // the path of a profile installed on every node (docs/security.md).
+  std::string seccomp_type = "RuntimeDefault";
+  std::string seccomp_localhost_profile;  // only with Localhost
   std::string log_level = "info";
   int chunk_tokens = 256;
   config::Durability default_durability = config::Durability::kMemory;

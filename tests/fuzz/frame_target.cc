@@ -1,15 +1,16 @@
-#include "frame_fuzz_target.h"
-
 #include <string_view>
 #include <vector>
 
+#include "fuzz_targets.h"
 #include "tokenwarehouse/v1/client.pb.h"
 #include "tw/protocol/frame.h"
 #include "tw/protocol/messages.h"
 
-namespace tw::protocol::fuzz {
+namespace tw::fuzz {
 
-int FuzzOne(const uint8_t* data, size_t size) {
+using namespace tw::protocol;
+
+int FuzzFrame(const uint8_t* data, size_t size) {
   int frames = 0;
   MessageLimits limits;
   limits.arena_size = 1 << 20;
@@ -51,4 +52,4 @@ int FuzzOne(const uint8_t* data, size_t size) {
   return frames;
 }
 
-}  // namespace tw::protocol::fuzz
+}  // namespace tw::fuzz
