@@ -290,4 +290,16 @@ Status KubeClient::Delete(const ResourceType& type, std::string_view ns, std::st
   return result.status();
 }
 
+int64_t JsonInt(const Json& object, std::string_view key, int64_t fallback) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (it->is_number_unsigned()) {
+    uint64_t v = it->get<uint64_t>();
+    return v <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(v) : fallback;
+  }
+  if (it->is_number_integer()) return it->get<int64_t>();
+  return fallback;
+}
+
 }  // namespace tw::op

@@ -2,11 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <random>
 
 #include "tw/common/log.h"
 #include "tw/common/strings.h"
 #include "tw/operator/backoff.h"
+#include "tw/operator/kube_client.h"
 #include "tw/operator/status.h"
 
 namespace tw::op {
@@ -112,11 +115,13 @@ bool LeaderElector::TryAcquireOrRenew() {
     observed_record_ = record;
     observed_at_ = steady_now;
   }
-  int64_t duration_s = old.value("leaseDurationSeconds", Seconds(config_.lease_duration));
+  // Bounded: a hostile or corrupt Lease must not overflow the clock arithmetic below.
+  int64_t duration_s = std::clamp<int64_t>(
+      JsonInt(old, "leaseDurationSeconds", Seconds(config_.lease_duration)), 0, 86400);
   bool expired = steady_now > observed_at_ + std::chrono::seconds(duration_s);
   bool ours = holder == config_.identity;
   if (!holder.empty() && !ours && !expired) return false;
-  int64_t transitions = old.value("leaseTransitions", int64_t{0});
+  int64_t transitions = std::clamp<int64_t>(JsonInt(old, "leaseTransitions", 0), 0, INT32_MAX);
   if (ours) {
     spec["acquireTime"] = old.value("acquireTime", now);
     spec["leaseTransitions"] = transitions;

@@ -1,10 +1,12 @@
 #include "tw/operator/status.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <ctime>
 
 #include "tw/common/strings.h"
 #include "tw/common/units.h"
+#include "tw/operator/kube_client.h"
 #include "tw/operator/render.h"
 #include "tw/operator/spec.h"
 
@@ -88,7 +90,7 @@ std::string NowRfc3339() {
 
 json ComputeStatus(const json& tw, const StatusInputs& in) {
   const json& meta = tw["metadata"];
-  int64_t generation = meta.value("generation", int64_t{0});
+  int64_t generation = JsonInt(meta, "generation", 0);
   json previous = tw.value("status", json::object()).value("conditions", json::array());
   bool deleting = !meta.value("deletionTimestamp", "").empty();
 
@@ -96,9 +98,10 @@ json ComputeStatus(const json& tw, const StatusInputs& in) {
   bool ds_current = false;
   if (in.daemon_set.is_object()) {
     const json& ds_status = in.daemon_set.value("status", json::object());
-    desired = ds_status.value("desiredNumberScheduled", 0);
-    int64_t ds_gen = in.daemon_set["metadata"].value("generation", int64_t{0});
-    ds_current = ds_status.value("observedGeneration", int64_t{0}) >= ds_gen;
+    desired = static_cast<int>(
+        std::clamp<int64_t>(JsonInt(ds_status, "desiredNumberScheduled", 0), 0, INT32_MAX));
+    int64_t ds_gen = JsonInt(in.daemon_set.value("metadata", Json::object()), "generation", 0);
+    ds_current = JsonInt(ds_status, "observedGeneration", 0) >= ds_gen;
   }
   int updated = 0;
   int ready = 0;

@@ -59,6 +59,29 @@ TEST(StatusTest, OnlyUpdatedReadyPodsCount) {
   EXPECT_EQ((*Cond(s, "Available"))["observedGeneration"], 4);
 }
 
+// Numbers from the API server are outside input: a float or an out-of-range number where an
+// integer belongs reads as absent, never as an undefined conversion (found by the
+// operator_json fuzz target: an observedGeneration of 3.9e44).
+TEST(StatusTest, NumbersOutOfIntegerRangeReadAsAbsent) {
+  StatusInputs in;
+  in.daemon_set = {{"metadata", {{"generation", 1.5e300}}},
+                   {"status",
+                    {{"desiredNumberScheduled", 1e30},
+                     {"observedGeneration", 3.9e44},
+                     {"numberAvailable", -1e300}}}};
+  in.template_hash = "new";
+  in.pods = {Pod("a", "new", true)};
+  in.now = "2026-01-01T00:00:00Z";
+  json tw = Tw(4);
+  tw["metadata"]["generation"] = 18446744073709551615ull;
+  json s = ComputeStatus(tw, in);
+  EXPECT_EQ(s["observedGeneration"], 0);
+  EXPECT_EQ(s["desiredNodes"], 0);
+  EXPECT_EQ(s["readyNodes"], 1);
+  in.daemon_set["status"]["desiredNumberScheduled"] = int64_t{1} << 40;
+  EXPECT_EQ(ComputeStatus(Tw(4), in)["desiredNodes"], INT32_MAX);
+}
+
 TEST(StatusTest, AllReadyAndStableTransitionTimes) {
   StatusInputs in;
   in.daemon_set = Ds(2);

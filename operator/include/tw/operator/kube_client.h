@@ -25,6 +25,11 @@ namespace tw::op {
 
 using Json = nlohmann::json;
 
+// The integer field `key` of `object`, or `fallback` when the object lacks it or holds
+// something that is not an integer of int64 range (a float, 3.9e44, a string): values from
+// the API server are outside input, and converting such a number to an integer is undefined.
+int64_t JsonInt(const Json& object, std::string_view key, int64_t fallback);
+
 // Where one resource type's objects live in the REST tree.
 struct ResourceType {
   std::string group;    // "" for the core group
