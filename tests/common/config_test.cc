@@ -101,7 +101,9 @@ TEST(Config, StringsMustBeUtf8AndRoundTrip) {
   EXPECT_EQ(bad.status().message(), "tenants[0].name: must be UTF-8 text");
   EXPECT_FALSE(ParseYaml("mesh: {node_name: \"\xc0\xaf\"}\n").ok());  // overlong '/'
   Config c;
-  c.mesh.node_name = "n\xc3\xb6" "de-\xe2\x82\xac-\xf0\x9f\x98\x80";  // ö, €, an emoji
+  c.mesh.node_name =
+      "n\xc3\xb6"
+      "de-\xe2\x82\xac-\xf0\x9f\x98\x80";  // ö, €, an emoji
   c.tenants = {{"tab\there\x01", {1}, {}}};
   auto back = ParseYaml(RenderYaml(c));
   ASSERT_TRUE(back.ok()) << back.status().ToString();

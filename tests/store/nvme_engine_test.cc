@@ -83,7 +83,6 @@ TEST(NvmeEngineTest, CommitsHeldBehindAFailingSealFailInsteadOfWaiting) {
   state->Revive();
 }
 
-
 // A superblock whose checksum is valid but whose geometry is not (another program's bug,
 // tampering): Open refuses it as data loss instead of dividing by a zero region size or
 // reading past the device (found by the store_metadata fuzz target's geometry check).
