@@ -164,6 +164,30 @@ class System:
         return {"module": type(self).__module__, "name": self.name}
 
 
+class ServerSystem(System):
+    """A system served by one server process listening on a Unix socket (twd, Redis)."""
+
+    proc = None
+    socket = ""
+
+    def spawn(self, argv, log_path, timeout, what):
+        """Starts `argv` and waits until it listens on `self.socket` (or dies)."""
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.proc = Process(argv, log_path)
+        wait_for(lambda: os.path.exists(self.socket) or not self.proc.alive(), timeout, what)
+        if not self.proc.alive():
+            raise RuntimeError(f"{what} exited:\n" + self.proc.log_tail())
+
+    def stop(self):
+        written = self.proc.stop() if self.proc else 0
+        self.proc = None
+        return written
+
+    def holder_pids(self):
+        return [self.proc.pid] if self.proc else []
+
+
 def make_client(spec, chunk_bytes, proc_index, n_chunks):
     """A client of the system `spec` describes, in the calling (worker) process."""
     module = importlib.import_module(spec["module"])

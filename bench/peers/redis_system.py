@@ -10,12 +10,12 @@ import time
 
 import numpy as np
 
-from common import Process, System, Unavailable, stamped, wait_for
+from common import ServerSystem, Unavailable, stamped
 
 SERVER = "/usr/bin/redis-server"
 
 
-class RedisSystem(System):
+class RedisSystem(ServerSystem):
     name = "redis"
     label = "Redis"
     put_kind = "SET, in memory (default RDB save points; dump.rdb written at shutdown)"
@@ -49,23 +49,10 @@ class RedisSystem(System):
     def start(self, workdir, capacity):
         self.workdir = workdir
         self.socket = os.path.join(workdir, "redis.sock")
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
         argv = [SERVER, "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
                 "--dir", workdir, "--dbfilename", "dump.rdb", "--daemonize", "no",
                 "--protected-mode", "yes", "--logfile", ""]
-        self.proc = Process(argv, os.path.join(workdir, "redis.log"))
-        wait_for(lambda: os.path.exists(self.socket) or not self.proc.alive(), 30, "redis")
-        if not self.proc.alive():
-            raise RuntimeError("redis-server exited:\n" + self.proc.log_tail())
-
-    def stop(self):
-        written = self.proc.stop() if self.proc else 0
-        self.proc = None
-        return written
-
-    def holder_pids(self):
-        return [self.proc.pid] if self.proc else []
+        self.spawn(argv, os.path.join(workdir, "redis.log"), 30, "redis-server")
 
     def client_spec(self):
         return dict(super().client_spec(), socket=self.socket)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from common import Process, System, Unavailable, stamped, wait_for
+from common import ServerSystem, Unavailable, stamped
 
 CHUNK_TOKENS = 256
 NS = {"model": "peers-bench", "model_revision": "1", "tokenizer": "t", "kv_dtype": "bf16",
@@ -21,7 +21,7 @@ def _size(n, least_mib):
     return f"{max(least_mib, -(-n // (1 << 20)))}MiB"
 
 
-class TwdSystem(System):
+class TwdSystem(ServerSystem):
     name = "twd"
     label = "twd"
     put_kind = "durability disk (on NVMe when acknowledged)"
@@ -57,8 +57,6 @@ class TwdSystem(System):
         data = os.path.join(workdir, "data")
         os.makedirs(data, exist_ok=True)
         self.socket = os.path.join(workdir, "twd.sock")
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
         argv = [self.binary, "--socket", self.socket, "--admin-socket",
                 os.path.join(workdir, "twd-admin.sock"), "--data-dir", data,
                 "--dram-capacity", _size(capacity * 5 // 4, 64),
@@ -66,18 +64,7 @@ class TwdSystem(System):
                 # bytes here, and a full NVMe tier would reclaim (evict) the oldest chunks.
                 "--nvme-capacity", _size(capacity * 4 + (512 << 20), 256), "--metrics-address", "127.0.0.1:0",
                 "--log-level", "warn"]
-        self.proc = Process(argv, os.path.join(workdir, "twd.log"))
-        wait_for(lambda: os.path.exists(self.socket) or not self.proc.alive(), 60, "twd")
-        if not self.proc.alive():
-            raise RuntimeError("twd exited:\n" + self.proc.log_tail())
-
-    def stop(self):
-        written = self.proc.stop() if self.proc else 0
-        self.proc = None
-        return written
-
-    def holder_pids(self):
-        return [self.proc.pid] if self.proc else []
+        self.spawn(argv, os.path.join(workdir, "twd.log"), 60, "twd")
 
     def client_spec(self):
         return dict(super().client_spec(), socket=self.socket, durability=self.durability)

@@ -331,14 +331,24 @@ def setup(control_plane, workdir):
         raise AssertionError("the operator's token may list Secrets: %r" % who.stdout)
 
 
-if __name__ == "__main__":
+def main(ctx, setup, cleanup=None):
+    """Runs a suite that needs tw-operator and helm besides the API server (skipped, exit 77,
+    without them); `cleanup` runs however the suite ends."""
     kubelib.skip_unless_available()
-    CTX["operator"] = find_operator()
-    if CTX["operator"] is None:
+    ctx["operator"] = find_operator()
+    if ctx["operator"] is None:
         kubelib.log("SKIP: tw-operator is not built ($TW_BIN_DIR, build/*/bin)")
         sys.exit(kubelib.SKIP)
-    CTX["helms"] = chartlib.find_helms()
-    if not CTX["helms"]:
+    ctx["helms"] = chartlib.find_helms()
+    if not ctx["helms"]:
         kubelib.log("SKIP: no helm to render the chart (tests/chart/chartlib.py)")
         sys.exit(kubelib.SKIP)
-    kubelib.run_tests(setup)
+    try:
+        kubelib.run_tests(setup)
+    finally:
+        if cleanup:
+            cleanup()
+
+
+if __name__ == "__main__":
+    main(CTX, setup)

@@ -41,7 +41,8 @@ sys.path.insert(0, HERE)
 import kubelib  # noqa: E402
 import chartlib  # noqa: E402  (tests/chart/, on sys.path through kubelib)
 from kubelib import wait_for  # noqa: E402
-from operator_test import find_operator, free_port  # noqa: E402
+import operator_test  # noqa: E402
+from operator_test import free_port  # noqa: E402
 
 RELEASE, RELEASE_NS, NS = "tw", "tw-system", "inference"
 EXAMPLE = os.path.join(kubelib.SOURCE_DIR, "examples", "vllm-inject.yaml")
@@ -270,18 +271,10 @@ def setup(control_plane, workdir):
              lambda: op.ready() and mutated(create(engine_pod("probe"), dry_run=True)[0]), 30)
 
 
+def stop_operator():
+    if "op" in CTX:
+        CTX["op"].stop()
+
+
 if __name__ == "__main__":
-    kubelib.skip_unless_available()
-    CTX["operator"] = find_operator()
-    if CTX["operator"] is None:
-        kubelib.log("SKIP: tw-operator is not built ($TW_BIN_DIR, build/*/bin)")
-        sys.exit(kubelib.SKIP)
-    CTX["helms"] = chartlib.find_helms()
-    if not CTX["helms"]:
-        kubelib.log("SKIP: no helm to render the chart (tests/chart/chartlib.py)")
-        sys.exit(kubelib.SKIP)
-    try:
-        kubelib.run_tests(setup)
-    finally:
-        if "op" in CTX:
-            CTX["op"].stop()
+    operator_test.main(CTX, setup, stop_operator)
